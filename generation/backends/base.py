@@ -1,0 +1,236 @@
+"""The one interface every FLUX.2 backend implements.
+
+A backend is a small stateless object. It declares what it can do (`capabilities`), refuses a
+request that breaks its rules before anything is sent (`validate`), prices a request
+(`estimate_cost`), and speaks its provider's protocol in short, non-blocking steps:
+
+    submit()  -> Submission        one HTTP call; the provider's task id comes back at once
+    poll()    -> PollResult        one HTTP call; never waits for the provider to finish
+    fetch()   -> bytes             downloads a finished result from the provider's own hosts
+    cancel()                       best effort, where the provider allows it
+
+Synchronous providers (preview, Cloudflare, in-process diffusers) return a Submission whose
+`result` is already a finished PollResult, so the engine goes straight to ingesting.
+
+Every failure is a `BackendError` carrying our error class, the provider's message, whether it
+is worth retrying and, for 429s, the provider's Retry-After. The engine (generation/engine.py and
+generation/tasks.py) decides what to do with it; backends never sleep and never retry.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+
+class ErrorClass(enum.StrEnum):
+    AUTH = "auth"  # bad or missing key, no permission: fix the configuration
+    QUOTA = "quota"  # out of credits / payment problem
+    RATE_LIMITED = "rate_limited"  # 429: too many active tasks; retry after a pause
+    INVALID_REQUEST = "invalid_request"  # the provider (or our rule check) refused the request
+    MODERATED = "moderated"  # prompt/input or output refused by the provider's moderation
+    PROVIDER_ERROR = "provider_error"  # 5xx, provider-side processing error
+    NETWORK = "network"  # connection refused/dropped, DNS, TLS
+    TIMEOUT = "timeout"  # the HTTP call or the whole generation took too long
+    NOT_FOUND = "not_found"  # the provider no longer knows the task
+    EXPIRED = "expired"  # the result URL expired before we downloaded it
+    BAD_RESULT = "bad_result"  # the provider answered, but not with a usable image/JSON
+
+
+class BackendError(Exception):
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status_code: int | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status_code = status_code
+        self.details = dict(details or {})
+
+    def __str__(self) -> str:
+        return f"{self.error_class}: {self.message}"
+
+
+class RuleViolation(BackendError):
+    """The request breaks one of the backend's documented rules; nothing was sent."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(ErrorClass.INVALID_REQUEST, message, retryable=False)
+        self.rule = rule
+
+
+@dataclass(frozen=True)
+class ReferenceInput:
+    """A reference image as sent to a provider (already cleaned by the reference library)."""
+
+    role: str
+    content: bytes
+    content_type: str
+    width: int
+    height: int
+    name: str = ""
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1_000_000
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model: str  # the studio's model vocabulary: "flux-2-pro", "flux-2-flex", "flux-2-klein-4b", ...
+    prompt: str  # the resolved prompt; a structured prompt arrives as its JSON text
+    width: int
+    height: int
+    seed: int | None = None
+    references: tuple[ReferenceInput, ...] = ()
+    # Optional model parameters: steps, guidance, prompt_upsampling, safety_tolerance, output_format.
+    params: Mapping[str, Any] = field(default_factory=dict)
+    # Brand colours (#RRGGBB) for backends that draw them (the preview backend).
+    palette: tuple[str, ...] = ()
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str  # studio vocabulary id
+    provider_model: str  # the provider's own id/path
+    max_references: int
+    max_megapixels: float = 4.0
+    min_side: int = 64
+    max_side: int = 2048
+    dimension_step: int = 16
+    params: frozenset[str] = frozenset()  # supported optional parameters
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    models: Mapping[str, ModelSpec]
+    calls_back: bool = False  # the provider can deliver webhooks
+    can_cancel: bool = False
+    synchronous: bool = False  # submit() returns the finished result
+
+
+class ProviderState(enum.StrEnum):
+    PENDING = "pending"  # queued or running at the provider
+    READY = "ready"  # finished: result_url or result_bytes is set
+    FAILED = "failed"  # terminal; see error
+
+
+@dataclass(frozen=True)
+class PollResult:
+    state: ProviderState
+    progress: float | None = None
+    result_url: str | None = None
+    result_bytes: bytes | None = None
+    content_type: str | None = None
+    cost: Decimal | None = None  # USD, when the provider reports it
+    seed: int | None = None
+    provider_prompt: str | None = None  # the final prompt, e.g. after upsampling
+    error: BackendError | None = None  # set when state is FAILED
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Submission:
+    task_id: str
+    poll_url: str | None = None
+    cost: Decimal | None = None  # USD, when the submit answer carries it
+    result: PollResult | None = None  # synchronous backends answer at once
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Credentials and endpoints, resolved from the workspace's provider account or the environment."""
+
+    api_key: str = ""
+    base_url: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class Backend:
+    name: ClassVar[str]
+    label: ClassVar[str]
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+
+    def capabilities(self) -> Capabilities:
+        raise NotImplementedError
+
+    def is_configured(self) -> bool:
+        return True
+
+    def validate(self, request: GenerationRequest) -> None:
+        """Raise RuleViolation naming the broken rule; nothing has been sent at this point."""
+        caps = self.capabilities()
+        spec = caps.models.get(request.model)
+        if spec is None:
+            served = ", ".join(sorted(caps.models))
+            raise RuleViolation("model", f"{self.label} cannot serve {request.model} (it serves {served}).")
+        if len(request.references) > spec.max_references:
+            raise RuleViolation(
+                "max_references",
+                f"{request.model} on {self.label} takes at most {spec.max_references} reference images "
+                f"({len(request.references)} given).",
+            )
+        for side_name, side in (("width", request.width), ("height", request.height)):
+            if side < spec.min_side or side > spec.max_side:
+                raise RuleViolation(
+                    "dimensions", f"{side_name} {side} is outside {spec.min_side}–{spec.max_side} px on {self.label}."
+                )
+            if side % spec.dimension_step:
+                raise RuleViolation(
+                    "dimension_step", f"{side_name} {side} must be a multiple of {spec.dimension_step} on {self.label}."
+                )
+        if request.megapixels > spec.max_megapixels + 1e-9:
+            raise RuleViolation(
+                "max_megapixels",
+                f"{request.width}×{request.height} is {request.megapixels:.2f} MP; {self.label} allows at most "
+                f"{spec.max_megapixels:g} MP.",
+            )
+        unknown = set(request.params) - spec.params
+        if unknown:
+            raise RuleViolation(
+                "params", f"{request.model} on {self.label} does not take: {', '.join(sorted(unknown))}."
+            )
+
+    def estimate_cost(self, request: GenerationRequest) -> Decimal:
+        """Price in USD from the provider's published pricing (providers.md)."""
+        raise NotImplementedError
+
+    def submit(self, request: GenerationRequest) -> Submission:
+        raise NotImplementedError
+
+    def poll(self, *, task_id: str, poll_url: str | None) -> PollResult:
+        raise NotImplementedError
+
+    def fetch(self, result: PollResult) -> tuple[bytes, str]:
+        """Download a READY result: (bytes, content type). Raises BackendError (EXPIRED, BAD_RESULT...)."""
+        if result.result_bytes is not None:
+            return result.result_bytes, result.content_type or "application/octet-stream"
+        raise NotImplementedError
+
+    def cancel(self, *, task_id: str, poll_url: str | None) -> bool:
+        return False
+
+    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes, secret: str) -> tuple[str, PollResult]:
+        """Verify and parse a provider callback: (task id, result). Raises BackendError when invalid."""
+        raise NotImplementedError
