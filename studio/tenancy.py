@@ -46,7 +46,14 @@ def workspace_context(request: HttpRequest) -> dict[str, Any]:
     membership = getattr(request, "membership", None)
     if membership is None:
         return {}
+    from django.db.models import Count, Max
+
+    from campaigns.models import Brand
+
+    # Bumps the palette stylesheet's URL whenever a brand kit changes, so swatches never go stale.
+    stamp = Brand.objects.filter(workspace=membership.workspace).aggregate(n=Count("id"), t=Max("updated_at"))
     return {
+        "palette_version": f"{stamp['n']}-{stamp['t'].timestamp() if stamp['t'] else 0:.0f}",
         "current_workspace": membership.workspace,
         "current_membership": membership,
         "user_memberships": Membership.objects.for_user(request.user),

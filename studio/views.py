@@ -22,7 +22,7 @@ from studio.tenancy import SESSION_KEY, member_required
 def home(request: StudioRequest) -> HttpResponse:
     workspace = request.workspace
     context = {
-        "brands": Brand.objects.filter(workspace=workspace).prefetch_related("campaigns")[:12],
+        "brands": Brand.objects.filter(workspace=workspace).all()[:12],
         "campaigns": Campaign.objects.filter(workspace=workspace).select_related("brand")[:8],
         "templates": PromptTemplate.objects.filter(workspace=workspace).select_related("brand")[:8],
         "reference_count": ReferenceImage.objects.filter(workspace=workspace).count(),

@@ -1,0 +1,149 @@
+"""Forms for brand kits and campaigns."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+
+from campaigns.channels import CHANNEL_CHOICES
+from campaigns.models import Campaign, ReferenceImage, ReferenceRole
+
+HEX_RE = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+MAX_PALETTE = 12
+
+
+def normalise_hex(value: str) -> str:
+    """'#1a1a2e', '1A1A2E' and '#abc' become '#1A1A2E' / '#AABBCC'; anything else raises ValueError."""
+    match = HEX_RE.match(value.strip())
+    if not match:
+        raise ValueError(value)
+    digits = match.group(1)
+    if len(digits) == 3:
+        digits = "".join(ch * 2 for ch in digits)
+    return "#" + digits.upper()
+
+
+def split_words(text: str) -> list[str]:
+    """Words/phrases separated by commas or new lines, trimmed, de-duplicated case-insensitively."""
+    seen: dict[str, str] = {}
+    for item in re.split(r"[,\n]", text):
+        item = item.strip()
+        if item and item.lower() not in seen:
+            seen[item.lower()] = item
+    return list(seen.values())
+
+
+class BrandForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    typography_hints = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        help_text="How text should look in images, e.g. “bold geometric sans-serif headlines, generous letter spacing”.",
+    )
+    fonts = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="One per line: family — usage, e.g. “Inter — headlines”.",
+    )
+    tone_of_voice = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    words_to_use = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, help_text="Comma or line separated."
+    )
+    words_to_avoid = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        help_text="Comma or line separated. Prompts that contain them are flagged.",
+    )
+    default_formats = forms.MultipleChoiceField(
+        choices=CHANNEL_CHOICES, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    logo = forms.ModelChoiceField(
+        queryset=ReferenceImage.objects.none(),
+        required=False,
+        help_text="Pick one of this brand's references with the role “logo”.",
+    )
+
+    def __init__(self, *args: Any, brand: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if brand is not None:
+            self.fields["logo"].queryset = ReferenceImage.objects.filter(brand=brand, role=ReferenceRole.LOGO)
+        else:
+            del self.fields["logo"]
+        self.palette_rows: list[dict[str, str]] = []
+
+    def clean_fonts(self) -> list[dict[str, str]]:
+        fonts = []
+        for line in self.cleaned_data["fonts"].splitlines():
+            if not line.strip():
+                continue
+            parts = re.split(r"\s+[—–-]\s+|\s*:\s*", line.strip(), maxsplit=1)
+            family = parts[0].strip()
+            usage = parts[1].strip() if len(parts) > 1 else ""
+            fonts.append({"family": family[:80], "usage": usage[:120]})
+        return fonts
+
+    def clean_words_to_use(self) -> list[str]:
+        return split_words(self.cleaned_data["words_to_use"])
+
+    def clean_words_to_avoid(self) -> list[str]:
+        return split_words(self.cleaned_data["words_to_avoid"])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        names = self.data.getlist("palette_name") if hasattr(self.data, "getlist") else []
+        hexes = self.data.getlist("palette_hex") if hasattr(self.data, "getlist") else []
+        palette, problems, seen = [], [], set()
+        for index, (name, value) in enumerate(zip(names, hexes, strict=False), start=1):
+            name, value = name.strip(), value.strip()
+            self.palette_rows.append({"name": name, "hex": value})
+            if not name and value in ("", "#"):
+                continue  # an unused row (new rows start with a lone "#")
+            try:
+                hex_value = normalise_hex(value)
+            except ValueError:
+                problems.append(f"Colour {index}: “{value or '(empty)'}” is not a hex colour like #1A1A2E.")
+                continue
+            if not name:
+                problems.append(f"Colour {index} ({hex_value}) needs a name, e.g. “Midnight”.")
+                continue
+            if hex_value in seen:
+                problems.append(f"Colour {index}: {hex_value} is already in the palette.")
+                continue
+            seen.add(hex_value)
+            palette.append({"name": name[:40], "hex": hex_value})
+        if len(palette) > MAX_PALETTE:
+            problems.append(f"A palette holds at most {MAX_PALETTE} colours (FLUX.2 works best with 3–5).")
+        if problems:
+            self.add_error(None, forms.ValidationError(problems))
+        data["palette"] = palette
+        return data
+
+
+class CampaignForm(forms.ModelForm):
+    channels = forms.MultipleChoiceField(choices=CHANNEL_CHOICES, required=False, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = Campaign
+        fields = ["name", "objective", "brief", "channels", "starts_on", "ends_on", "budget_cap", "status"]
+        widgets = {
+            "starts_on": forms.DateInput(attrs={"type": "date"}),
+            "ends_on": forms.DateInput(attrs={"type": "date"}),
+            "brief": forms.Textarea(attrs={"rows": 4}),
+            "budget_cap": forms.NumberInput(attrs={"step": "0.01", "min": "0"}),
+        }
+        help_texts = {
+            "budget_cap": "USD. Generation batches that would exceed it are refused. Only admins can change it.",
+        }
+
+    def __init__(self, *args: Any, can_set_budget: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not can_set_budget:
+            # Disabled fields ignore posted values: an editor cannot raise the cap by crafting a POST.
+            self.fields["budget_cap"].disabled = True
+
+
+class CampaignStatusForm(forms.Form):
+    status = forms.ChoiceField(choices=Campaign.Status.choices)
