@@ -1,0 +1,31 @@
+# The two commands of the README. The work happens in scripts/ (bash), because the first step,
+# finding a Python >= 3.12, has to run before any suitable Python exists.
+#
+#   make run                  set up .venv, migrate, load the demo data, start web + worker (Ctrl-C stops both)
+#   make test [ARGS="-k x"]   set up .venv (dev extra), ruff, pytest on PostgreSQL + Redis
+#   make lint                 ruff check + ruff format --check only
+#   make demo                 (re)load the demo data only
+#   make clean                remove .venv and var/ (the SQLite database, media, queue, artefacts)
+
+ARGS ?=
+
+.PHONY: run test lint demo clean help
+.DEFAULT_GOAL := help
+
+help:
+	@sed -n '4,9p' Makefile | sed 's/^#  *//'
+
+run:
+	@scripts/run.sh
+
+test:
+	@scripts/test.sh $(ARGS)
+
+lint:
+	@scripts/lint.sh
+
+demo:
+	@scripts/run.sh --setup-only
+
+clean:
+	rm -rf .venv var

@@ -1,0 +1,97 @@
+# Shared helpers for scripts/run.sh and scripts/test.sh (sourced, not executed).
+#
+# ensure_venv [dev]   create .venv with a Python >= 3.12 (scripts/find-python.sh) and install the
+#                     dependencies listed in pyproject.toml (plus the dev extra when asked).
+#                     pip runs only when pyproject.toml changed since the last install, or when the
+#                     dev extra is wanted and was not installed yet (stamp file .venv/.studio-install).
+# free_port           print a free TCP port on 127.0.0.1.
+# say MESSAGE         print a progress line.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${STUDIO_VENV:-$ROOT/.venv}"
+VPY="$VENV/bin/python"
+STAMP="$VENV/.studio-install"
+
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+    _B=$'\033[1m' _Y=$'\033[1;33m' _R=$'\033[1;31m' _N=$'\033[0m'
+else
+    _B="" _Y="" _R="" _N=""
+fi
+say() { printf '%s==> %s%s\n' "$_B" "$*" "$_N"; }
+warn() { printf '%s==> %s%s\n' "$_Y" "$*" "$_N" >&2; }
+die() { printf '%s==> %s%s\n' "$_R" "$*" "$_N" >&2; exit 1; }
+
+_venv_ok() {
+    [ -x "$VPY" ] && "$VPY" -c 'import sys; raise SystemExit(sys.version_info < (3, 12))' 2>/dev/null
+}
+
+_pyproject_hash() {
+    "$VPY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$ROOT/pyproject.toml"
+}
+
+# The dependency list of pyproject.toml (and its dev extra) as requirement lines. The project itself
+# is not installed: it runs from the checkout (manage.py, pytest's pythonpath), so no build backend
+# runs and nothing is written into the tree.
+_requirements() {
+    "$VPY" - "$ROOT/pyproject.toml" "$1" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)["project"]
+reqs = list(project.get("dependencies", []))
+for extra in filter(None, sys.argv[2].split(",")):
+    reqs += project.get("optional-dependencies", {}).get(extra, [])
+print("\n".join(reqs))
+PY
+}
+
+ensure_venv() {
+    local extras="${1:-}"
+    if ! _venv_ok; then
+        local py
+        py="$("$ROOT/scripts/find-python.sh")" || exit 1
+        if [ -e "$VENV" ]; then
+            warn "$VENV is missing or not Python >= 3.12: recreating it"
+            rm -rf "$VENV"
+        fi
+        say "Creating $VENV with $py ($("$py" -V 2>&1))"
+        "$py" -m venv "$VENV" || die "could not create $VENV (on Debian/Ubuntu: apt-get install python3-venv)"
+    fi
+
+    local hash want have_hash="" have_extras=""
+    hash="$(_pyproject_hash)"
+    want="$extras"
+    if [ -f "$STAMP" ]; then
+        read -r have_hash have_extras <"$STAMP" || true
+    fi
+    if [ "$have_hash" = "$hash" ] && { [ -z "$want" ] || [ "$have_extras" = "$want" ]; }; then
+        return 0  # pyproject.toml unchanged since the last install: no pip at all
+    fi
+    # Once the dev extra is installed keep it (a `make run` after `make test` must not drop it).
+    if [ "$have_extras" = "dev" ]; then want="dev"; fi
+
+    local reqfile="$VENV/requirements.txt"
+    _requirements "$want" >"$reqfile" || die "could not read the dependencies from pyproject.toml"
+    say "Installing dependencies from pyproject.toml${want:+ (with the $want extra)} into $VENV (the first time takes a minute or two)"
+    "$VPY" -m pip install --disable-pip-version-check --quiet --progress-bar off -r "$reqfile" \
+        || die "pip install failed (see above); is PyPI reachable?"
+    printf '%s %s\n' "$hash" "$want" >"$STAMP"
+}
+
+free_port() {
+    "$VPY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_port HOST PORT SECONDS: wait until something accepts connections there.
+wait_port() {
+    "$VPY" - "$1" "$2" "$3" <<'PY'
+import socket, sys, time
+host, port, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+        raise SystemExit(0)
+    except OSError:
+        time.sleep(0.1)
+raise SystemExit(1)
+PY
+}

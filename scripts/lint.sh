@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `make lint`: ruff check + ruff format --check (scripts/test.sh runs the same before pytest).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+ensure_venv dev
+rc=0
+say "ruff check ."
+"$VENV/bin/ruff" check . || rc=$?
+say "ruff format --check ."
+"$VENV/bin/ruff" format --check --output-format concise . || rc=$?
+exit "$rc"
