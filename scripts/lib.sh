@@ -17,8 +17,9 @@ if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
 else
     _B="" _Y="" _R="" _N=""
 fi
-say() { printf '%s==> %s%s\n' "$_B" "$*" "$_N"; }
-warn() { printf '%s==> %s%s\n' "$_Y" "$*" "$_N" >&2; }
+# (never fail: a closed pipe or terminal must not abort a cleanup under set -e)
+say() { printf '%s==> %s%s\n' "$_B" "$*" "$_N" 2>/dev/null || true; }
+warn() { printf '%s==> %s%s\n' "$_Y" "$*" "$_N" >&2 2>/dev/null || true; }
 die() { printf '%s==> %s%s\n' "$_R" "$*" "$_N" >&2; exit 1; }
 
 _venv_ok() {

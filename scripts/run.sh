@@ -58,7 +58,9 @@ alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 
 cleanup() {
     local rc=$?
-    trap - EXIT
+    set +e
+    trap - EXIT HUP
+    trap '' PIPE  # output may be gone (a closed pipe or terminal): stop the servers all the same
     # A second Ctrl-C does not wait for the warm shutdown.
     trap 'stop_group "$WEB_PID" KILL; stop_group "$WORKER_PID" KILL; exit 130' INT TERM
     if alive "$WEB_PID" || alive "$WORKER_PID"; then
@@ -83,6 +85,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 # Each server in its own process group (job control on only while starting them), so that one
 # kill reaches all of its processes, and Ctrl-C reaches this script, which stops them in order.

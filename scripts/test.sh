@@ -37,7 +37,9 @@ as_postgres() {
 
 cleanup() {
     local rc=$?
-    trap - EXIT INT TERM
+    set +e
+    trap - EXIT INT TERM HUP
+    trap '' PIPE  # output may be gone (a closed pipe or terminal): stop the servers all the same
     if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
         say "Stopping the throwaway PostgreSQL"
         as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
@@ -57,10 +59,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 find_pg_bin() {
     local dir
-    if [ -n "${PG_BINDIR:-}" ]; then echo "$PG_BINDIR"; return 0; fi
+    if [ -n "${PG_BINDIR:-}" ]; then
+        [ -x "$PG_BINDIR/initdb" ] && [ -x "$PG_BINDIR/pg_ctl" ] && echo "$PG_BINDIR"
+        return  # PG_BINDIR set: that folder or nothing
+    fi
     # Debian/Ubuntu keep the server binaries out of PATH: take the newest installed major version.
     for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
         if [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then echo "$dir"; return 0; fi
