@@ -27,4 +27,10 @@ from campaigns.views import prompt_templates, references  # noqa: E402
 urlpatterns += [
     path("templates/", prompt_templates.template_list, name="template-list"),
     path("templates/<uuid:code>/", prompt_templates.template_detail, name="template-detail"),
+    path("templates/new/", prompt_templates.template_create, name="template-create"),
+    path("templates/<uuid:code>/versions/", prompt_templates.template_versions, name="template-versions"),
+    path("templates/<uuid:code>/versions/new/", prompt_templates.template_version_create, name="template-version-create"),
+    path("templates/<uuid:code>/versions/<int:number>/", prompt_templates.template_version, name="template-version"),
+    path("templates/<uuid:code>/diff/", prompt_templates.template_diff, name="template-diff"),
+    path("templates/<uuid:code>/preview/", prompt_templates.template_preview, name="template-preview"),
 ]
