@@ -266,3 +266,72 @@ LOGGING = {
 # Test runs: the fast hasher (passwords are irrelevant to what the tests check).
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Generation engine
+# Provider credentials from the environment: the fallback when a workspace has no enabled
+# provider account (generation/accounts.py). BFL_API_URL takes a URL or a region ("eu", "us").
+BFL_API_KEY = env_secret("BFL_API_KEY")
+BFL_API_URL = os.environ.get("BFL_API_URL", "https://api.bfl.ai")
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+# Active tasks each provider account may have at once, shared by every worker through Redis
+# (generation/caps.py). BFL allows 24 per account; a ProviderAccount.max_concurrency overrides.
+ENGINE_CONCURRENCY = {
+    "default": env_int("ENGINE_CONCURRENCY_DEFAULT", 8),
+    "bfl": env_int("ENGINE_CONCURRENCY_BFL", 24),
+    "preview": env_int("ENGINE_CONCURRENCY_PREVIEW", 4),
+}
+ENGINE_REDIS_PREFIX = os.environ.get("ENGINE_REDIS_PREFIX", "engine")
+# Polling (seconds): first poll after ENGINE_POLL_INITIAL without a latency hint, then each wait
+# grows with the time already waited, clamped to MIN..MAX; with a hint (provider progress or the
+# observed duration of recent generations) polls aim at the expected finish (AIM × estimate).
+ENGINE_POLL_INITIAL = env_float("ENGINE_POLL_INITIAL", 0.5)
+ENGINE_POLL_MIN = env_float("ENGINE_POLL_MIN", 0.1)
+ENGINE_POLL_MAX = env_float("ENGINE_POLL_MAX", 8.0)
+ENGINE_POLL_AIM = env_float("ENGINE_POLL_AIM", 0.95)
+# Retries of network errors, timeouts and 5xx: full-jitter exponential backoff from BASE up to
+# CAP seconds, at most MAX_RETRIES times, then the generation fails with the last error. 429s
+# wait out Retry-After (at most RETRY_AFTER_MAX) and have their own budget, MAX_RATE_LIMITED.
+ENGINE_RETRY_BASE = env_float("ENGINE_RETRY_BASE", 1.0)
+ENGINE_RETRY_CAP = env_float("ENGINE_RETRY_CAP", 60.0)
+ENGINE_MAX_RETRIES = env_int("ENGINE_MAX_RETRIES", 5)
+ENGINE_MAX_RATE_LIMITED = env_int("ENGINE_MAX_RATE_LIMITED", 50)
+ENGINE_RETRY_AFTER_MAX = env_float("ENGINE_RETRY_AFTER_MAX", 300.0)
+# Recovery after a crash. A step claims its row for CLAIM_TTL (longer than any HTTP call's
+# timeout, so a slow call is never run twice); the sweep runs every SWEEP_INTERVAL and re-drives
+# a row whose next step is STUCK_AFTER overdue. STUCK_AFTER sits well above the normal lag
+# between a countdown and its task starting (broker backlog: seconds), so healthy work is never
+# re-driven, and far below Redis' redelivery (visibility_timeout, 300 s), so a SIGKILLed worker's
+# generations resume within about STUCK_AFTER + SWEEP_INTERVAL (+ CLAIM_TTL for a step that was
+# mid-call). A concurrency lease outlives that window (LEASE_TTL), so a crash never frees a slot
+# the provider still counts, yet a leaked lease frees itself.
+ENGINE_CLAIM_TTL = env_float("ENGINE_CLAIM_TTL", 60.0)
+ENGINE_SWEEP_INTERVAL = env_float("ENGINE_SWEEP_INTERVAL", 15.0)
+ENGINE_STUCK_AFTER = env_float("ENGINE_STUCK_AFTER", 30.0)
+ENGINE_LEASE_TTL = env_float("ENGINE_LEASE_TTL", 180.0)
+ENGINE_CAP_RECHECK = env_float("ENGINE_CAP_RECHECK", 2.0)
+# Deadlines: at the provider (then `expired`), and waiting in the queue.
+ENGINE_PROVIDER_DEADLINE = env_float("ENGINE_PROVIDER_DEADLINE", 900.0)
+ENGINE_QUEUE_DEADLINE = env_float("ENGINE_QUEUE_DEADLINE", 86400.0)
+ENGINE_THUMBNAIL_SIZE = env_int("ENGINE_THUMBNAIL_SIZE", 512)
+ENGINE_MAX_RESULT_PIXELS = env_int("ENGINE_MAX_RESULT_PIXELS", 64_000_000)
+
+# Queues by kind of work: "dispatch" (submit/poll: short I/O, many in flight), "ingest"
+# (download, Pillow, storage: CPU); later "export" and "gpu". Workers: -Q celery,dispatch,ingest.
+CELERY_TASK_ROUTES = {
+    "generation.tasks.generation_ingest": {"queue": "ingest"},
+    "generation.tasks.*": {"queue": "dispatch"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "generation-sweep": {
+        "task": "generation.tasks.generation_sweep",
+        "schedule": ENGINE_SWEEP_INTERVAL,
+        # A sweep not started by the next one is pointless: do not let them pile up.
+        "options": {"expires": ENGINE_SWEEP_INTERVAL},
+    },
+}

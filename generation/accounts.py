@@ -1,0 +1,93 @@
+"""Which credentials a generation uses: the workspace's provider account, else the environment.
+
+`backend_for(workspace_id=..., backend="bfl")` answers the Backend to talk to and the account it
+came from (None: the environment's BFL_API_KEY / BFL_API_URL via registry.env_config). A
+generation remembers its account (Generation.provider_account), and every later step rebuilds the
+backend from that with `backend_for_generation`, so one generation never switches accounts half way.
+
+Backend instances are cached per process, keyed by their full configuration: building one is
+cheap, but the cache lets a backend keep per-instance state (host policy, timeouts) warm across
+the many short tasks of a worker. A changed key or URL is a different cache entry.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from generation.backends import registry
+from generation.backends.base import Backend, BackendConfig
+from generation.models import Generation, ProviderAccount
+
+UnknownBackend = registry.UnknownBackend
+
+
+def known_backends() -> list[str]:
+    return sorted(registry.BACKENDS)
+
+
+def _backend_class(name: str) -> type[Backend]:
+    try:
+        return registry.BACKENDS[name]
+    except KeyError:
+        raise UnknownBackend(name) from None
+
+
+def _env_config(name: str) -> BackendConfig:
+    return registry.env_config(name)
+
+
+def config_for_account(account: ProviderAccount) -> BackendConfig:
+    env = _env_config(account.backend)
+    extra = dict(env.extra)
+    if account.region:
+        extra["region"] = account.region
+    return BackendConfig(
+        api_key=account.api_key,
+        # An account without its own URL inherits the environment's (e.g. a regional endpoint).
+        base_url=account.base_url or account.region or env.base_url,
+        extra=extra,
+    )
+
+
+@lru_cache(maxsize=64)
+def _instance(
+    cls: type[Backend], api_key: str, base_url: str, extra: tuple[tuple[str, str], ...]
+) -> Backend:
+    return cls(BackendConfig(api_key=api_key, base_url=base_url, extra=dict(extra)))
+
+
+def build(name: str, config: BackendConfig) -> Backend:
+    return _instance(
+        _backend_class(name),
+        config.api_key,
+        config.base_url,
+        tuple(sorted(config.extra.items())),
+    )
+
+
+def enabled_account(*, workspace_id: int, backend: str) -> ProviderAccount | None:
+    return ProviderAccount.objects.filter(
+        workspace_id=workspace_id, backend=backend, enabled=True
+    ).first()
+
+
+def backend_for(
+    *, workspace_id: int, backend: str
+) -> tuple[Backend, ProviderAccount | None]:
+    """The Backend for (workspace, backend name): its enabled account, else the environment."""
+    _backend_class(backend)
+    account = enabled_account(workspace_id=workspace_id, backend=backend)
+    config = (
+        config_for_account(account) if account is not None else _env_config(backend)
+    )
+    return build(backend, config), account
+
+
+def backend_for_generation(generation: Generation) -> Backend:
+    account = generation.provider_account
+    config = (
+        config_for_account(account)
+        if account is not None
+        else _env_config(generation.backend)
+    )
+    return build(generation.backend, config)

@@ -1,0 +1,181 @@
+"""Per-provider concurrency caps shared by every worker, and small cross-worker flags.
+
+Providers cap the tasks an account may have active (BFL: 24, then 429). Every worker on every
+machine must count against the same number, so the count lives in Redis:
+
+- One sorted set per cap key (`<prefix>:cap:bfl:env`, `<prefix>:cap:bfl:12` for account 12). A
+  member is a generation id; its score is the time its lease expires (Redis server time, so
+  worker clocks do not matter).
+- `acquire` (one Lua script, atomic) drops expired leases, then adds the generation if fewer than
+  `limit` leases remain. Acquiring again for the same generation only extends its lease, so a
+  duplicate task delivery never takes a second slot.
+- `renew` extends a lease unconditionally: a generation the provider is working on must be
+  counted even if its lease lapsed meanwhile (for instance after a long worker outage).
+- `release` removes the lease when the provider no longer counts the task (ready, failed,
+  canceled).
+- A worker SIGKILLed between acquire and release cannot leak the slot forever: the lease expires
+  (ENGINE_LEASE_TTL after its last renewal, longer than the sweep's re-drive window so a crash
+  does not free a slot the provider still counts).
+
+Without Redis (the embedded development setup) the count comes from the database instead: the
+rows of the cap key that hold a slot (dispatched or at the provider), counted under a PostgreSQL
+advisory lock (SQLite serializes writers already).
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+from typing import Protocol
+
+import redis
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Q
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local expiry = now + tonumber(ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], 'GT', expiry, ARGV[1])
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+  return 1
+end
+return 0
+"""
+
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+@lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    # redis-py pools notice a fork (they compare the pid), so one client per process is safe under prefork.
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def redis_client() -> redis.Redis | None:
+    url = getattr(settings, "REDIS_URL", "")
+    return _client(url) if url else None
+
+
+def prefix() -> str:
+    return getattr(settings, "ENGINE_REDIS_PREFIX", "engine")
+
+
+class Cap(Protocol):
+    def acquire(self, member: int, *, limit: int, ttl: float) -> bool: ...
+    def renew(self, member: int, *, ttl: float) -> None: ...
+    def release(self, member: int) -> None: ...
+    def count(self) -> int: ...
+
+
+class RedisCap:
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self.client = client
+        self.key = f"{prefix()}:cap:{key}"
+
+    def acquire(self, member: int, *, limit: int, ttl: float) -> bool:
+        return bool(self.client.eval(_ACQUIRE, 1, self.key, str(member), limit, ttl))
+
+    def renew(self, member: int, *, ttl: float) -> None:
+        self.client.eval(_RENEW, 1, self.key, str(member), ttl)
+
+    def release(self, member: int) -> None:
+        self.client.zrem(self.key, str(member))
+
+    def count(self) -> int:
+        return int(self.client.eval(_COUNT, 1, self.key))
+
+    def members(self) -> set[int]:
+        self.count()
+        return {int(m) for m in self.client.zrange(self.key, 0, -1)}
+
+
+class DatabaseCap:
+    """The no-Redis fallback: the rows holding a slot are the count (see the module docstring)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def _holders(self):  # type: ignore[no-untyped-def]
+        from generation.models import Generation, GenerationState, parse_cap_key
+
+        backend, account_id = parse_cap_key(self.key)
+        return Generation.objects.for_cap(
+            backend=backend, account_id=account_id
+        ).filter(
+            Q(state=GenerationState.QUEUED, dispatched_at__isnull=False)
+            | Q(state__in=[GenerationState.SUBMITTED, GenerationState.RUNNING])
+        )
+
+    def acquire(self, member: int, *, limit: int, ttl: float) -> bool:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(%s)",
+                        [zlib.crc32(self.key.encode())],
+                    )
+            holders = self._holders()
+            if holders.filter(pk=member).exists():
+                return True
+            return holders.count() < limit
+
+    def renew(self, member: int, *, ttl: float) -> None:
+        return None
+
+    def release(self, member: int) -> None:
+        return None
+
+    def count(self) -> int:
+        return self._holders().count()
+
+
+def cap_for(key: str) -> RedisCap | DatabaseCap:
+    client = redis_client()
+    return RedisCap(client, key) if client is not None else DatabaseCap(key)
+
+
+def limit_for(backend: str, account_max: int | None = None) -> int:
+    if account_max:
+        return account_max
+    caps: dict[str, int] = getattr(settings, "ENGINE_CONCURRENCY", {})
+    return int(caps.get(backend, caps.get("default", 8)))
+
+
+def flag_once(name: str, ttl: float) -> bool:
+    """Set a short-lived cross-worker flag; True when this caller set it (it was not already set)."""
+    client = redis_client()
+    key = f"{prefix()}:flag:{name}"
+    if client is not None:
+        return bool(client.set(key, "1", nx=True, px=max(1, int(ttl * 1000))))
+    return cache.add(key, "1", timeout=max(1, int(ttl + 0.999)))
+
+
+def flag_clear(name: str) -> None:
+    client = redis_client()
+    key = f"{prefix()}:flag:{name}"
+    if client is not None:
+        client.delete(key)
+    else:
+        cache.delete(key)

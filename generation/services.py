@@ -1,0 +1,917 @@
+"""Generation services: create, dispatch, submit, poll, ingest, fail, cancel, expire, sweep.
+
+The only code that changes a generation's state. Every transition is ONE conditional UPDATE
+(`filter(pk=..., state__in=expected).update(...)`) that also stamps the transition's timestamp;
+it answers whether it won. A duplicate or late task delivery finds the row already moved and does
+nothing, which is what makes every Celery task here safe to run twice.
+
+Step functions (`generation_submit`, `generation_poll`, `generation_ingest`) never wait and never
+enqueue anything themselves: they answer a `Next` (what to run after how many seconds, and which
+concurrency caps got a free slot). generation/tasks.py turns a Next into Celery messages; the
+`generate` management command follows the same Next values in the foreground with real sleeps.
+So the worker path and the command path run the same engine code.
+
+Claims that keep a step from running twice at once:
+- dispatch: the row leaves the fair queue (`dispatched_at`) under SELECT ... FOR UPDATE SKIP LOCKED.
+- submit: `due_at <= now` → `due_at = now + ENGINE_CLAIM_TTL` (a second delivery sees a future
+  due_at and stops). The provider task id and polling URL are saved in the same UPDATE that moves
+  the row to `submitted`, before anything waits; a `submitted` row is only ever polled.
+- poll: tasks carry the poll sequence number; claiming increments `poll_count` where it still
+  equals that number, so exactly one poll chain survives duplicates and sweep re-drives.
+- ingest: the same due_at claim as submit; the file keys are deterministic and the Asset is
+  written with update_or_create, so even a second run gives one asset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from generation import accounts, caps, engine, fair, imaging
+from generation.backends.base import (
+    Backend,
+    BackendError,
+    ErrorClass,
+    PollResult,
+    ProviderState,
+    RuleViolation,
+)
+from generation.models import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    Asset,
+    Generation,
+    GenerationState,
+    ProviderAccount,
+    cap_key_for,
+    parse_cap_key,
+)
+
+log = logging.getLogger(__name__)
+
+S = GenerationState
+SUBMIT, POLL, INGEST, NOTHING = "submit", "poll", "ingest", "none"
+AT_PROVIDER = (S.SUBMITTED, S.RUNNING)
+_STAMPS = {
+    S.SUBMITTED: "submitted_at",
+    S.RUNNING: "running_at",
+    S.INGESTING: "ingesting_at",
+}
+# A scheduled task may fire a little before its row's due_at (clock and timer granularity).
+_SLACK = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Next:
+    """What to run next for a generation, and the caps whose slots were freed (run the dispatcher)."""
+
+    action: str = NOTHING  # "submit", "poll", "ingest" or "none"
+    countdown: float = 0.0
+    poll_seq: int = 0
+    wake: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    ids: list[int]
+    backlog: bool  # rows still wait because the cap is full
+
+
+@dataclass
+class SweepPlan:
+    submit: list[int] = field(default_factory=list)
+    poll: list[tuple[int, int]] = field(default_factory=list)
+    ingest: list[int] = field(default_factory=list)
+    dispatch: list[str] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+
+    @property
+    def redriven(self) -> int:
+        return len(self.submit) + len(self.poll) + len(self.ingest)
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _transition(
+    generation_id: int, *, source: Iterable[str], target: str, **fields: Any
+) -> bool:
+    """Move one row from any of `source` to `target` in one conditional UPDATE; True if it won."""
+    now = timezone.now()
+    values: dict[str, Any] = {"state": target, "updated_at": now}
+    stamp = _STAMPS.get(target) or (
+        "finished_at" if target in TERMINAL_STATES else None
+    )
+    if stamp:
+        values[stamp] = now
+    values.update(fields)
+    return (
+        Generation.objects.filter(pk=generation_id, state__in=list(source)).update(
+            **values
+        )
+        == 1
+    )
+
+
+def _load(generation_id: int) -> Generation | None:
+    return (
+        Generation.objects.select_related("provider_account", "workspace", "brand")
+        .filter(pk=generation_id)
+        .first()
+    )
+
+
+def _limit(backend: str, account_id: int | None) -> int:
+    account_max = None
+    if account_id is not None:
+        account_max = (
+            ProviderAccount.objects.filter(pk=account_id)
+            .values_list("max_concurrency", flat=True)
+            .first()
+        )
+    return caps.limit_for(backend, account_max)
+
+
+def _lease_ttl(extra: float = 0.0) -> float:
+    return engine.conf("ENGINE_LEASE_TTL", 180.0) + extra
+
+
+def _claim_ttl() -> timedelta:
+    return _seconds(engine.conf("ENGINE_CLAIM_TTL", 60.0))
+
+
+def _wake_on_commit(key: str) -> None:
+    def wake() -> None:
+        from generation import tasks
+
+        tasks.wake_dispatcher(key)
+
+    transaction.on_commit(wake)
+
+
+# --- creation -----------------------------------------------------------------------------------
+
+
+def _clean_reference_specs(
+    references: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    specs = []
+    for ref in references:
+        spec = {
+            k: str(v)
+            for k, v in ref.items()
+            if k in ("code", "file", "role", "sha256", "name") and v
+        }
+        if not (spec.get("code") or spec.get("file")):
+            raise RuleViolation(
+                "references",
+                f"Reference {dict(ref)!r} names neither a library image nor a file.",
+            )
+        specs.append(spec)
+    return specs
+
+
+def generation_create(
+    *,
+    workspace: Any,
+    backend: str,
+    model: str,
+    prompt: str,
+    width: int,
+    height: int,
+    seed: int | None = None,
+    params: Mapping[str, Any] | None = None,
+    references: Sequence[Mapping[str, Any]] = (),
+    created_by: Any = None,
+    campaign: Any = None,
+    brand: Any = None,
+    template_version: Any = None,
+    owner_key: str | None = None,
+    priority: int = 0,
+    dispatch: bool = True,
+) -> Generation:
+    """Validate, price and store one generation as `queued`; wake the dispatcher on commit.
+
+    A request that breaks the backend's rules raises RuleViolation and NOTHING is stored: it is the
+    caller's input error (a form field, a batch row, a command-line flag), shown at once with the
+    rule named, and a failed row would only litter the gallery and the spend report. Likewise a
+    backend with no credentials raises BackendError(AUTH) here. Failures that only the provider
+    can detect (a bad key, moderation) happen later and are stored on the row.
+
+    dispatch=False (the command line) keeps the row out of the fair queue: the caller drives it
+    with generation_dispatch_one / generation_submit itself.
+    """
+    instance, account = accounts.backend_for(workspace_id=workspace.pk, backend=backend)
+    specs = _clean_reference_specs(references)
+    try:
+        loaded = engine.load_references(workspace_id=workspace.pk, specs=specs)
+    except (engine.ReferenceMissing, imaging.ImageRejected) as exc:
+        raise RuleViolation("references", str(exc)) from exc
+    if brand is None and campaign is not None:
+        brand = campaign.brand
+    request = engine.build_request(
+        model=model,
+        prompt=prompt,
+        width=width,
+        height=height,
+        seed=seed,
+        params=dict(params or {}),
+        references=loaded,
+        brand=brand,
+    )
+    instance.validate(request)
+    if not instance.is_configured():
+        raise BackendError(
+            ErrorClass.AUTH,
+            f"{instance.label} has no API key: add a provider account or set {backend.upper()}_API_KEY.",
+        )
+    estimate = instance.estimate_cost(request)
+    owner = owner_key or fair.owner_key_for(
+        user_id=getattr(created_by, "pk", None), workspace_id=workspace.pk
+    )
+    account_id = account.pk if account is not None else None
+    now = timezone.now()
+    with transaction.atomic():
+        rank = fair.next_ranks(backend=backend, account_id=account_id, owner_key=owner)[
+            0
+        ]
+        generation = Generation.objects.create(
+            workspace=workspace,
+            campaign=campaign,
+            brand=brand,
+            template_version=template_version,
+            created_by=created_by,
+            backend=backend,
+            model=model,
+            provider_account=account,
+            prompt=prompt,
+            params=_jsonable(dict(params or {})),
+            width=width,
+            height=height,
+            seed=seed,
+            references=specs,
+            estimated_cost=estimate,
+            owner_key=owner,
+            priority=priority,
+            fair_rank=rank,
+            queued_at=now,
+            dispatched_at=None if dispatch else now,
+            due_at=None if dispatch else now,
+        )
+        if dispatch:
+            _wake_on_commit(generation.cap_key)
+    return generation
+
+
+def reference_file_store(*, content: bytes, name: str = "") -> dict[str, str]:
+    """Store an ad-hoc reference image (command line) under a content-addressed key; answer its spec."""
+    info = imaging.inspect(
+        content,
+        max_pixels=int(getattr(settings, "STUDIO_UPLOAD_MAX_PIXELS", 40_000_000)),
+    )
+    key = f"generations/inputs/{info.sha256}.{info.extension}"
+    if not default_storage.exists(key):
+        key = default_storage.save(key, ContentFile(content))
+    return {"file": key, "sha256": info.sha256, "name": name}
+
+
+# --- dispatch -----------------------------------------------------------------------------------
+
+
+def generation_dispatch(*, cap_key: str) -> Dispatched:
+    """Hand as many fair-queue rows to submit tasks as the cap has free slots (fair.py)."""
+    # Cleared first: a wake-up that arrives while this runs schedules another pass, none is lost.
+    caps.flag_clear(f"dispatch:{cap_key}")
+    backend, account_id = parse_cap_key(cap_key)
+    cap = caps.cap_for(cap_key)
+    limit = _limit(backend, account_id)
+    free = limit - cap.count()
+    ids = fair.claim_next(
+        backend=backend,
+        account_id=account_id,
+        count=free,
+        cap=cap,
+        limit=limit,
+        lease_ttl=_lease_ttl(),
+    )
+    backlog = len(ids) >= max(free, 0) and fair.has_waiting(
+        backend=backend, account_id=account_id
+    )
+    return Dispatched(ids, backlog)
+
+
+def generation_dispatch_one(*, generation_id: int) -> bool:
+    """Take a cap slot for one row directly (the command line); False while the cap is full."""
+    generation = _load(generation_id)
+    if generation is None or generation.state != S.QUEUED:
+        return True
+    now = timezone.now()
+    cap = caps.cap_for(generation.cap_key)
+    taken = cap.acquire(
+        generation.pk,
+        limit=_limit(generation.backend, generation.provider_account_id),
+        ttl=_lease_ttl(),
+    )
+    # Either way the row is due now: the sweep only re-drives it if this caller goes away. A row
+    # whose submit is in flight (due_at in the future) is left alone: that would submit it twice.
+    Generation.objects.filter(pk=generation_id, state=S.QUEUED).filter(
+        Q(dispatched_at__isnull=True) | Q(due_at__isnull=True) | Q(due_at__lte=now)
+    ).update(dispatched_at=now, due_at=now, updated_at=now)
+    return taken
+
+
+# --- submit -------------------------------------------------------------------------------------
+
+
+def generation_submit(*, generation_id: int) -> Next:
+    """Send a dispatched row to its provider; save the task id at once; answer the first poll."""
+    generation = _load(generation_id)
+    now = timezone.now()
+    if (
+        generation is None
+        or generation.state != S.QUEUED
+        or generation.dispatched_at is None
+    ):
+        return Next()
+    if generation.due_at is not None and generation.due_at > now + _SLACK:
+        return Next()  # another delivery holds it, or its retry is not due yet
+    key = generation.cap_key
+    cap = caps.cap_for(key)
+    if not cap.acquire(
+        generation.pk,
+        limit=_limit(generation.backend, generation.provider_account_id),
+        ttl=_lease_ttl(),
+    ):
+        # The slot was lost (lease expired during an outage and was taken): back to the fair queue.
+        Generation.objects.filter(
+            pk=generation_id, state=S.QUEUED, dispatched_at__isnull=False
+        ).update(dispatched_at=None, due_at=None, updated_at=now)
+        return Next(wake=(key,))
+    claimed = (
+        Generation.objects.filter(
+            pk=generation_id, state=S.QUEUED, dispatched_at__isnull=False
+        )
+        .filter(Q(due_at__isnull=True) | Q(due_at__lte=now + _SLACK))
+        .update(due_at=now + _claim_ttl(), attempts=F("attempts") + 1, updated_at=now)
+    )
+    if not claimed:
+        return Next()
+    try:
+        backend = accounts.backend_for_generation(generation)
+        request = _request_for(generation)
+    except (engine.ReferenceMissing, imaging.ImageRejected) as exc:
+        return _on_error(
+            generation, BackendError(ErrorClass.INVALID_REQUEST, str(exc)), step=SUBMIT
+        )
+    except (
+        Exception
+    ) as exc:  # unknown backend, undecryptable key: configuration, not transient
+        return _on_error(
+            generation,
+            BackendError(ErrorClass.AUTH, f"cannot configure the backend: {exc}"),
+            step=SUBMIT,
+        )
+    try:
+        submission = backend.submit(request)
+    except BackendError as exc:
+        return _on_error(generation, exc, step=SUBMIT)
+
+    sync = submission.result is not None
+    first = (
+        0.0
+        if sync
+        else engine.poll_delay(
+            elapsed=0.0,
+            estimate=engine.duration_estimate(generation.backend, generation.model),
+        )
+    )
+    done = timezone.now()
+    fields: dict[str, Any] = {
+        "provider_task_id": submission.task_id[:200],
+        "poll_url": submission.poll_url or "",
+        "poll_count": 0,
+        "due_at": done + (_claim_ttl() if sync else _seconds(first)),
+        "error_class": "",
+        "error_message": "",
+    }
+    if submission.cost is not None:
+        fields["actual_cost"] = submission.cost
+    if not _transition(generation_id, source=[S.QUEUED], target=S.SUBMITTED, **fields):
+        # Canceled while the submit was in flight: tell the provider if it listens, free the slot.
+        _cancel_at_provider(backend, submission.task_id, submission.poll_url)
+        cap.release(generation.pk)
+        return Next(wake=(key,))
+    generation.state = S.SUBMITTED
+    generation.submitted_at = done
+    generation.provider_task_id = submission.task_id
+    generation.poll_url = submission.poll_url or ""
+    if sync:
+        assert submission.result is not None
+        return _on_result(
+            generation, backend, submission.result, seq=0, now=done, last_delay=0.0
+        )
+    return Next(POLL, countdown=first, poll_seq=0)
+
+
+def _request_for(generation: Generation) -> Any:
+    references = engine.load_references(
+        workspace_id=generation.workspace_id, specs=list(generation.references)
+    )
+    return engine.build_request(
+        model=generation.model,
+        prompt=generation.prompt,
+        width=generation.width,
+        height=generation.height,
+        seed=generation.seed,
+        params=dict(generation.params),
+        references=references,
+        brand=generation.brand,
+    )
+
+
+def _cancel_at_provider(backend: Backend, task_id: str, poll_url: str | None) -> None:
+    try:
+        backend.cancel(task_id=task_id, poll_url=poll_url)
+    except Exception:  # best effort: most providers (BFL) cannot cancel
+        log.info("cancel at provider failed for task %s", task_id, exc_info=True)
+
+
+# --- poll ---------------------------------------------------------------------------------------
+
+
+def generation_poll(*, generation_id: int, seq: int) -> Next:
+    """Ask the provider once how a submitted generation is doing; never waits."""
+    generation = _load(generation_id)
+    if (
+        generation is None
+        or generation.state not in AT_PROVIDER
+        or generation.poll_count != seq
+    ):
+        return Next()
+    now = timezone.now()
+    # How long the previous wait was (for the duration estimate): scheduled due minus when it was set.
+    last_delay = 0.0
+    if generation.due_at is not None and generation.updated_at is not None:
+        last_delay = max(
+            0.0, (generation.due_at - generation.updated_at).total_seconds()
+        )
+    claimed = Generation.objects.filter(
+        pk=generation_id, state__in=AT_PROVIDER, poll_count=seq
+    ).update(poll_count=seq + 1, due_at=now + _claim_ttl(), updated_at=now)
+    if not claimed:
+        return Next()
+    seq += 1
+    generation.poll_count = seq
+    cap = caps.cap_for(generation.cap_key)
+    # The provider still counts this task: keep (or restore) its slot.
+    cap.renew(generation.pk, ttl=_lease_ttl())
+    deadline = engine.conf("ENGINE_PROVIDER_DEADLINE", 900.0)
+    if (
+        generation.submitted_at
+        and (now - generation.submitted_at).total_seconds() > deadline
+    ):
+        error = BackendError(
+            ErrorClass.TIMEOUT, f"The provider did not finish within {deadline:g} s."
+        )
+        _finish(generation, S.EXPIRED, error, source=AT_PROVIDER)
+        return Next(wake=(generation.cap_key,))
+    try:
+        backend = accounts.backend_for_generation(generation)
+        result = backend.poll(
+            task_id=generation.provider_task_id, poll_url=generation.poll_url or None
+        )
+    except BackendError as exc:
+        return _on_error(generation, exc, step=POLL, seq=seq)
+    return _on_result(
+        generation, backend, result, seq=seq, now=timezone.now(), last_delay=last_delay
+    )
+
+
+def _on_result(
+    generation: Generation,
+    backend: Backend,
+    result: PollResult,
+    *,
+    seq: int,
+    now: datetime,
+    last_delay: float,
+) -> Next:
+    key = generation.cap_key
+    if result.state == ProviderState.PENDING:
+        elapsed = (
+            (now - generation.submitted_at).total_seconds()
+            if generation.submitted_at
+            else 0.0
+        )
+        delay = engine.poll_delay(
+            elapsed=elapsed,
+            progress=result.progress,
+            estimate=engine.duration_estimate(generation.backend, generation.model),
+        )
+        fields: dict[str, Any] = {
+            "due_at": now + _seconds(delay),
+            "progress": result.progress,
+            "updated_at": now,
+        }
+        if generation.state == S.SUBMITTED:
+            # The provider acknowledged the task: submitted -> running, stamped.
+            moved = Generation.objects.filter(
+                pk=generation.pk, state=S.SUBMITTED, poll_count=seq
+            ).update(state=S.RUNNING, running_at=now, **fields)
+        else:
+            moved = Generation.objects.filter(
+                pk=generation.pk, state=S.RUNNING, poll_count=seq
+            ).update(**fields)
+        return Next(POLL, countdown=delay, poll_seq=seq) if moved else Next()
+
+    if result.state == ProviderState.READY:
+        # The provider no longer counts it: free the slot before downloading, so the next
+        # generation can be submitted while this one is ingested.
+        caps.cap_for(key).release(generation.pk)
+        if generation.submitted_at is not None and result.result_bytes is None:
+            observed = (now - generation.submitted_at).total_seconds() - (
+                last_delay / 2 if seq > 1 else 0.0
+            )
+            engine.record_duration(generation.backend, generation.model, observed)
+        details = dict(generation.provider_details)
+        if result.seed is not None:
+            details["seed"] = result.seed
+        if result.provider_prompt and result.provider_prompt != generation.prompt:
+            details["provider_prompt"] = result.provider_prompt
+        fields = {
+            "result_url": result.result_url or "",
+            "provider_details": _jsonable(details),
+            "progress": 1.0,
+        }
+        if result.cost is not None:
+            fields["actual_cost"] = result.cost
+        if result.result_bytes is not None:
+            # Synchronous backend: the bytes are here, ingest in the same step (nothing to keep).
+            if not _transition(
+                generation.pk,
+                source=AT_PROVIDER,
+                target=S.INGESTING,
+                due_at=now + _claim_ttl(),
+                **fields,
+            ):
+                return Next(wake=(key,))
+            generation.state = S.INGESTING
+            nxt = _store(generation, result.result_bytes)
+            return Next(nxt.action, nxt.countdown, nxt.poll_seq, wake=(key, *nxt.wake))
+        if not _transition(
+            generation.pk, source=AT_PROVIDER, target=S.INGESTING, due_at=now, **fields
+        ):
+            return Next(wake=(key,))
+        return Next(INGEST, wake=(key,))
+
+    error = result.error or BackendError(
+        ErrorClass.PROVIDER_ERROR, "The provider reported a failure without details."
+    )
+    return _on_error(generation, error, step="resubmit", seq=seq)
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+class _ResultLost(Exception):
+    pass
+
+
+def generation_ingest(*, generation_id: int) -> Next:
+    """Download the result, verify it with Pillow, store it and its thumbnail, create the Asset."""
+    generation = _load(generation_id)
+    now = timezone.now()
+    if generation is None or generation.state != S.INGESTING:
+        return Next()
+    claimed = (
+        Generation.objects.filter(pk=generation_id, state=S.INGESTING)
+        .filter(Q(due_at__isnull=True) | Q(due_at__lte=now + _SLACK))
+        .update(due_at=now + _claim_ttl(), updated_at=now)
+    )
+    if not claimed:
+        return Next()
+    try:
+        backend = accounts.backend_for_generation(generation)
+        content = _download(generation, backend)
+    except _ResultLost as exc:
+        # A synchronous backend keeps nothing: draw it again (counts as a retry).
+        return _on_error(
+            generation,
+            BackendError(ErrorClass.NOT_FOUND, str(exc), retryable=True),
+            step="resubmit",
+        )
+    except BackendError as exc:
+        return _on_error(generation, exc, step=INGEST)
+    return _store(generation, content)
+
+
+def _download(generation: Generation, backend: Backend) -> bytes:
+    synchronous = backend.capabilities().synchronous
+    if generation.result_url:
+        try:
+            content, _type = backend.fetch(
+                PollResult(ProviderState.READY, result_url=generation.result_url)
+            )
+            return content
+        except BackendError as exc:
+            if exc.error_class != ErrorClass.EXPIRED:
+                raise
+            # The signed URL lapsed (ingest backlog, outage): ask the provider for a fresh one once.
+            log.info(
+                "result URL of %s expired; polling for a fresh one", generation.code
+            )
+    if synchronous:
+        raise _ResultLost("the synchronous result was lost before it was stored")
+    result = backend.poll(
+        task_id=generation.provider_task_id, poll_url=generation.poll_url or None
+    )
+    if result.state == ProviderState.READY and (
+        result.result_url or result.result_bytes is not None
+    ):
+        if result.result_url and result.result_url == generation.result_url:
+            raise BackendError(
+                ErrorClass.EXPIRED,
+                "The provider's result URL expired before it was downloaded.",
+            )
+        content, _type = backend.fetch(result)
+        return content
+    if result.state == ProviderState.FAILED and result.error is not None:
+        raise result.error
+    raise BackendError(
+        ErrorClass.EXPIRED, "The result is no longer available at the provider."
+    )
+
+
+def _put(key: str, content: bytes) -> str:
+    # Deterministic keys: a rerun overwrites instead of adding a second file (storages rename
+    # on conflict, S3Storage here too with file_overwrite=False, so delete first).
+    if default_storage.exists(key):
+        default_storage.delete(key)
+    return default_storage.save(key, ContentFile(content))
+
+
+def _store(generation: Generation, content: bytes) -> Next:
+    try:
+        info, thumbnail = imaging.inspect_and_thumbnail(
+            content,
+            max_pixels=int(engine.conf("ENGINE_MAX_RESULT_PIXELS", 64_000_000)),
+            max_side=int(engine.conf("ENGINE_THUMBNAIL_SIZE", 512)),
+        )
+    except imaging.ImageRejected as exc:
+        error = BackendError(
+            ErrorClass.BAD_RESULT,
+            f"The result is not a usable image: {exc}.",
+            retryable=True,
+        )
+        return _on_error(generation, error, step=INGEST)
+    base = f"generations/{generation.workspace.code}/{generation.code}"
+    file_name = _put(f"{base}/image.{info.extension}", content)
+    thumb_name = _put(f"{base}/thumb.webp", thumbnail)
+    Asset.objects.update_or_create(
+        generation=generation,
+        defaults={
+            "workspace_id": generation.workspace_id,
+            "file": file_name,
+            "thumbnail": thumb_name,
+            "width": info.width,
+            "height": info.height,
+            "format": info.format,
+            "content_type": info.content_type,
+            "byte_size": info.byte_size,
+            "sha256": info.sha256,
+        },
+    )
+    _transition(
+        generation.pk,
+        source=[S.INGESTING],
+        target=S.SUCCEEDED,
+        result_url="",
+        due_at=None,
+        error_class="",
+        error_message="",
+    )
+    return Next()
+
+
+# --- failures, cancel, expire -------------------------------------------------------------------
+
+
+def _error_fields(generation: Generation, error: BackendError) -> dict[str, Any]:
+    details = dict(generation.provider_details)
+    if error.error_class == ErrorClass.MODERATED:
+        details["moderation_reasons"] = list(error.details.get("reasons") or [])
+        if stage := error.details.get("moderation"):
+            details["moderation_stage"] = stage
+    if error.details:
+        details["error_details"] = error.details
+    if error.status_code:
+        details["error_status"] = error.status_code
+    return {
+        "error_class": str(error.error_class),
+        "error_message": error.message[:2000],
+        "provider_details": _jsonable(details),
+    }
+
+
+def _finish(
+    generation: Generation,
+    target: str,
+    error: BackendError | None,
+    *,
+    source: Iterable[str] = ACTIVE_STATES,
+) -> bool:
+    """Move an active row to a terminal state with the error kept; free its slot. True if it won."""
+    fields: dict[str, Any] = {"due_at": None, "result_url": ""}
+    if error is not None:
+        fields.update(_error_fields(generation, error))
+    moved = _transition(generation.pk, source=source, target=target, **fields)
+    if moved:
+        caps.cap_for(generation.cap_key).release(generation.pk)
+    return moved
+
+
+def _on_error(
+    generation: Generation, error: BackendError, *, step: str, seq: int = 0
+) -> Next:
+    """Terminal or retry, per engine.decide; a retry is scheduled, never slept."""
+    decision = engine.decide(
+        error, retries=generation.retries, rate_limited=generation.rate_limited
+    )
+    if decision.outcome != "retry":
+        target = {"moderated": S.MODERATED, "expired": S.EXPIRED}.get(
+            decision.outcome, S.FAILED
+        )
+        _finish(generation, target, error)
+        return Next(wake=(generation.cap_key,))
+    now = timezone.now()
+    delay = decision.delay
+    fields: dict[str, Any] = {
+        decision.counter: F(decision.counter) + 1,
+        "error_class": str(error.error_class),
+        "error_message": error.message[:2000],
+        "due_at": now + _seconds(delay),
+        "updated_at": now,
+    }
+    cap = caps.cap_for(generation.cap_key)
+    if step == SUBMIT:
+        moved = Generation.objects.filter(pk=generation.pk, state=S.QUEUED).update(
+            **fields
+        )
+        if moved:
+            cap.renew(generation.pk, ttl=_lease_ttl(delay))
+        return Next(SUBMIT, countdown=delay) if moved else Next()
+    if step == POLL:
+        moved = Generation.objects.filter(
+            pk=generation.pk, state__in=AT_PROVIDER, poll_count=seq
+        ).update(**fields)
+        return Next(POLL, countdown=delay, poll_seq=seq) if moved else Next()
+    if step == INGEST:
+        moved = Generation.objects.filter(pk=generation.pk, state=S.INGESTING).update(
+            **fields
+        )
+        return Next(INGEST, countdown=delay) if moved else Next()
+    # "resubmit": the provider's task failed in a retryable way (BFL "Error"), or a synchronous
+    # result was lost: submit again, keeping the slot. The old task id stays in the details.
+    details = dict(generation.provider_details)
+    if generation.provider_task_id:
+        details.setdefault("previous_task_ids", []).append(generation.provider_task_id)
+    fields.update(
+        provider_task_id="",
+        poll_url="",
+        result_url="",
+        dispatched_at=now,
+        provider_details=_jsonable(details),
+    )
+    moved = _transition(
+        generation.pk, source=[*AT_PROVIDER, S.INGESTING], target=S.QUEUED, **fields
+    )
+    if moved:
+        cap.renew(generation.pk, ttl=_lease_ttl(delay))
+    return Next(SUBMIT, countdown=delay) if moved else Next()
+
+
+def generation_fail(*, generation_id: int, error: BackendError) -> bool:
+    """Fail an active generation with its error class and message (moderation: `moderated`)."""
+    generation = _load(generation_id)
+    if generation is None:
+        return False
+    target = S.MODERATED if error.error_class == ErrorClass.MODERATED else S.FAILED
+    if not _finish(generation, target, error):
+        return False
+    _wake_on_commit(generation.cap_key)
+    return True
+
+
+def generation_cancel(*, generation_id: int) -> bool:
+    """Cancel a generation that has not reached ingesting; best effort at the provider."""
+    generation = _load(generation_id)
+    if generation is None:
+        return False
+    if not _transition(
+        generation_id, source=[S.QUEUED, *AT_PROVIDER], target=S.CANCELED, due_at=None
+    ):
+        return False
+    caps.cap_for(generation.cap_key).release(generation.pk)
+    if generation.provider_task_id:
+        try:
+            backend = accounts.backend_for_generation(generation)
+        except Exception:
+            backend = None
+        if backend is not None:
+            _cancel_at_provider(
+                backend, generation.provider_task_id, generation.poll_url or None
+            )
+    _wake_on_commit(generation.cap_key)
+    return True
+
+
+def generation_expire(*, generation_id: int, message: str) -> bool:
+    """Expire an active generation (a deadline passed); error class `timeout`."""
+    generation = _load(generation_id)
+    if generation is None:
+        return False
+    if not _finish(generation, S.EXPIRED, BackendError(ErrorClass.TIMEOUT, message)):
+        return False
+    _wake_on_commit(generation.cap_key)
+    return True
+
+
+# --- the sweep ----------------------------------------------------------------------------------
+
+
+def generation_sweep(*, now: datetime | None = None, limit: int = 1000) -> SweepPlan:
+    """Find non-terminal generations whose next step is overdue, re-arm them, and say what to run.
+
+    A row is overdue when its due_at is more than ENGINE_STUCK_AFTER in the past: its scheduled
+    task was lost (a SIGKILLed worker's messages stay unacked in Redis until visibility_timeout,
+    5 minutes here) or its claim outlived a dead worker. Re-arming (due_at = now, conditional on
+    the due_at just read) makes each re-drive happen once per ENGINE_STUCK_AFTER at most, even with
+    two sweeps running. Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
+    waiting, then `expired`.
+    """
+    now = now or timezone.now()
+    plan = SweepPlan()
+    provider_deadline = now - _seconds(engine.conf("ENGINE_PROVIDER_DEADLINE", 900.0))
+    queue_deadline = now - _seconds(engine.conf("ENGINE_QUEUE_DEADLINE", 86400.0))
+    late = Generation.objects.filter(
+        Q(state__in=AT_PROVIDER, submitted_at__lt=provider_deadline)
+        | Q(state=S.QUEUED, queued_at__lt=queue_deadline)
+    ).values_list("id", "state")[:limit]
+    for generation_id, state in late:
+        reason = (
+            "waited too long in the queue"
+            if state == S.QUEUED
+            else "the provider did not finish in time"
+        )
+        if generation_expire(
+            generation_id=generation_id, message=f"Expired: {reason}."
+        ):
+            plan.expired.append(generation_id)
+
+    stuck_before = now - _seconds(engine.conf("ENGINE_STUCK_AFTER", 30.0))
+    stuck = (
+        Generation.objects.filter(state__in=ACTIVE_STATES, due_at__lt=stuck_before)
+        .order_by("due_at")
+        .values_list("id", "state", "poll_count", "due_at")[:limit]
+    )
+    for generation_id, state, poll_count, due_at in stuck:
+        rearmed = Generation.objects.filter(
+            pk=generation_id, state=state, due_at=due_at
+        ).update(due_at=now, updated_at=now)
+        if not rearmed:
+            continue
+        if state == S.QUEUED:
+            plan.submit.append(generation_id)
+        elif state in AT_PROVIDER:
+            plan.poll.append((generation_id, poll_count))
+        else:
+            plan.ingest.append(generation_id)
+    plan.dispatch = [
+        cap_key_for(backend, account_id)
+        for backend, account_id in fair.waiting_cap_keys()
+    ]
+    if plan.redriven or plan.expired:
+        log.warning(
+            "sweep: re-driving %d submit, %d poll, %d ingest; expired %d",
+            len(plan.submit),
+            len(plan.poll),
+            len(plan.ingest),
+            len(plan.expired),
+        )
+    return plan

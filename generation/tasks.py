@@ -1,0 +1,131 @@
+"""Celery tasks: thin, take ids, call one service, schedule what the service answers.
+
+No task waits for a provider. `generation_submit` sends the request and schedules the first
+`generation_poll` with a countdown; each poll schedules the next (backoff and latency hints in
+engine.poll_delay) until the provider is done, then `generation_ingest` runs on the CPU queue.
+A freed concurrency slot runs the dispatcher inline (no extra round trip through the broker), so
+the next waiting generation is submitted within milliseconds.
+
+Queues (settings.CELERY_TASK_ROUTES): "dispatch" for submit, poll, the dispatcher and the sweep
+(short I/O, many in flight), "ingest" for download + Pillow + storage (CPU). Later: "export", "gpu".
+
+Crash safety: acks_late + reject_on_worker_lost (settings) redeliver a task whose worker process
+died; every task is idempotent through the conditional UPDATEs in services.py, so a redelivery
+or a duplicate does nothing. When a whole worker is SIGKILLed its messages stay unacked in Redis
+until the visibility timeout; the periodic `generation_sweep` (celery beat) re-drives such
+generations long before that (see services.generation_sweep and the settings for the intervals).
+A task that hits a transient database or Redis error retries a few times with backoff; if it
+still fails, the sweep picks the generation up again.
+"""
+
+from __future__ import annotations
+
+import redis
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from generation import caps, engine
+from generation.services import Next
+
+_INFRA_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+_OPTIONS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "autoretry_for": _INFRA_ERRORS,
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+def wake_dispatcher(cap_key: str) -> None:
+    """Run the dispatcher for a cap soon; many wake-ups in a row send one message."""
+    if caps.flag_once(f"dispatch:{cap_key}", ttl=5):
+        generation_dispatch.delay(cap_key)
+
+
+def _recheck_later(cap_key: str) -> None:
+    # The cap is full and rows wait. Releases wake the dispatcher anyway; this re-check is the
+    # safety net for slots that free themselves by lease expiry. One pending re-check per cap.
+    delay = engine.conf("ENGINE_CAP_RECHECK", 2.0)
+    if caps.flag_once(f"recheck:{cap_key}", ttl=delay):
+        generation_dispatch.apply_async((cap_key,), countdown=delay)
+
+
+def _dispatch(cap_key: str) -> None:
+    from generation import services
+
+    result = services.generation_dispatch(cap_key=cap_key)
+    for generation_id in result.ids:
+        generation_submit.delay(generation_id)
+    if result.backlog:
+        _recheck_later(cap_key)
+
+
+def follow(generation_id: int, nxt: Next) -> None:
+    """Turn a service's Next into messages."""
+    for cap_key in nxt.wake:
+        _dispatch(cap_key)
+    if nxt.action == "submit":
+        generation_submit.apply_async((generation_id,), countdown=nxt.countdown)
+    elif nxt.action == "poll":
+        generation_poll.apply_async(
+            (generation_id, nxt.poll_seq), countdown=nxt.countdown
+        )
+    elif nxt.action == "ingest":
+        generation_ingest.apply_async((generation_id,), countdown=nxt.countdown)
+
+
+@shared_task(**_OPTIONS)
+def generation_dispatch(cap_key: str) -> None:
+    _dispatch(cap_key)
+
+
+@shared_task(**_OPTIONS)
+def generation_submit(generation_id: int) -> None:
+    from generation import services
+
+    follow(generation_id, services.generation_submit(generation_id=generation_id))
+
+
+@shared_task(**_OPTIONS)
+def generation_poll(generation_id: int, seq: int) -> None:
+    from generation import services
+
+    follow(
+        generation_id, services.generation_poll(generation_id=generation_id, seq=seq)
+    )
+
+
+@shared_task(**_OPTIONS)
+def generation_ingest(generation_id: int) -> None:
+    from generation import services
+
+    follow(generation_id, services.generation_ingest(generation_id=generation_id))
+
+
+@shared_task(**_OPTIONS)
+def generation_sweep() -> dict[str, int]:
+    from generation import services
+
+    plan = services.generation_sweep()
+    for generation_id in plan.submit:
+        generation_submit.delay(generation_id)
+    for generation_id, seq in plan.poll:
+        generation_poll.delay(generation_id, seq)
+    for generation_id in plan.ingest:
+        generation_ingest.delay(generation_id)
+    for cap_key in plan.dispatch:
+        wake_dispatcher(cap_key)
+    return {
+        "redriven": plan.redriven,
+        "expired": len(plan.expired),
+        "dispatch": len(plan.dispatch),
+    }
