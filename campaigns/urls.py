@@ -34,3 +34,13 @@ urlpatterns += [
     path("templates/<uuid:code>/diff/", prompt_templates.template_diff, name="template-diff"),
     path("templates/<uuid:code>/preview/", prompt_templates.template_preview, name="template-preview"),
 ]
+
+# Reference library: campaigns/views/references.py
+urlpatterns += [
+    path("brands/<uuid:code>/references/", references.reference_list, name="reference-list"),
+    path("brands/<uuid:code>/references/upload/", references.reference_upload, name="reference-upload"),
+    path("references/<uuid:code>/", references.reference_detail, name="reference-detail"),
+    path("references/<uuid:code>/delete/", references.reference_delete, name="reference-delete"),
+    path("references/<uuid:code>/image", references.reference_image, name="reference-image"),
+    path("references/<uuid:code>/thumbnail", references.reference_thumbnail, name="reference-thumbnail"),
+]
