@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from campaigns.models import Brand, Campaign, PromptTemplate, ReferenceImage, Tag, TemplateVersion
+from campaigns.models import (
+    Brand,
+    Campaign,
+    PromptTemplate,
+    ReferenceImage,
+    Tag,
+    TemplateVersion,
+)
 
 
 @admin.register(Tag)
@@ -23,7 +30,15 @@ class ReferenceImageAdmin(admin.ModelAdmin):
     list_display = ["__str__", "brand", "role", "width", "height", "created_at"]
     list_filter = ["role", "workspace"]
     search_fields = ["title", "original_name", "sha256"]
-    readonly_fields = ["sha256", "width", "height", "byte_size", "content_type", "file", "thumbnail"]
+    readonly_fields = [
+        "sha256",
+        "width",
+        "height",
+        "byte_size",
+        "content_type",
+        "file",
+        "thumbnail",
+    ]
     filter_horizontal = ["tags"]
 
 

@@ -41,4 +41,7 @@ CHANNEL_FORMATS: tuple[ChannelFormat, ...] = (
     ChannelFormat("ecommerce-square", "E-commerce product, square", 2000, 2000),
 )
 CHANNELS_BY_KEY = {channel.key: channel for channel in CHANNEL_FORMATS}
-CHANNEL_CHOICES = [(channel.key, f"{channel.label} ({channel.width}×{channel.height})") for channel in CHANNEL_FORMATS]
+CHANNEL_CHOICES = [
+    (channel.key, f"{channel.label} ({channel.width}×{channel.height})")
+    for channel in CHANNEL_FORMATS
+]

@@ -37,7 +37,9 @@ def split_words(text: str) -> list[str]:
 
 class BrandForm(forms.Form):
     name = forms.CharField(max_length=120)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False
+    )
     typography_hints = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
@@ -48,9 +50,13 @@ class BrandForm(forms.Form):
         required=False,
         help_text="One per line: family — usage, e.g. “Inter — headlines”.",
     )
-    tone_of_voice = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    tone_of_voice = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False
+    )
     words_to_use = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), required=False, help_text="Comma or line separated."
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        help_text="Comma or line separated.",
     )
     words_to_avoid = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -69,7 +75,9 @@ class BrandForm(forms.Form):
     def __init__(self, *args: Any, brand: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if brand is not None:
-            self.fields["logo"].queryset = ReferenceImage.objects.filter(brand=brand, role=ReferenceRole.LOGO)
+            self.fields["logo"].queryset = ReferenceImage.objects.filter(
+                brand=brand, role=ReferenceRole.LOGO
+            )
         else:
             del self.fields["logo"]
         self.palette_rows: list[dict[str, str]] = []
@@ -93,8 +101,12 @@ class BrandForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        names = self.data.getlist("palette_name") if hasattr(self.data, "getlist") else []
-        hexes = self.data.getlist("palette_hex") if hasattr(self.data, "getlist") else []
+        names = (
+            self.data.getlist("palette_name") if hasattr(self.data, "getlist") else []
+        )
+        hexes = (
+            self.data.getlist("palette_hex") if hasattr(self.data, "getlist") else []
+        )
         palette, problems, seen = [], [], set()
         for index, (name, value) in enumerate(zip(names, hexes, strict=False), start=1):
             name, value = name.strip(), value.strip()
@@ -104,18 +116,26 @@ class BrandForm(forms.Form):
             try:
                 hex_value = normalise_hex(value)
             except ValueError:
-                problems.append(f"Colour {index}: “{value or '(empty)'}” is not a hex colour like #1A1A2E.")
+                problems.append(
+                    f"Colour {index}: “{value or '(empty)'}” is not a hex colour like #1A1A2E."
+                )
                 continue
             if not name:
-                problems.append(f"Colour {index} ({hex_value}) needs a name, e.g. “Midnight”.")
+                problems.append(
+                    f"Colour {index} ({hex_value}) needs a name, e.g. “Midnight”."
+                )
                 continue
             if hex_value in seen:
-                problems.append(f"Colour {index}: {hex_value} is already in the palette.")
+                problems.append(
+                    f"Colour {index}: {hex_value} is already in the palette."
+                )
                 continue
             seen.add(hex_value)
             palette.append({"name": name[:40], "hex": hex_value})
         if len(palette) > MAX_PALETTE:
-            problems.append(f"A palette holds at most {MAX_PALETTE} colours (FLUX.2 works best with 3–5).")
+            problems.append(
+                f"A palette holds at most {MAX_PALETTE} colours (FLUX.2 works best with 3–5)."
+            )
         if problems:
             self.add_error(None, forms.ValidationError(problems))
         data["palette"] = palette
@@ -123,11 +143,22 @@ class BrandForm(forms.Form):
 
 
 class CampaignForm(forms.ModelForm):
-    channels = forms.MultipleChoiceField(choices=CHANNEL_CHOICES, required=False, widget=forms.CheckboxSelectMultiple)
+    channels = forms.MultipleChoiceField(
+        choices=CHANNEL_CHOICES, required=False, widget=forms.CheckboxSelectMultiple
+    )
 
     class Meta:
         model = Campaign
-        fields = ["name", "objective", "brief", "channels", "starts_on", "ends_on", "budget_cap", "status"]
+        fields = [
+            "name",
+            "objective",
+            "brief",
+            "channels",
+            "starts_on",
+            "ends_on",
+            "budget_cap",
+            "status",
+        ]
         widgets = {
             "starts_on": forms.DateInput(attrs={"type": "date"}),
             "ends_on": forms.DateInput(attrs={"type": "date"}),

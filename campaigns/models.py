@@ -17,19 +17,27 @@ from studio.models import Workspace
 
 
 class Tag(models.Model):
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="tags")
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="tags"
+    )
     name = models.CharField(max_length=40)
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="unique_tag_per_workspace")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "name"], name="unique_tag_per_workspace"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
 
 
 class Brand(models.Model):
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="brands")
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="brands"
+    )
     code = models.UUIDField(default=uuid4, unique=True, editable=False)
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
@@ -44,15 +52,25 @@ class Brand(models.Model):
     # Keys of campaigns.channels.CHANNEL_FORMATS.
     default_formats = models.JSONField(default=list, blank=True)
     logo = models.ForeignKey(
-        "ReferenceImage", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "ReferenceImage",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="unique_brand_name_per_workspace")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "name"], name="unique_brand_name_per_workspace"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -61,7 +79,11 @@ class Brand(models.Model):
     def format_objects(self) -> list[Any]:
         from campaigns.channels import CHANNELS_BY_KEY
 
-        return [CHANNELS_BY_KEY[key] for key in self.default_formats if key in CHANNELS_BY_KEY]
+        return [
+            CHANNELS_BY_KEY[key]
+            for key in self.default_formats
+            if key in CHANNELS_BY_KEY
+        ]
 
 
 class ReferenceRole(models.TextChoices):
@@ -86,30 +108,44 @@ class ReferenceImageQuerySet(models.QuerySet["ReferenceImage"]):
 
 
 class ReferenceImage(models.Model):
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="references")
-    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="references")
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="references"
+    )
+    brand = models.ForeignKey(
+        Brand, on_delete=models.CASCADE, related_name="references"
+    )
     code = models.UUIDField(default=uuid4, unique=True, editable=False)
     title = models.CharField(max_length=200, blank=True)
     original_name = models.CharField(max_length=255, blank=True)
-    role = models.CharField(max_length=16, choices=ReferenceRole.choices, default=ReferenceRole.PRODUCT)
+    role = models.CharField(
+        max_length=16, choices=ReferenceRole.choices, default=ReferenceRole.PRODUCT
+    )
     tags = models.ManyToManyField(Tag, blank=True, related_name="references")
     # The stored file is the cleaned image (orientation applied, metadata stripped, RGB/RGBA).
     file = models.FileField(upload_to=reference_upload_to, max_length=300)
-    thumbnail = models.FileField(upload_to=reference_upload_to, max_length=300, blank=True)
+    thumbnail = models.FileField(
+        upload_to=reference_upload_to, max_length=300, blank=True
+    )
     content_type = models.CharField(max_length=40)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     byte_size = models.PositiveIntegerField()
     # sha256 of the uploaded bytes: the same file uploaded twice to a brand is recognised.
     sha256 = models.CharField(max_length=64)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ReferenceImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["brand", "sha256"], name="unique_reference_per_brand")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["brand", "sha256"], name="unique_reference_per_brand"
+            )
+        ]
         indexes = [models.Index(fields=["brand", "role"])]
 
     def __str__(self) -> str:
@@ -136,19 +172,29 @@ class Campaign(models.Model):
         RETENTION = "retention", "Retention / loyalty"
         ENGAGEMENT = "engagement", "Engagement"
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="campaigns")
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="campaigns"
+    )
     brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="campaigns")
     code = models.UUIDField(default=uuid4, unique=True, editable=False)
     name = models.CharField(max_length=160)
-    objective = models.CharField(max_length=20, choices=Objective.choices, default=Objective.AWARENESS)
+    objective = models.CharField(
+        max_length=20, choices=Objective.choices, default=Objective.AWARENESS
+    )
     brief = models.TextField(blank=True)
     channels = models.JSONField(default=list, blank=True)
     starts_on = models.DateField(null=True, blank=True)
     ends_on = models.DateField(null=True, blank=True)
     # USD; generation spend is checked against it before a batch is dispatched.
-    budget_cap = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    budget_cap = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.DRAFT
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -160,7 +206,9 @@ class Campaign(models.Model):
 
     def clean(self) -> None:
         if self.starts_on and self.ends_on and self.ends_on < self.starts_on:
-            raise ValidationError({"ends_on": "The campaign cannot end before it starts."})
+            raise ValidationError(
+                {"ends_on": "The campaign cannot end before it starts."}
+            )
         if self.budget_cap is not None and self.budget_cap < Decimal("0"):
             raise ValidationError({"budget_cap": "A budget cannot be negative."})
 
@@ -177,15 +225,25 @@ class PromptKind(models.TextChoices):
 
 
 class PromptTemplate(models.Model):
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="prompt_templates")
-    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="prompt_templates")
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="prompt_templates"
+    )
+    brand = models.ForeignKey(
+        Brand, on_delete=models.CASCADE, related_name="prompt_templates"
+    )
     campaign = models.ForeignKey(
-        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompt_templates"
+        Campaign,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="prompt_templates",
     )
     code = models.UUIDField(default=uuid4, unique=True, editable=False)
     name = models.CharField(max_length=160)
     description = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -204,9 +262,13 @@ class TemplateVersion(models.Model):
     """One immutable version of a prompt template. Editing a template makes a new version."""
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
-    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
+    template = models.ForeignKey(
+        PromptTemplate, on_delete=models.CASCADE, related_name="versions"
+    )
     number = models.PositiveIntegerField()
-    kind = models.CharField(max_length=8, choices=PromptKind.choices, default=PromptKind.TEXT)
+    kind = models.CharField(
+        max_length=8, choices=PromptKind.choices, default=PromptKind.TEXT
+    )
     # For kind=text: the text with {variables}. For kind=json: the JSON document, pretty-printed.
     body = models.TextField()
     # Derived when saved, in order of first appearance.
@@ -217,12 +279,18 @@ class TemplateVersion(models.Model):
     # Default generation parameters, e.g. {"model": "flux-2-pro", "width": 1024, "height": 1024}.
     parameters = models.JSONField(default=dict, blank=True)
     change_note = models.CharField(max_length=300, blank=True)
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["template", "-number"]
-        constraints = [models.UniqueConstraint(fields=["template", "number"], name="unique_version_number")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "number"], name="unique_version_number"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.template} v{self.number}"
@@ -230,8 +298,12 @@ class TemplateVersion(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         # Versions are history: what made an image must stay readable exactly as it was.
         if self.pk is not None:
-            raise ValidationError("Template versions are immutable; save a new version instead.")
+            raise ValidationError(
+                "Template versions are immutable; save a new version instead."
+            )
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise ValidationError("Template versions are immutable and cannot be deleted one by one.")
+        raise ValidationError(
+            "Template versions are immutable and cannot be deleted one by one."
+        )

@@ -19,7 +19,9 @@ def brand_create(*, workspace: Workspace, user: User, fields: dict[str, Any]) ->
     """Create a brand kit. Raises BrandNameTaken when the workspace already has that name."""
     try:
         with transaction.atomic():
-            return Brand.objects.create(workspace=workspace, created_by=user, **_brand_fields(fields))
+            return Brand.objects.create(
+                workspace=workspace, created_by=user, **_brand_fields(fields)
+            )
     except IntegrityError as exc:
         raise BrandNameTaken(fields["name"]) from exc
 
@@ -69,7 +71,9 @@ def brand_delete(*, brand: Brand) -> None:
 
 
 def campaign_create(*, brand: Brand, user: User, fields: dict[str, Any]) -> Campaign:
-    return Campaign.objects.create(workspace=brand.workspace, brand=brand, created_by=user, **fields)
+    return Campaign.objects.create(
+        workspace=brand.workspace, brand=brand, created_by=user, **fields
+    )
 
 
 def campaign_set_status(*, campaign: Campaign, status: str) -> Campaign:

@@ -23,14 +23,18 @@ def workspace_create(*, name: str, owner: User) -> Workspace:
 
 
 def membership_add(*, workspace: Workspace, user: User, role: str) -> Membership:
-    membership, _ = Membership.objects.update_or_create(workspace=workspace, user=user, defaults={"role": role})
+    membership, _ = Membership.objects.update_or_create(
+        workspace=workspace, user=user, defaults={"role": role}
+    )
     return membership
 
 
 def _last_admin(membership: Membership) -> bool:
     return (
         membership.role == Role.ADMIN
-        and not Membership.objects.filter(workspace=membership.workspace, role=Role.ADMIN)
+        and not Membership.objects.filter(
+            workspace=membership.workspace, role=Role.ADMIN
+        )
         .exclude(pk=membership.pk)
         .exists()
     )

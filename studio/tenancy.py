@@ -33,7 +33,9 @@ class CurrentWorkspaceMiddleware:
         if request.user.is_authenticated:
             memberships = Membership.objects.for_user(request.user)
             wanted = request.session.get(SESSION_KEY)
-            membership = (memberships.filter(workspace_id=wanted).first() if wanted else None) or memberships.first()
+            membership = (
+                memberships.filter(workspace_id=wanted).first() if wanted else None
+            ) or memberships.first()
             if membership is not None:
                 request.membership = membership  # type: ignore[attr-defined]
                 request.workspace = membership.workspace  # type: ignore[attr-defined]
@@ -51,7 +53,9 @@ def workspace_context(request: HttpRequest) -> dict[str, Any]:
     from campaigns.models import Brand
 
     # Bumps the palette stylesheet's URL whenever a brand kit changes, so swatches never go stale.
-    stamp = Brand.objects.filter(workspace=membership.workspace).aggregate(n=Count("id"), t=Max("updated_at"))
+    stamp = Brand.objects.filter(workspace=membership.workspace).aggregate(
+        n=Count("id"), t=Max("updated_at")
+    )
     return {
         "palette_version": f"{stamp['n']}-{stamp['t'].timestamp() if stamp['t'] else 0:.0f}",
         "current_workspace": membership.workspace,
@@ -60,7 +64,9 @@ def workspace_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def member_required(role: str = Role.VIEWER) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def member_required(
+    role: str = Role.VIEWER,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Login plus a membership of the current workspace with at least `role` (403 otherwise)."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -71,7 +77,9 @@ def member_required(role: str = Role.VIEWER) -> Callable[[Callable[..., HttpResp
             if request.membership is None:
                 return redirect("no-workspace")
             if not request.membership.has_role(role):
-                raise PermissionDenied(f"This needs the {Role(role).label.lower()} role or higher.")
+                raise PermissionDenied(
+                    f"This needs the {Role(role).label.lower()} role or higher."
+                )
             return view(request, *args, **kwargs)
 
         return wrapper
@@ -82,10 +90,14 @@ def member_required(role: str = Role.VIEWER) -> Callable[[Callable[..., HttpResp
 def require_role(request: StudioRequest, role: str) -> None:
     """Raise 403 unless the current member has `role` or a more powerful one."""
     if request.membership is None or not request.membership.has_role(role):
-        raise PermissionDenied(f"This needs the {Role(role).label.lower()} role or higher.")
+        raise PermissionDenied(
+            f"This needs the {Role(role).label.lower()} role or higher."
+        )
 
 
-def get_in_workspace[M: models.Model](request: StudioRequest, queryset: models.QuerySet[M], **lookup: Any) -> M:
+def get_in_workspace[M: models.Model](
+    request: StudioRequest, queryset: models.QuerySet[M], **lookup: Any
+) -> M:
     """Fetch one object of the current workspace, or 404 (also for other workspaces' objects)."""
     if request.workspace is None:
         raise Http404

@@ -6,7 +6,11 @@ from studio import views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(template_name="studio/login.html"), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="studio/login.html"),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("workspaces/switch/", views.workspace_switch, name="workspace-switch"),
     path("workspaces/none/", views.no_workspace, name="no-workspace"),

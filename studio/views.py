@@ -23,8 +23,12 @@ def home(request: StudioRequest) -> HttpResponse:
     workspace = request.workspace
     context = {
         "brands": Brand.objects.filter(workspace=workspace).all()[:12],
-        "campaigns": Campaign.objects.filter(workspace=workspace).select_related("brand")[:8],
-        "templates": PromptTemplate.objects.filter(workspace=workspace).select_related("brand")[:8],
+        "campaigns": Campaign.objects.filter(workspace=workspace).select_related(
+            "brand"
+        )[:8],
+        "templates": PromptTemplate.objects.filter(workspace=workspace).select_related(
+            "brand"
+        )[:8],
         "reference_count": ReferenceImage.objects.filter(workspace=workspace).count(),
     }
     return render(request, "studio/home.html", context)
@@ -33,7 +37,10 @@ def home(request: StudioRequest) -> HttpResponse:
 @require_POST
 @login_required
 def workspace_switch(request: StudioRequest) -> HttpResponse:
-    membership = get_object_or_404(Membership.objects.for_user(request.user), workspace__code=request.POST.get("workspace"))
+    membership = get_object_or_404(
+        Membership.objects.for_user(request.user),
+        workspace__code=request.POST.get("workspace"),
+    )
     request.session[SESSION_KEY] = membership.workspace_id
     messages.info(request, f"Switched to {membership.workspace.name}.")
     return redirect("home")
@@ -56,27 +63,42 @@ def members(request: StudioRequest) -> HttpResponse:
         form = MemberAddForm(request.POST)
         if form.is_valid():
             services.membership_add(
-                workspace=request.workspace, user=form.cleaned_data["user"], role=form.cleaned_data["role"]
+                workspace=request.workspace,
+                user=form.cleaned_data["user"],
+                role=form.cleaned_data["role"],
             )
             messages.success(request, f"{form.cleaned_data['user'].username} added.")
             return redirect("members")
-    memberships = Membership.objects.filter(workspace=request.workspace).select_related("user").order_by("user__username")
+    memberships = (
+        Membership.objects.filter(workspace=request.workspace)
+        .select_related("user")
+        .order_by("user__username")
+    )
     return render(
         request,
         "studio/members.html",
-        {"memberships": memberships, "form": form, "roles": Role.choices, "can_manage": request.membership.is_admin},
+        {
+            "memberships": memberships,
+            "form": form,
+            "roles": Role.choices,
+            "can_manage": request.membership.is_admin,
+        },
     )
 
 
 @require_POST
 @member_required(Role.ADMIN)
 def member_update(request: StudioRequest, membership_id: int) -> HttpResponse:
-    membership = get_object_or_404(Membership, pk=membership_id, workspace=request.workspace)
+    membership = get_object_or_404(
+        Membership, pk=membership_id, workspace=request.workspace
+    )
     form = MemberRoleForm(request.POST)
     if "remove" in request.POST:
         error = services.membership_remove(membership=membership)
     elif form.is_valid():
-        error = services.membership_set_role(membership=membership, role=form.cleaned_data["role"])
+        error = services.membership_set_role(
+            membership=membership, role=form.cleaned_data["role"]
+        )
     else:
         error = "Choose a valid role."
     if error:

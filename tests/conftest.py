@@ -27,12 +27,21 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-ARTIFACTS = Path(os.environ.get("STUDIO_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "var" / "test-artifacts"))
+ARTIFACTS = Path(
+    os.environ.get(
+        "STUDIO_TEST_ARTIFACTS",
+        Path(__file__).resolve().parent.parent / "var" / "test-artifacts",
+    )
+)
 
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": CHROMIUM_ARGS,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -56,14 +65,20 @@ def _plain_static_storage(settings: object) -> None:
     # live_server serves /static/ through the finders, which know no manifest-hashed names.
     settings.STORAGES = {  # type: ignore[attr-defined]
         **settings.STORAGES,  # type: ignore[attr-defined]
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        },
     }
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
     # On CI nothing may be skipped silently: a missing Chromium is an error there.
     if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
-        skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: apt-get install -y chromium")
+        skip = pytest.mark.skip(
+            reason=f"{CHROMIUM} is missing: apt-get install -y chromium"
+        )
         for item in items:
             if "e2e" in item.keywords:
                 item.add_marker(skip)

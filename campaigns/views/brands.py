@@ -14,7 +14,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from campaigns import services
 from campaigns.forms import BrandForm
-from campaigns.models import Brand, Campaign, PromptTemplate, ReferenceImage, ReferenceRole
+from campaigns.models import (
+    Brand,
+    Campaign,
+    PromptTemplate,
+    ReferenceImage,
+    ReferenceRole,
+)
 from studio.http import StudioRequest
 from studio.models import Role
 from studio.tenancy import get_in_workspace, member_required
@@ -31,7 +37,10 @@ def _initial(brand: Brand) -> dict[str, object]:
         "name": brand.name,
         "description": brand.description,
         "typography_hints": brand.typography_hints,
-        "fonts": "\n".join(f"{f['family']} — {f['usage']}" if f.get("usage") else f["family"] for f in brand.fonts),
+        "fonts": "\n".join(
+            f"{f['family']} — {f['usage']}" if f.get("usage") else f["family"]
+            for f in brand.fonts
+        ),
         "tone_of_voice": brand.tone_of_voice,
         "words_to_use": ", ".join(brand.words_to_use),
         "words_to_avoid": ", ".join(brand.words_to_avoid),
@@ -44,7 +53,8 @@ def _initial(brand: Brand) -> dict[str, object]:
 @member_required()
 def brand_list(request: StudioRequest) -> HttpResponse:
     brands = Brand.objects.filter(workspace=request.workspace).annotate(
-        reference_count=Count("references", distinct=True), campaign_count=Count("campaigns", distinct=True)
+        reference_count=Count("references", distinct=True),
+        campaign_count=Count("campaigns", distinct=True),
     )
     return render(request, "campaigns/brands/list.html", {"brands": brands})
 
@@ -58,15 +68,25 @@ def brand_create(request: StudioRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                brand = services.brand_create(workspace=request.workspace, user=request.user, fields=form.cleaned_data)
+                brand = services.brand_create(
+                    workspace=request.workspace,
+                    user=request.user,
+                    fields=form.cleaned_data,
+                )
             except services.BrandNameTaken:
-                form.add_error("name", "This workspace already has a brand with that name.")
+                form.add_error(
+                    "name", "This workspace already has a brand with that name."
+                )
             else:
-                messages.success(request, f"Brand “{brand.name}” created. Add reference images next.")
+                messages.success(
+                    request, f"Brand “{brand.name}” created. Add reference images next."
+                )
                 return redirect("campaigns:brand-detail", brand.code)
         palette_rows = form.palette_rows or palette_rows
     return render(
-        request, "campaigns/brands/form.html", {"form": form, "palette_rows": palette_rows, "brand": None}
+        request,
+        "campaigns/brands/form.html",
+        {"form": form, "palette_rows": palette_rows, "brand": None},
     )
 
 
@@ -75,16 +95,23 @@ def brand_create(request: StudioRequest) -> HttpResponse:
 def brand_detail(request: StudioRequest, code: UUID) -> HttpResponse:
     brand, can_edit = _brand_for_user(request, code)
     references = ReferenceImage.objects.filter(brand=brand)
-    role_counts = dict(references.values_list("role").annotate(n=Count("id")).values_list("role", "n"))
+    role_counts = dict(
+        references.values_list("role").annotate(n=Count("id")).values_list("role", "n")
+    )
     context = {
         "brand": brand,
         "can_edit": can_edit,
         "can_delete": request.membership is not None and request.membership.is_admin,
         "recent_references": references[:8],
         "reference_total": sum(role_counts.values()),
-        "role_counts": [(label, role_counts.get(value, 0), value) for value, label in ReferenceRole.choices],
+        "role_counts": [
+            (label, role_counts.get(value, 0), value)
+            for value, label in ReferenceRole.choices
+        ],
         "campaigns": Campaign.objects.filter(brand=brand),
-        "templates": PromptTemplate.objects.filter(brand=brand).annotate(version_count=Count("versions")),
+        "templates": PromptTemplate.objects.filter(brand=brand).annotate(
+            version_count=Count("versions")
+        ),
     }
     return render(request, "campaigns/brands/detail.html", context)
 
@@ -100,12 +127,18 @@ def brand_edit(request: StudioRequest, code: UUID) -> HttpResponse:
             try:
                 services.brand_update(brand=brand, fields=form.cleaned_data)
             except services.BrandNameTaken:
-                form.add_error("name", "This workspace already has a brand with that name.")
+                form.add_error(
+                    "name", "This workspace already has a brand with that name."
+                )
             else:
                 messages.success(request, "Brand kit saved.")
                 return redirect("campaigns:brand-detail", brand.code)
         palette_rows = form.palette_rows
-    return render(request, "campaigns/brands/form.html", {"form": form, "palette_rows": palette_rows, "brand": brand})
+    return render(
+        request,
+        "campaigns/brands/form.html",
+        {"form": form, "palette_rows": palette_rows, "brand": brand},
+    )
 
 
 @require_POST
@@ -113,7 +146,9 @@ def brand_edit(request: StudioRequest, code: UUID) -> HttpResponse:
 def brand_delete(request: StudioRequest, code: UUID) -> HttpResponse:
     brand, _ = _brand_for_user(request, code)
     if request.POST.get("confirm_name", "").strip() != brand.name:
-        messages.error(request, f"Type the brand's name (“{brand.name}”) to confirm deleting it.")
+        messages.error(
+            request, f"Type the brand's name (“{brand.name}”) to confirm deleting it."
+        )
         return redirect("campaigns:brand-detail", brand.code)
     name = brand.name
     services.brand_delete(brand=brand)
@@ -125,7 +160,11 @@ def brand_delete(request: StudioRequest, code: UUID) -> HttpResponse:
 @member_required(Role.EDITOR)
 def brand_palette_row(request: StudioRequest) -> HttpResponse:
     """One empty palette row, appended by the brand form's “Add colour” button."""
-    return TemplateResponse(request, "campaigns/brands/form.html#palette_row", {"row": {"name": "", "hex": "#"}})
+    return TemplateResponse(
+        request,
+        "campaigns/brands/form.html#palette_row",
+        {"row": {"name": "", "hex": "#"}},
+    )
 
 
 @require_GET
@@ -133,11 +172,14 @@ def brand_palette_row(request: StudioRequest) -> HttpResponse:
 def palette_css(request: StudioRequest) -> HttpResponse:
     """Swatch colours as classes (.sw-1A1A2E), because the CSP forbids inline style attributes."""
     hexes: set[str] = set()
-    for palette in Brand.objects.filter(workspace=request.workspace).values_list("palette", flat=True):
+    for palette in Brand.objects.filter(workspace=request.workspace).values_list(
+        "palette", flat=True
+    ):
         hexes.update(c["hex"] for c in palette if isinstance(c, dict) and c.get("hex"))
     rules = [f".sw-{h[1:]}{{background:{h}}}" for h in sorted(hexes)]
     response = HttpResponse("\n".join(rules) + "\n", content_type="text/css")
     response["Cache-Control"] = "private, max-age=86400"
-    response["ETag"] = '"' + hashlib.sha256("".join(rules).encode()).hexdigest()[:16] + '"'
+    response["ETag"] = (
+        '"' + hashlib.sha256("".join(rules).encode()).hexdigest()[:16] + '"'
+    )
     return response
-

@@ -19,7 +19,9 @@ from studio.tenancy import get_in_workspace, member_required
 
 
 def _campaign_for_user(request: StudioRequest, code: UUID) -> tuple[Campaign, bool]:
-    campaign = get_in_workspace(request, Campaign.objects.select_related("brand"), code=code)
+    campaign = get_in_workspace(
+        request, Campaign.objects.select_related("brand"), code=code
+    )
     assert request.membership is not None
     return campaign, request.membership.can_edit
 
@@ -28,13 +30,19 @@ def _campaign_for_user(request: StudioRequest, code: UUID) -> tuple[Campaign, bo
 @member_required()
 @vary_on_headers("HX-Request")
 def campaign_list(request: StudioRequest) -> HttpResponse:
-    campaigns = Campaign.objects.filter(workspace=request.workspace).select_related("brand")
+    campaigns = Campaign.objects.filter(workspace=request.workspace).select_related(
+        "brand"
+    )
     status = request.GET.get("status", "")
     brand_code = request.GET.get("brand", "")
     if status in Campaign.Status.values:
         campaigns = campaigns.filter(status=status)
     if brand_code:
-        campaigns = campaigns.filter(brand__code__iexact=brand_code) if _is_uuid(brand_code) else campaigns.none()
+        campaigns = (
+            campaigns.filter(brand__code__iexact=brand_code)
+            if _is_uuid(brand_code)
+            else campaigns.none()
+        )
     context = {
         "campaigns": campaigns,
         "brands": Brand.objects.filter(workspace=request.workspace),
@@ -42,7 +50,11 @@ def campaign_list(request: StudioRequest) -> HttpResponse:
         "status": status,
         "brand_code": brand_code,
     }
-    template = "campaigns/campaigns/list.html#campaign_table" if wants_partial(request) else "campaigns/campaigns/list.html"
+    template = (
+        "campaigns/campaigns/list.html#campaign_table"
+        if wants_partial(request)
+        else "campaigns/campaigns/list.html"
+    )
     return render(request, template, context)
 
 
@@ -60,13 +72,21 @@ def campaign_create(request: StudioRequest, code: UUID) -> HttpResponse:
     brand = get_in_workspace(request, Brand.objects.all(), code=code)
     assert request.membership is not None
     form = CampaignForm(
-        request.POST or None, can_set_budget=request.membership.is_admin, initial={"channels": brand.default_formats}
+        request.POST or None,
+        can_set_budget=request.membership.is_admin,
+        initial={"channels": brand.default_formats},
     )
     if request.method == "POST" and form.is_valid():
-        campaign = services.campaign_create(brand=brand, user=request.user, fields=form.cleaned_data)
+        campaign = services.campaign_create(
+            brand=brand, user=request.user, fields=form.cleaned_data
+        )
         messages.success(request, f"Campaign “{campaign.name}” created.")
         return redirect("campaigns:campaign-detail", campaign.code)
-    return render(request, "campaigns/campaigns/form.html", {"form": form, "brand": brand, "campaign": None})
+    return render(
+        request,
+        "campaigns/campaigns/form.html",
+        {"form": form, "brand": brand, "campaign": None},
+    )
 
 
 @require_GET
@@ -87,13 +107,21 @@ def campaign_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 def campaign_edit(request: StudioRequest, code: UUID) -> HttpResponse:
     campaign, _ = _campaign_for_user(request, code)
     assert request.membership is not None
-    form = CampaignForm(request.POST or None, instance=campaign, can_set_budget=request.membership.is_admin)
+    form = CampaignForm(
+        request.POST or None,
+        instance=campaign,
+        can_set_budget=request.membership.is_admin,
+    )
     if request.method == "POST" and form.is_valid():
         # Plain CRUD on one row with no side effects: ModelForm.save() is the house rule's exception.
         form.save()
         messages.success(request, "Campaign saved.")
         return redirect("campaigns:campaign-detail", campaign.code)
-    return render(request, "campaigns/campaigns/form.html", {"form": form, "brand": campaign.brand, "campaign": campaign})
+    return render(
+        request,
+        "campaigns/campaigns/form.html",
+        {"form": form, "brand": campaign.brand, "campaign": campaign},
+    )
 
 
 @require_POST
@@ -103,9 +131,17 @@ def campaign_status(request: StudioRequest, code: UUID) -> HttpResponse:
     campaign, _ = _campaign_for_user(request, code)
     form = CampaignStatusForm(request.POST)
     if form.is_valid():
-        campaign = services.campaign_set_status(campaign=campaign, status=form.cleaned_data["status"])
+        campaign = services.campaign_set_status(
+            campaign=campaign, status=form.cleaned_data["status"]
+        )
     if wants_partial(request):
-        context = {"campaign": campaign, "can_edit": True, "status_form": CampaignStatusForm(initial={"status": campaign.status})}
-        return render(request, "campaigns/campaigns/detail.html#campaign_status", context)
+        context = {
+            "campaign": campaign,
+            "can_edit": True,
+            "status_form": CampaignStatusForm(initial={"status": campaign.status}),
+        }
+        return render(
+            request, "campaigns/campaigns/detail.html#campaign_status", context
+        )
     messages.success(request, f"Status: {campaign.get_status_display()}.")
     return redirect("campaigns:campaign-detail", campaign.code)

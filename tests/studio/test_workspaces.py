@@ -8,7 +8,9 @@ from tests.factories import make_brand, make_user
 
 class WorkspaceTests(StudioTestCase):
     def test_login_with_the_form_lands_on_the_workspace_home(self) -> None:
-        r = self.client.post("/login/", {"username": "alice", "password": "pw-for-tests-1"})
+        r = self.client.post(
+            "/login/", {"username": "alice", "password": "pw-for-tests-1"}
+        )
         self.assertRedirects(r, "/", fetch_redirect_response=False)
         self.assertContains(self.client.get("/"), "Acme")
 
@@ -17,24 +19,34 @@ class WorkspaceTests(StudioTestCase):
         r = self.client.get("/")
         self.assertRedirects(r, "/workspaces/none/")
 
-    def test_the_switcher_changes_the_current_workspace_and_scoping_follows(self) -> None:
-        Membership.objects.create(workspace=self.other_workspace, user=self.alice, role=Role.VIEWER)
+    def test_the_switcher_changes_the_current_workspace_and_scoping_follows(
+        self,
+    ) -> None:
+        Membership.objects.create(
+            workspace=self.other_workspace, user=self.alice, role=Role.VIEWER
+        )
         make_brand(self.other_workspace, name="Globex Brand")
         self.client.force_login(self.alice)
         self.assertNotContains(self.client.get("/brands/"), "Globex Brand")
-        self.client.post("/workspaces/switch/", {"workspace": str(self.other_workspace.code)})
+        self.client.post(
+            "/workspaces/switch/", {"workspace": str(self.other_workspace.code)}
+        )
         self.assertEqual(self.client.session[SESSION_KEY], self.other_workspace.pk)
         r = self.client.get("/brands/")
         self.assertContains(r, "Globex Brand")
         self.assertNotContains(r, "Acme Coffee")
         # Acme's objects now answer 404: only the current workspace is visible.
-        self.assertEqual(self.client.get(f"/brands/{self.brand.code}/").status_code, 404)
+        self.assertEqual(
+            self.client.get(f"/brands/{self.brand.code}/").status_code, 404
+        )
         # In Globex alice is a viewer: roles are per workspace.
         self.assertEqual(self.client.get("/brands/new/").status_code, 403)
 
     def test_switching_to_a_workspace_you_are_not_in_is_404(self) -> None:
         self.client.force_login(self.carol)
-        r = self.client.post("/workspaces/switch/", {"workspace": str(self.workspace.code)})
+        r = self.client.post(
+            "/workspaces/switch/", {"workspace": str(self.workspace.code)}
+        )
         self.assertEqual(r.status_code, 404)
 
     def test_a_stale_session_workspace_falls_back_to_a_real_membership(self) -> None:
@@ -59,13 +71,26 @@ class MemberManagementTests(StudioTestCase):
 
     def test_unknown_user_gets_a_clear_message(self) -> None:
         self.client.force_login(self.alice)
-        self.assertContains(self.client.post("/members/", {"username": "ghost", "role": "editor"}), "No user called")
+        self.assertContains(
+            self.client.post("/members/", {"username": "ghost", "role": "editor"}),
+            "No user called",
+        )
 
     def test_non_admins_cannot_manage_members(self) -> None:
         self.client.force_login(self.alex)
         bob_membership = Membership.objects.get(user=self.bob)
-        self.assertEqual(self.client.post(f"/members/{bob_membership.pk}/", {"role": "admin"}).status_code, 403)
-        self.assertEqual(self.client.post("/members/", {"username": "carol", "role": "admin"}).status_code, 403)
+        self.assertEqual(
+            self.client.post(
+                f"/members/{bob_membership.pk}/", {"role": "admin"}
+            ).status_code,
+            403,
+        )
+        self.assertEqual(
+            self.client.post(
+                "/members/", {"username": "carol", "role": "admin"}
+            ).status_code,
+            403,
+        )
         bob_membership.refresh_from_db()
         self.assertEqual(bob_membership.role, "viewer")
 
@@ -81,7 +106,10 @@ class MemberManagementTests(StudioTestCase):
     def test_another_workspaces_membership_is_404(self) -> None:
         self.client.force_login(self.alice)
         carols = Membership.objects.get(user=self.carol)
-        self.assertEqual(self.client.post(f"/members/{carols.pk}/", {"role": "viewer"}).status_code, 404)
+        self.assertEqual(
+            self.client.post(f"/members/{carols.pk}/", {"role": "viewer"}).status_code,
+            404,
+        )
 
     def test_everyone_sees_the_member_list(self) -> None:
         self.client.force_login(self.bob)
