@@ -21,7 +21,10 @@ from studio.tenancy import SESSION_KEY, member_required
 @member_required()
 def home(request: StudioRequest) -> HttpResponse:
     workspace = request.workspace
+    brands = Brand.objects.filter(workspace=workspace)
     context = {
+        "first_brand": brands.first(),
+        "first_campaign": Campaign.objects.filter(workspace=workspace).first(),
         "brands": Brand.objects.filter(workspace=workspace).all()[:12],
         "campaigns": Campaign.objects.filter(workspace=workspace).select_related(
             "brand"
