@@ -30,8 +30,12 @@ class ErrorClass(enum.StrEnum):
     AUTH = "auth"  # bad or missing key, no permission: fix the configuration
     QUOTA = "quota"  # out of credits / payment problem
     RATE_LIMITED = "rate_limited"  # 429: too many active tasks; retry after a pause
-    INVALID_REQUEST = "invalid_request"  # the provider (or our rule check) refused the request
-    MODERATED = "moderated"  # prompt/input or output refused by the provider's moderation
+    INVALID_REQUEST = (
+        "invalid_request"  # the provider (or our rule check) refused the request
+    )
+    MODERATED = (
+        "moderated"  # prompt/input or output refused by the provider's moderation
+    )
     PROVIDER_ERROR = "provider_error"  # 5xx, provider-side processing error
     NETWORK = "network"  # connection refused/dropped, DNS, TLS
     TIMEOUT = "timeout"  # the HTTP call or the whole generation took too long
@@ -66,8 +70,12 @@ class BackendError(Exception):
 class RuleViolation(BackendError):
     """The request breaks one of the backend's documented rules; nothing was sent."""
 
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(ErrorClass.INVALID_REQUEST, message, retryable=False)
+    def __init__(
+        self, rule: str, message: str, *, details: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(
+            ErrorClass.INVALID_REQUEST, message, retryable=False, details=details
+        )
         self.rule = rule
 
 
@@ -108,6 +116,36 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class ParamRule:
+    """The values one optional model parameter accepts: kind "int", "float", "bool" or "choice"."""
+
+    kind: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not accepted, or None when it is."""
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else "must be true or false"
+        if self.kind == "choice":
+            return (
+                None
+                if value in self.choices
+                else f"must be one of {', '.join(self.choices)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "must be a number"
+        if self.kind == "int" and value != int(value):
+            return "must be a whole number"
+        low = self.minimum if self.minimum is not None else float("-inf")
+        high = self.maximum if self.maximum is not None else float("inf")
+        if not low <= value <= high:
+            return f"must be between {low:g} and {high:g}"
+        return None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     model: str  # studio vocabulary id
     provider_model: str  # the provider's own id/path
@@ -117,6 +155,8 @@ class ModelSpec:
     max_side: int = 2048
     dimension_step: int = 16
     params: frozenset[str] = frozenset()  # supported optional parameters
+    # Accepted values per parameter; validate() refuses others before anything is sent.
+    param_rules: Mapping[str, ParamRule] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -184,7 +224,10 @@ class Backend:
         spec = caps.models.get(request.model)
         if spec is None:
             served = ", ".join(sorted(caps.models))
-            raise RuleViolation("model", f"{self.label} cannot serve {request.model} (it serves {served}).")
+            raise RuleViolation(
+                "model",
+                f"{self.label} cannot serve {request.model} (it serves {served}).",
+            )
         if len(request.references) > spec.max_references:
             raise RuleViolation(
                 "max_references",
@@ -194,11 +237,13 @@ class Backend:
         for side_name, side in (("width", request.width), ("height", request.height)):
             if side < spec.min_side or side > spec.max_side:
                 raise RuleViolation(
-                    "dimensions", f"{side_name} {side} is outside {spec.min_side}–{spec.max_side} px on {self.label}."
+                    "dimensions",
+                    f"{side_name} {side} is outside {spec.min_side}–{spec.max_side} px on {self.label}.",
                 )
             if side % spec.dimension_step:
                 raise RuleViolation(
-                    "dimension_step", f"{side_name} {side} must be a multiple of {spec.dimension_step} on {self.label}."
+                    "dimension_step",
+                    f"{side_name} {side} must be a multiple of {spec.dimension_step} on {self.label}.",
                 )
         if request.megapixels > spec.max_megapixels + 1e-9:
             raise RuleViolation(
@@ -209,8 +254,19 @@ class Backend:
         unknown = set(request.params) - spec.params
         if unknown:
             raise RuleViolation(
-                "params", f"{request.model} on {self.label} does not take: {', '.join(sorted(unknown))}."
+                "params",
+                f"{request.model} on {self.label} does not take: {', '.join(sorted(unknown))}.",
             )
+        for name, value in request.params.items():
+            rule = spec.param_rules.get(name)
+            if rule is None or value is None:
+                continue
+            if problem := rule.problem(value):
+                raise RuleViolation(
+                    "param_range",
+                    f"{name} {value!r} {problem} on {request.model} ({self.label}).",
+                    details={"param": name, "value": value},
+                )
 
     def estimate_cost(self, request: GenerationRequest) -> Decimal:
         """Price in USD from the provider's published pricing (providers.md)."""
@@ -225,12 +281,17 @@ class Backend:
     def fetch(self, result: PollResult) -> tuple[bytes, str]:
         """Download a READY result: (bytes, content type). Raises BackendError (EXPIRED, BAD_RESULT...)."""
         if result.result_bytes is not None:
-            return result.result_bytes, result.content_type or "application/octet-stream"
+            return (
+                result.result_bytes,
+                result.content_type or "application/octet-stream",
+            )
         raise NotImplementedError
 
     def cancel(self, *, task_id: str, poll_url: str | None) -> bool:
         return False
 
-    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes, secret: str) -> tuple[str, PollResult]:
+    def parse_webhook(
+        self, *, headers: Mapping[str, str], body: bytes, secret: str
+    ) -> tuple[str, PollResult]:
         """Verify and parse a provider callback: (task id, result). Raises BackendError when invalid."""
         raise NotImplementedError

@@ -1,0 +1,82 @@
+"""Which backends exist, the studio's model vocabulary, and configuration from the environment.
+
+    backend = get_backend("bfl", env_config("bfl"))
+
+A workspace's provider account (keys encrypted at rest) builds its own BackendConfig; env_config()
+is the fallback: settings first, then the environment, `<NAME>_API_KEY`, `<NAME>_API_URL` and
+`<NAME>_ALLOWED_HOSTS` (e.g. BFL_API_KEY, BFL_API_URL: a URL or a region from bfl.REGIONS,
+BFL_ALLOWED_HOSTS: extra hosts trusted for polling and downloads, such as a fake server's).
+"""
+
+from __future__ import annotations
+
+import os
+
+from generation.backends.base import Backend, BackendConfig
+from generation.backends.bfl import BFLBackend
+from generation.backends.preview import PreviewBackend
+
+BACKENDS: dict[str, type[Backend]] = {
+    "bfl": BFLBackend,
+    "preview": PreviewBackend,
+}
+
+# The studio's model vocabulary (GenerationRequest.model) with display labels.
+MODELS: dict[str, str] = {
+    "flux-2-pro": "FLUX.2 [pro]",
+    "flux-2-pro-preview": "FLUX.2 [pro] preview (latest)",
+    "flux-2-max": "FLUX.2 [max]",
+    "flux-2-flex": "FLUX.2 [flex]",
+    "flux-2-dev": "FLUX.2 [dev]",
+    "flux-2-klein-4b": "FLUX.2 [klein] 4B",
+    "flux-2-klein-9b": "FLUX.2 [klein] 9B",
+    "flux-2-klein-9b-preview": "FLUX.2 [klein] 9B preview (latest)",
+}
+
+# Backends that take no configuration at all.
+_KEYLESS = frozenset({"preview"})
+
+
+class UnknownBackend(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}."
+        )
+        self.name = name
+
+
+def _setting(name: str) -> str:
+    """A Django setting when one is defined (and settings are configured), else the environment."""
+    from django.conf import settings
+
+    default = os.environ.get(name, "")
+    if not settings.configured:
+        return default
+    value = getattr(settings, name, None)
+    return default if value is None else str(value)
+
+
+def env_config(name: str) -> BackendConfig:
+    """The fallback configuration of backend `name` from settings or the environment."""
+    if name not in BACKENDS:
+        raise UnknownBackend(name)
+    if name in _KEYLESS:
+        return BackendConfig()
+    prefix = name.upper()
+    extra = {}
+    if allowed := _setting(f"{prefix}_ALLOWED_HOSTS"):
+        extra["allowed_hosts"] = allowed
+    return BackendConfig(
+        api_key=_setting(f"{prefix}_API_KEY"),
+        base_url=_setting(f"{prefix}_API_URL"),
+        extra=extra,
+    )
+
+
+def get_backend(name: str, config: BackendConfig | None = None) -> Backend:
+    """An instance of backend `name`; without a config, the environment's (env_config)."""
+    try:
+        cls = BACKENDS[name]
+    except KeyError:
+        raise UnknownBackend(name) from None
+    return cls(config if config is not None else env_config(name))
