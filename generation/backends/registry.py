@@ -3,9 +3,9 @@
     backend = get_backend("bfl", env_config("bfl"))
 
 A workspace's provider account (keys encrypted at rest) builds its own BackendConfig; env_config()
-is the fallback: settings first, then the environment, `<NAME>_API_KEY`, `<NAME>_API_URL` and
-`<NAME>_ALLOWED_HOSTS` (e.g. BFL_API_KEY, BFL_API_URL: a URL or a region from bfl.REGIONS,
-BFL_ALLOWED_HOSTS: extra hosts trusted for polling and downloads, such as a fake server's).
+is the fallback: settings first, then the environment, with each provider's documented names
+(ENV_NAMES below; e.g. BFL_API_KEY, BFL_API_URL: a URL or a region from bfl.REGIONS) and
+`<NAME>_ALLOWED_HOSTS`: extra hosts trusted for polling and downloads, such as a fake server's.
 """
 
 from __future__ import annotations
@@ -14,11 +14,40 @@ import os
 
 from generation.backends.base import Backend, BackendConfig
 from generation.backends.bfl import BFLBackend
+from generation.backends.cloudflare import CloudflareBackend
+from generation.backends.comfyui import ComfyUIBackend
+from generation.backends.fal import FalBackend
 from generation.backends.preview import PreviewBackend
+from generation.backends.replicate import ReplicateBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     "bfl": BFLBackend,
+    "fal": FalBackend,
+    "replicate": ReplicateBackend,
+    "cloudflare": CloudflareBackend,
+    "comfyui": ComfyUIBackend,
     "preview": PreviewBackend,
+}
+
+# (key variable, base URL variable, extra variables) per backend, as each provider names them.
+ENV_NAMES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "bfl": ("BFL_API_KEY", "BFL_API_URL", {}),
+    "fal": ("FAL_KEY", "FAL_QUEUE_URL", {"jwks_url": "FAL_JWKS_URL"}),
+    "replicate": (
+        "REPLICATE_API_TOKEN",
+        "REPLICATE_API_URL",
+        {"webhook_secret": "REPLICATE_WEBHOOK_SECRET"},
+    ),
+    "cloudflare": (
+        "CLOUDFLARE_API_TOKEN",
+        "CLOUDFLARE_API_URL",
+        {"account_id": "CLOUDFLARE_ACCOUNT_ID"},
+    ),
+    "comfyui": (
+        "COMFYUI_API_KEY",
+        "COMFYUI_URL",
+        {"workflow_dir": "COMFYUI_WORKFLOW_DIR"},
+    ),
 }
 
 # The studio's model vocabulary (GenerationRequest.model) with display labels.
@@ -63,13 +92,18 @@ def env_config(name: str) -> BackendConfig:
     if name in _KEYLESS:
         return BackendConfig()
     prefix = name.upper()
-    extra = {}
+    key_name, url_name, extra_names = ENV_NAMES.get(
+        name, (f"{prefix}_API_KEY", f"{prefix}_API_URL", {})
+    )
+    extra = {
+        field: value
+        for field, variable in extra_names.items()
+        if (value := _setting(variable))
+    }
     if allowed := _setting(f"{prefix}_ALLOWED_HOSTS"):
         extra["allowed_hosts"] = allowed
     return BackendConfig(
-        api_key=_setting(f"{prefix}_API_KEY"),
-        base_url=_setting(f"{prefix}_API_URL"),
-        extra=extra,
+        api_key=_setting(key_name), base_url=_setting(url_name), extra=extra
     )
 
 
