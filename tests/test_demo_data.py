@@ -21,7 +21,17 @@ from campaigns.models import (
 )
 from studio.models import Membership, Role, Workspace
 
-MODELS = (User, Workspace, Membership, Brand, ReferenceImage, Tag, Campaign, PromptTemplate, TemplateVersion)
+MODELS = (
+    User,
+    Workspace,
+    Membership,
+    Brand,
+    ReferenceImage,
+    Tag,
+    Campaign,
+    PromptTemplate,
+    TemplateVersion,
+)
 
 
 def _counts() -> dict[str, int]:
@@ -46,21 +56,45 @@ def test_load_demo_is_idempotent_and_prints_the_login() -> None:
 
     workspace = Workspace.objects.get(slug="demo")
     assert workspace.name == "Northwind Coffee Co."
-    roles = dict(Membership.objects.filter(workspace=workspace).values_list("user__username", "role"))
-    assert roles == {"demo": Role.ADMIN, "dana": Role.EDITOR, "alex": Role.APPROVER, "vera": Role.VIEWER}
+    roles = dict(
+        Membership.objects.filter(workspace=workspace).values_list(
+            "user__username", "role"
+        )
+    )
+    assert roles == {
+        "demo": Role.ADMIN,
+        "dana": Role.EDITOR,
+        "alex": Role.APPROVER,
+        "vera": Role.VIEWER,
+    }
     for username in roles:
-        assert authenticate(username=username, password=DEMO_PASSWORD) is not None, username
+        assert authenticate(username=username, password=DEMO_PASSWORD) is not None, (
+            username
+        )
 
     brand = Brand.objects.get(workspace=workspace, name="Northwind Roasters")
-    assert len(brand.palette) >= 3 and all(colour["hex"].startswith("#") for colour in brand.palette)
+    assert len(brand.palette) >= 3 and all(
+        colour["hex"].startswith("#") for colour in brand.palette
+    )
     assert brand.fonts and all(font["usage"] for font in brand.fonts)
     assert brand.typography_hints and brand.tone_of_voice
     assert brand.words_to_use and brand.words_to_avoid
-    assert brand.format_objects and len(brand.format_objects) == len(brand.default_formats)
+    assert brand.format_objects and len(brand.format_objects) == len(
+        brand.default_formats
+    )
 
     references = ReferenceImage.objects.filter(brand=brand)
-    assert set(references.values_list("role", flat=True)) >= {"product", "character", "style", "background", "logo"}
-    assert all(ref.workspace_id == workspace.pk and ref.width > 0 and ref.file for ref in references)
+    assert set(references.values_list("role", flat=True)) >= {
+        "product",
+        "character",
+        "style",
+        "background",
+        "logo",
+    }
+    assert all(
+        ref.workspace_id == workspace.pk and ref.width > 0 and ref.file
+        for ref in references
+    )
     assert brand.logo is not None and brand.logo.role == "logo"
 
     campaign = Campaign.objects.get(brand=brand, name="Autumn Blend Launch")

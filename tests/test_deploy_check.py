@@ -31,7 +31,8 @@ def production_env() -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in _CLEARED and not key.startswith(("SECURE_", "SESSION_COOKIE_", "CSRF_COOKIE_"))
+        if key not in _CLEARED
+        and not key.startswith(("SECURE_", "SESSION_COOKIE_", "CSRF_COOKIE_"))
     }
     env.update(
         {

@@ -40,7 +40,9 @@ from campaigns.services import brand_create, brand_update, campaign_create
 from studio.models import Role, Workspace
 from studio.services import membership_add
 
-DEMO_PASSWORD = "studio-demo"  # dev-only demo login, printed by `make run` and in the README
+DEMO_PASSWORD = (
+    "studio-demo"  # dev-only demo login, printed by `make run` and in the README
+)
 WORKSPACE_SLUG = "demo"
 WORKSPACE_NAME = "Northwind Coffee Co."
 BRAND_NAME = "Northwind Roasters"
@@ -173,7 +175,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not (settings.DEBUG or getattr(settings, "TESTING", False) or options["force"]):
+        if not (
+            settings.DEBUG or getattr(settings, "TESTING", False) or options["force"]
+        ):
             raise CommandError(
                 "load_demo creates users with a published password; it runs only with DEBUG=1 (or --force)."
             )
@@ -185,7 +189,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             logo = references.get("logo")
             if logo is not None and brand.logo_id != logo.pk:
-                brand = brand_update(brand=brand, fields={**_current_fields(brand), "logo": logo})
+                brand = brand_update(
+                    brand=brand, fields={**_current_fields(brand), "logo": logo}
+                )
             campaign = self._campaign(brand, users["demo"])
             templates = self._templates(brand, campaign, users["demo"])
         self._report(workspace, brand, references, campaign, templates)
@@ -193,7 +199,9 @@ class Command(BaseCommand):
     # -- the pieces ----------------------------------------------------------------------------
 
     def _workspace_and_users(self) -> tuple[Workspace, dict[str, User]]:
-        workspace, _ = Workspace.objects.get_or_create(slug=WORKSPACE_SLUG, defaults={"name": WORKSPACE_NAME})
+        workspace, _ = Workspace.objects.get_or_create(
+            slug=WORKSPACE_SLUG, defaults={"name": WORKSPACE_NAME}
+        )
         users: dict[str, User] = {}
         for username, first_name, role in USERS:
             user, created = User.objects.get_or_create(
@@ -222,14 +230,23 @@ class Command(BaseCommand):
         for filename, role, tags, draw in REFERENCE_IMAGES:
             content = draw()
             existing = ReferenceImage.objects.filter(
-                Q(original_name=filename) | Q(sha256=hashlib.sha256(content).hexdigest()),
+                Q(original_name=filename)
+                | Q(sha256=hashlib.sha256(content).hexdigest()),
                 brand=brand,
             ).first()
             if existing is None:
                 upload = SimpleUploadedFile(filename, content, content_type="image/png")
                 try:
-                    existing = reference_create(brand=brand, uploaded_file=upload, user=user, role=role, tags=tags)
-                except DuplicateReference as duplicate:  # the same image under another name
+                    existing = reference_create(
+                        brand=brand,
+                        uploaded_file=upload,
+                        user=user,
+                        role=role,
+                        tags=tags,
+                    )
+                except (
+                    DuplicateReference
+                ) as duplicate:  # the same image under another name
                     existing = duplicate.existing
             made[role] = existing
         return made
@@ -246,10 +263,14 @@ class Command(BaseCommand):
             campaign = campaign_create(brand=brand, user=user, fields=fields)
         return campaign
 
-    def _templates(self, brand: Brand, campaign: Campaign, user: User) -> list[PromptTemplate]:
+    def _templates(
+        self, brand: Brand, campaign: Campaign, user: User
+    ) -> list[PromptTemplate]:
         templates = []
         for spec in (TEXT_TEMPLATE, JSON_TEMPLATE):
-            template = PromptTemplate.objects.filter(brand=brand, name=spec["name"]).first()
+            template = PromptTemplate.objects.filter(
+                brand=brand, name=spec["name"]
+            ).first()
             if template is None:
                 template = prompt_template_create(
                     brand=brand,
@@ -278,14 +299,20 @@ class Command(BaseCommand):
             f"http://{os.environ.get('STUDIO_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
         )
         out = self.stdout
-        out.write(self.style.SUCCESS(f'Demo data ready in workspace "{workspace.name}":'))
+        out.write(
+            self.style.SUCCESS(f'Demo data ready in workspace "{workspace.name}":')
+        )
         out.write(
             f"  brand {brand.name} ({len(references)} reference images), campaign {campaign.name}, "
             f"{len(templates)} prompt templates"
         )
         out.write(f"  URL:    {url}/")
-        out.write(f"  Login:  demo / {DEMO_PASSWORD}   (workspace admin; a dev-only demo password)")
-        out.write(f"  Also:   dana (editor), alex (approver), vera (viewer), password {DEMO_PASSWORD}")
+        out.write(
+            f"  Login:  demo / {DEMO_PASSWORD}   (workspace admin; a dev-only demo password)"
+        )
+        out.write(
+            f"  Also:   dana (editor), alex (approver), vera (viewer), password {DEMO_PASSWORD}"
+        )
 
 
 def _current_fields(brand: Brand) -> dict[str, Any]:
@@ -326,7 +353,9 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _centered_text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int, fill: Any) -> None:
+def _centered_text(
+    draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int, fill: Any
+) -> None:
     draw.text(xy, text, fill=fill, font=_font(size), anchor="mm")
 
 
@@ -339,7 +368,9 @@ def draw_packshot() -> bytes:
     draw.rectangle([0, 760, w, h], fill=(222, 214, 202))
     draw.ellipse([300, 820, 724, 880], fill=(196, 186, 172))
     # The bag: body, folded top, side gussets.
-    draw.polygon([(330, 250), (694, 250), (720, 850), (304, 850)], fill=_rgb("Espresso"))
+    draw.polygon(
+        [(330, 250), (694, 250), (720, 850), (304, 850)], fill=_rgb("Espresso")
+    )
     draw.polygon([(330, 250), (694, 250), (680, 190), (344, 190)], fill=(84, 56, 38))
     draw.rectangle([344, 176, 680, 196], fill=(60, 38, 26))
     draw.line([(330, 250), (304, 850)], fill=(40, 24, 15), width=6)
@@ -366,11 +397,15 @@ def draw_mascot() -> bytes:
     image = Image.new("RGB", (w, h), _rgb("Crema"))
     draw = ImageDraw.Draw(image)
     # Body: a big bean with its crease.
-    draw.ellipse([292, 260, 732, 900], fill=_rgb("Roast"), outline=_rgb("Espresso"), width=10)
+    draw.ellipse(
+        [292, 260, 732, 900], fill=_rgb("Roast"), outline=_rgb("Espresso"), width=10
+    )
     draw.arc([430, 260, 600, 900], start=100, end=260, fill=_rgb("Espresso"), width=12)
     # Face.
     for x in (420, 600):
-        draw.ellipse([x - 42, 470, x + 42, 554], fill="white", outline=_rgb("Espresso"), width=6)
+        draw.ellipse(
+            [x - 42, 470, x + 42, 554], fill="white", outline=_rgb("Espresso"), width=6
+        )
         draw.ellipse([x - 16, 496, x + 16, 528], fill=_rgb("Espresso"))
     draw.arc([430, 560, 594, 680], start=20, end=160, fill=_rgb("Espresso"), width=10)
     draw.ellipse([350, 590, 400, 630], fill=(214, 120, 96))
@@ -388,7 +423,9 @@ def draw_mascot() -> bytes:
     # Arms and a cup.
     draw.line([(300, 640), (200, 560)], fill=_rgb("Espresso"), width=16)
     draw.line([(724, 640), (820, 700)], fill=_rgb("Espresso"), width=16)
-    draw.rounded_rectangle([790, 650, 880, 760], radius=12, fill="white", outline=_rgb("Espresso"), width=6)
+    draw.rounded_rectangle(
+        [790, 650, 880, 760], radius=12, fill="white", outline=_rgb("Espresso"), width=6
+    )
     draw.arc([860, 675, 910, 735], start=270, end=90, fill=_rgb("Espresso"), width=6)
     # Feet.
     draw.ellipse([380, 880, 480, 930], fill=_rgb("Espresso"))
@@ -411,10 +448,14 @@ def draw_swatches() -> bytes:
     swatch_w = (w - 120 - 4 * 24) // 5
     for i, entry in enumerate(PALETTE):
         x = 60 + i * (swatch_w + 24)
-        draw.rounded_rectangle([x, 140, x + swatch_w, 440], radius=16, fill=entry["hex"])
+        draw.rounded_rectangle(
+            [x, 140, x + swatch_w, 440], radius=16, fill=entry["hex"]
+        )
         draw.text((x, 460), entry["name"], fill=_rgb("Espresso"), font=_font(26))
         draw.text((x, 496), entry["hex"], fill=(110, 100, 90), font=_font(22))
-    draw.text((60, 580), "Aa  Fraunces - headlines", fill=_rgb("Espresso"), font=_font(44))
+    draw.text(
+        (60, 580), "Aa  Fraunces - headlines", fill=_rgb("Espresso"), font=_font(44)
+    )
     draw.text(
         (60, 650),
         "Aa  Inter - body copy and labels",
@@ -436,7 +477,9 @@ def draw_cafe() -> bytes:
     image = Image.new("RGB", (w, h), (228, 214, 190))
     draw = ImageDraw.Draw(image)
     # Window onto the harbour.
-    draw.rectangle([120, 120, 760, 560], fill=(176, 206, 219), outline=_rgb("Espresso"), width=14)
+    draw.rectangle(
+        [120, 120, 760, 560], fill=(176, 206, 219), outline=_rgb("Espresso"), width=14
+    )
     draw.rectangle([127, 420, 753, 553], fill=_rgb("Harbor Blue"))
     draw.polygon([(300, 420), (420, 420), (400, 450), (320, 450)], fill="white")
     draw.line([(360, 420), (360, 320)], fill="white", width=6)
