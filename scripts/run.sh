@@ -29,7 +29,8 @@ case "$PORT" in '' | *[!0-9]*) die "PORT must be a number (got '$PORT')" ;; esac
 ensure_venv
 
 # The filesystem broker needs its folders before the worker starts.
-mkdir -p "$DATA_DIR/celery/queue" "$DATA_DIR/celery/processed" "$DATA_DIR/celery/control" "${MEDIA_ROOT:-$DATA_DIR/media}"
+mkdir -p "$DATA_DIR/celery/queue" "$DATA_DIR/celery/processed" "$DATA_DIR/celery/control" \
+    "${MEDIA_ROOT:-$DATA_DIR/media}" "${STATIC_ROOT:-$DATA_DIR/static}"
 
 if [ -n "${DATABASE_URL:-}" ]; then db="PostgreSQL (DATABASE_URL)"; else db="SQLite ($DATA_DIR/studio.sqlite3)"; fi
 if [ -n "${CELERY_BROKER_URL:-}${REDIS_URL:-}" ]; then broker="Redis (REDIS_URL)"; else broker="filesystem ($DATA_DIR/celery)"; fi

@@ -184,6 +184,8 @@ ensure_chromium
 
 export STUDIO_TEST_ARTIFACTS="${STUDIO_TEST_ARTIFACTS:-$ROOT/var/test-artifacts}"
 mkdir -p "$STUDIO_TEST_ARTIFACTS"
+# WhiteNoise warns on every request when STATIC_ROOT does not exist (collectstatic never ran).
+mkdir -p "${STATIC_ROOT:-${STUDIO_DATA_DIR:-$ROOT/var}/static}"
 export PYTHONUNBUFFERED=1
 export PYTHONDONTWRITEBYTECODE=1
 
