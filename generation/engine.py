@@ -78,13 +78,13 @@ def decide(
         else:
             delay = backoff(rate_limited, rng=rng)
         return Decision(
-            "retry", min(delay, conf("ENGINE_RETRY_AFTER_MAX", 300.0)), "rate_limited"
+            "retry", min(delay, conf("ENGINE_RETRY_AFTER_MAX", 120.0)), "rate_limited"
         )
     if retries >= conf("ENGINE_MAX_RETRIES", 5):
         return Decision("failed")
     delay = max(
         backoff(retries, rng=rng),
-        min(error.retry_after or 0.0, conf("ENGINE_RETRY_AFTER_MAX", 300.0)),
+        min(error.retry_after or 0.0, conf("ENGINE_RETRY_AFTER_MAX", 120.0)),
     )
     return Decision("retry", delay, "retries")
 
@@ -98,7 +98,10 @@ def poll_delay(
     """Seconds until the next poll of a generation submitted `elapsed` seconds ago."""
     low, high = conf("ENGINE_POLL_MIN", 0.1), conf("ENGINE_POLL_MAX", 8.0)
     if progress is not None and 0.05 <= progress < 1 and elapsed > 0:
-        return min(high, max(low, elapsed * (1 - progress) / progress))
+        # The provider's own progress is the best hint: poll just after the expected finish
+        # (20 ms late, so a task is not polled a hair before it is ready); a floor of a quarter
+        # of ENGINE_POLL_MIN keeps a provider stuck at 99% from being hammered.
+        return min(high, max(low / 4, elapsed * (1 - progress) / progress + 0.02))
     initial = conf("ENGINE_POLL_INITIAL", 0.5)
     if estimate:
         target = estimate * conf("ENGINE_POLL_AIM", 0.95)

@@ -34,7 +34,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -129,9 +129,10 @@ def _transition(
     )
 
 
-def _load(generation_id: int) -> Generation | None:
+def _load(generation_id: int, *related: str) -> Generation | None:
+    """The row, with only the relations the step needs (each join costs on the hot path)."""
     return (
-        Generation.objects.select_related("provider_account", "workspace", "brand")
+        Generation.objects.select_related("provider_account", *related)
         .filter(pk=generation_id)
         .first()
     )
@@ -310,9 +311,9 @@ def generation_dispatch(*, cap_key: str) -> Dispatched:
         limit=limit,
         lease_ttl=_lease_ttl(),
     )
-    backlog = len(ids) >= max(free, 0) and fair.has_waiting(
-        backend=backend, account_id=account_id
-    )
+    # Rows left waiting while this pass filled the cap get a slot when one is released (that wakes
+    # the dispatcher). Only a cap found full needs the timed re-check (leases that expire).
+    backlog = free <= 0 and fair.has_waiting(backend=backend, account_id=account_id)
     return Dispatched(ids, backlog)
 
 
@@ -341,7 +342,7 @@ def generation_dispatch_one(*, generation_id: int) -> bool:
 
 def generation_submit(*, generation_id: int) -> Next:
     """Send a dispatched row to its provider; save the task id at once; answer the first poll."""
-    generation = _load(generation_id)
+    generation = _load(generation_id, "brand")
     now = timezone.now()
     if (
         generation is None
@@ -595,7 +596,7 @@ class _ResultLost(Exception):
 
 def generation_ingest(*, generation_id: int) -> Next:
     """Download the result, verify it with Pillow, store it and its thumbnail, create the Asset."""
-    generation = _load(generation_id)
+    generation = _load(generation_id, "workspace")
     now = timezone.now()
     if generation is None or generation.state != S.INGESTING:
         return Next()
@@ -683,20 +684,22 @@ def _store(generation: Generation, content: bytes) -> Next:
     base = f"generations/{generation.workspace.code}/{generation.code}"
     file_name = _put(f"{base}/image.{info.extension}", content)
     thumb_name = _put(f"{base}/thumb.webp", thumbnail)
-    Asset.objects.update_or_create(
-        generation=generation,
-        defaults={
-            "workspace_id": generation.workspace_id,
-            "file": file_name,
-            "thumbnail": thumb_name,
-            "width": info.width,
-            "height": info.height,
-            "format": info.format,
-            "content_type": info.content_type,
-            "byte_size": info.byte_size,
-            "sha256": info.sha256,
-        },
-    )
+    defaults = {
+        "workspace_id": generation.workspace_id,
+        "file": file_name,
+        "thumbnail": thumb_name,
+        "width": info.width,
+        "height": info.height,
+        "format": info.format,
+        "content_type": info.content_type,
+        "byte_size": info.byte_size,
+        "sha256": info.sha256,
+    }
+    try:
+        Asset.objects.update_or_create(generation=generation, defaults=defaults)
+    except IntegrityError:
+        # A second ingest (a sweep re-drive of a very slow download) created it a moment ago.
+        Asset.objects.filter(generation=generation).update(**defaults)
     _transition(
         generation.pk,
         source=[S.INGESTING],

@@ -3,8 +3,9 @@
 No task waits for a provider. `generation_submit` sends the request and schedules the first
 `generation_poll` with a countdown; each poll schedules the next (backoff and latency hints in
 engine.poll_delay) until the provider is done, then `generation_ingest` runs on the CPU queue.
-A freed concurrency slot runs the dispatcher inline (no extra round trip through the broker), so
-the next waiting generation is submitted within milliseconds.
+A freed concurrency slot runs the dispatcher inline and submits the next waiting generation in the
+same task (no round trip through the broker, where it would queue behind polls and ingests), so a
+slot is idle for milliseconds between two generations.
 
 Queues (settings.CELERY_TASK_ROUTES): "dispatch" for submit, poll, the dispatcher and the sweep
 (short I/O, many in flight), "ingest" for download + Pillow + storage (CPU). Later: "export", "gpu".
@@ -20,13 +21,16 @@ still fails, the sweep picks the generation up again.
 
 from __future__ import annotations
 
+import logging
+
 import redis
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connections
 
 from generation import caps, engine
 from generation.services import Next
 
+log = logging.getLogger(__name__)
 _INFRA_ERRORS = (
     OperationalError,
     InterfaceError,
@@ -45,6 +49,18 @@ _OPTIONS = {
 }
 
 
+def _usable_connections() -> None:
+    """Drop database connections that broke (server restart, network): the worker keeps its
+    connection between tasks (CELERY_DB_REUSE_MAX), so nobody else would notice."""
+    for conn in connections.all(initialized_only=True):
+        if (
+            conn.connection is not None
+            and conn.errors_occurred
+            and not conn.is_usable()
+        ):
+            conn.close()
+
+
 def wake_dispatcher(cap_key: str) -> None:
     """Run the dispatcher for a cap soon; many wake-ups in a row send one message."""
     if caps.flag_once(f"dispatch:{cap_key}", ttl=5):
@@ -59,20 +75,41 @@ def _recheck_later(cap_key: str) -> None:
         generation_dispatch.apply_async((cap_key,), countdown=delay)
 
 
-def _dispatch(cap_key: str) -> None:
+def _dispatch(cap_key: str, *, inline: int = 0) -> None:
+    """Hand free slots to waiting generations: the first `inline` are submitted right here (a
+    freed slot goes to the next generation without a trip through the broker, where it would
+    queue behind other work), the rest as submit tasks."""
     from generation import services
 
     result = services.generation_dispatch(cap_key=cap_key)
-    for generation_id in result.ids:
-        generation_submit.delay(generation_id)
+    for index, generation_id in enumerate(result.ids):
+        if index < inline:
+            _submit_inline(generation_id)
+        else:
+            generation_submit.delay(generation_id)
     if result.backlog:
         _recheck_later(cap_key)
 
 
-def follow(generation_id: int, nxt: Next) -> None:
-    """Turn a service's Next into messages."""
-    for cap_key in nxt.wake:
-        _dispatch(cap_key)
+def _submit_inline(generation_id: int) -> None:
+    from generation import services
+
+    try:
+        nxt = services.generation_submit(generation_id=generation_id)
+    except Exception:
+        # Not this task's generation: never let it fail the task that freed the slot. A submit
+        # task retries it (or, if the row was claimed, the sweep after ENGINE_CLAIM_TTL).
+        log.exception(
+            "inline submit of generation %s failed; handing it to a task", generation_id
+        )
+        generation_submit.delay(generation_id)
+        return
+    follow(generation_id, nxt, inline=0)
+
+
+def follow(generation_id: int, nxt: Next, *, inline: int = 1) -> None:
+    """Turn a service's Next into messages: this generation's next step first, then the
+    dispatcher for every cap where a slot was freed."""
     if nxt.action == "submit":
         generation_submit.apply_async((generation_id,), countdown=nxt.countdown)
     elif nxt.action == "poll":
@@ -81,10 +118,13 @@ def follow(generation_id: int, nxt: Next) -> None:
         )
     elif nxt.action == "ingest":
         generation_ingest.apply_async((generation_id,), countdown=nxt.countdown)
+    for cap_key in nxt.wake:
+        _dispatch(cap_key, inline=inline)
 
 
 @shared_task(**_OPTIONS)
 def generation_dispatch(cap_key: str) -> None:
+    _usable_connections()
     _dispatch(cap_key)
 
 
@@ -92,6 +132,7 @@ def generation_dispatch(cap_key: str) -> None:
 def generation_submit(generation_id: int) -> None:
     from generation import services
 
+    _usable_connections()
     follow(generation_id, services.generation_submit(generation_id=generation_id))
 
 
@@ -108,6 +149,7 @@ def generation_poll(generation_id: int, seq: int) -> None:
 def generation_ingest(generation_id: int) -> None:
     from generation import services
 
+    _usable_connections()
     follow(generation_id, services.generation_ingest(generation_id=generation_id))
 
 
@@ -115,6 +157,7 @@ def generation_ingest(generation_id: int) -> None:
 def generation_sweep() -> dict[str, int]:
     from generation import services
 
+    _usable_connections()
     plan = services.generation_sweep()
     for generation_id in plan.submit:
         generation_submit.delay(generation_id)

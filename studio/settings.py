@@ -327,12 +327,13 @@ ENGINE_POLL_MAX = env_float("ENGINE_POLL_MAX", 8.0)
 ENGINE_POLL_AIM = env_float("ENGINE_POLL_AIM", 0.95)
 # Retries of network errors, timeouts and 5xx: full-jitter exponential backoff from BASE up to
 # CAP seconds, at most MAX_RETRIES times, then the generation fails with the last error. 429s
-# wait out Retry-After (at most RETRY_AFTER_MAX) and have their own budget, MAX_RATE_LIMITED.
+# wait out Retry-After (at most RETRY_AFTER_MAX, below the broker's visibility_timeout so a waiting
+# retry is not redelivered as a duplicate) and have their own budget, MAX_RATE_LIMITED.
 ENGINE_RETRY_BASE = env_float("ENGINE_RETRY_BASE", 1.0)
 ENGINE_RETRY_CAP = env_float("ENGINE_RETRY_CAP", 60.0)
 ENGINE_MAX_RETRIES = env_int("ENGINE_MAX_RETRIES", 5)
 ENGINE_MAX_RATE_LIMITED = env_int("ENGINE_MAX_RATE_LIMITED", 50)
-ENGINE_RETRY_AFTER_MAX = env_float("ENGINE_RETRY_AFTER_MAX", 300.0)
+ENGINE_RETRY_AFTER_MAX = env_float("ENGINE_RETRY_AFTER_MAX", 120.0)
 # Recovery after a crash. A step claims its row for CLAIM_TTL (longer than any HTTP call's
 # timeout, so a slow call is never run twice); the sweep runs every SWEEP_INTERVAL and re-drives
 # a row whose next step is STUCK_AFTER overdue. STUCK_AFTER sits well above the normal lag
@@ -366,3 +367,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": ENGINE_SWEEP_INTERVAL},
     },
 }
+# Celery's Django fixup closes the database connection before and after every task unless this is
+# set: a new PostgreSQL connection per task (~5 ms and a server process fork) would cost more than
+# most of our tasks. With it, a worker process keeps its connection for up to this many tasks
+# (generation/tasks.py drops a connection that broke meanwhile).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 200)

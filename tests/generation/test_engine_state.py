@@ -620,3 +620,81 @@ class ProviderAccountTests(EngineTestCase):
             workspace_id=self.workspace.pk, backend="bfl"
         )
         self.assertIsNone(account)
+
+
+class AdminTests(EngineTestCase):
+    def test_the_admin_never_shows_the_key(self) -> None:
+        from django.contrib.auth.models import User
+
+        admin_user = User.objects.create_superuser(
+            "root-admin", "root@example.com", "pw-for-tests-1"
+        )
+        self.client.force_login(admin_user)
+        account = ProviderAccount(workspace=self.workspace, backend="bfl", label="Main")
+        account.set_api_key("bfl_topsecret_abcd")
+        account.save()
+        for url in (
+            "/admin/generation/provideraccount/",
+            f"/admin/generation/provideraccount/{account.pk}/change/",
+        ):
+            response = self.client.get(url)
+            self.assertEqual(response.status_code, 200)
+            self.assertNotContains(response, "topsecret")
+            self.assertNotContains(response, account.api_key_encrypted)
+            self.assertContains(response, "abcd")
+        # Saving the form without a key keeps the stored one; a new key replaces it.
+        change = f"/admin/generation/provideraccount/{account.pk}/change/"
+        form = {"workspace": self.workspace.pk, "backend": "bfl", "label": "Main", "base_url": "", "region": "eu",
+                "max_concurrency": "", "enabled": "on", "api_key": ""}  # fmt: skip
+        self.assertEqual(self.client.post(change, form).status_code, 302)
+        self.assertEqual(
+            ProviderAccount.objects.get(pk=account.pk).api_key, "bfl_topsecret_abcd"
+        )
+        self.client.post(change, {**form, "api_key": "bfl_rotated_key_wxyz"})
+        self.assertEqual(
+            ProviderAccount.objects.get(pk=account.pk).api_key, "bfl_rotated_key_wxyz"
+        )
+
+    def test_generations_can_be_canceled_from_the_admin(self) -> None:
+        from django.contrib.auth.models import User
+
+        admin_user = User.objects.create_superuser(
+            "root-admin2", "root2@example.com", "pw-for-tests-1"
+        )
+        self.client.force_login(admin_user)
+        generation = self.create()
+        self.assertEqual(
+            self.client.get(
+                f"/admin/generation/generation/{generation.pk}/change/"
+            ).status_code,
+            200,
+        )
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(
+                "/admin/generation/generation/",
+                {"action": "cancel_generations", "_selected_action": [generation.pk]},
+            )
+        self.assertEqual(response.status_code, 302)
+        self.assertEqual(self.reload(generation).state, S.CANCELED)
+
+
+class DatabaseCapTests(EngineTestCase):
+    """Without Redis (the embedded development setup) the cap is counted in the database."""
+
+    def test_the_dispatcher_respects_the_cap_without_redis(self) -> None:
+        with override_settings(REDIS_URL="", ENGINE_CONCURRENCY={"scripted": 2}):
+            self.assertIsInstance(caps.cap_for("scripted:env"), caps.DatabaseCap)
+            generations = [self.create() for _ in range(3)]
+            first = services.generation_dispatch(cap_key="scripted:env")
+            self.assertEqual(first.ids, [g.pk for g in generations[:2]])
+            self.assertEqual(
+                services.generation_dispatch(cap_key="scripted:env").ids, []
+            )
+            services.generation_submit(generation_id=generations[0].pk)
+            services.generation_poll(
+                generation_id=generations[0].pk, seq=0
+            )  # ready: no longer counted
+            self.assertEqual(
+                services.generation_dispatch(cap_key="scripted:env").ids,
+                [generations[2].pk],
+            )

@@ -150,11 +150,13 @@ class PollDelayTests(EngineTestCase):
         self.assertTrue(all(0.1 <= d <= 8.0 for d in delays))
 
     def test_provider_progress_is_a_latency_hint(self) -> None:
-        # 40% after 2 s: about 3 s to go.
-        self.assertAlmostEqual(engine.poll_delay(elapsed=2.0, progress=0.4), 3.0)
-        self.assertEqual(
-            engine.poll_delay(elapsed=1.0, progress=0.99), 0.1
-        )  # clamped to the minimum
+        # 40% after 2 s: about 3 s to go (polled 20 ms after the expected finish).
+        self.assertAlmostEqual(engine.poll_delay(elapsed=2.0, progress=0.4), 3.02)
+        # Nearly done: just after the expected finish, but never more often than MIN/4.
+        self.assertAlmostEqual(
+            engine.poll_delay(elapsed=1.0, progress=0.99), 1 / 99 + 0.02
+        )
+        self.assertEqual(engine.poll_delay(elapsed=0.001, progress=0.999), 0.025)
         self.assertEqual(
             engine.poll_delay(elapsed=1.0, progress=0.06), 8.0
         )  # and the maximum
@@ -371,7 +373,9 @@ class ConcurrencyCapTests(EngineTestCase):
         generations = [self.create() for _ in range(5)]
         first = services.generation_dispatch(cap_key="scripted:env")
         self.assertEqual(first.ids, [g.pk for g in generations[:3]])
-        self.assertTrue(first.backlog)
+        self.assertFalse(
+            first.backlog
+        )  # it filled the cap: the next release wakes the dispatcher
         self.assertEqual(self.lease_members("scripted:env"), set(first.ids))
         again = services.generation_dispatch(cap_key="scripted:env")
         self.assertEqual((again.ids, again.backlog), ([], True))
@@ -573,7 +577,40 @@ class TaskWiringTests(EngineTestCase):
                 5, services.Next("poll", countdown=1.5, poll_seq=3, wake=("bfl:env",))
             )
         poll.assert_called_once_with((5, 3), countdown=1.5)
-        dispatch.assert_called_once_with("bfl:env")
+        dispatch.assert_called_once_with("bfl:env", inline=1)
+
+    @override_settings(ENGINE_CONCURRENCY={"scripted": 2})
+    def test_a_freed_slot_submits_the_next_generation_in_the_same_task(self) -> None:
+        one, two, three = self.create(), self.create(), self.create()
+        with mock.patch.object(tasks.generation_submit, "delay") as submit_task:
+            tasks._dispatch("scripted:env")
+        self.assertEqual(
+            [c.args for c in submit_task.call_args_list], [(one.pk,), (two.pk,)]
+        )
+        for generation in (one, two):
+            services.generation_submit(generation_id=generation.pk)
+        with (
+            mock.patch.object(tasks.generation_submit, "delay") as submit_task,
+            mock.patch.object(tasks.generation_ingest, "apply_async") as ingest,
+            mock.patch.object(tasks.generation_poll, "apply_async") as poll,
+        ):
+            tasks.generation_poll.run(one.pk, 0)  # ready: frees a slot
+        ingest.assert_called_once_with((one.pk,), countdown=0.0)
+        submit_task.assert_not_called()
+        self.assertEqual(self.reload(three).state, S.SUBMITTED)  # submitted inline
+        self.assertEqual(poll.call_args.args[0], (three.pk, 0))
+
+    def test_an_inline_submit_that_crashes_is_handed_to_a_task(self) -> None:
+        generation = self.create()
+        with (
+            mock.patch.object(
+                services, "generation_submit", side_effect=RuntimeError("boom")
+            ),
+            mock.patch.object(tasks.generation_submit, "delay") as submit_task,
+            self.assertLogs("generation.tasks", "ERROR"),
+        ):
+            tasks._dispatch("scripted:env", inline=1)
+        submit_task.assert_called_once_with(generation.pk)
 
     def test_routes_send_ingest_to_the_cpu_queue(self) -> None:
         from studio.celery import app

@@ -15,6 +15,7 @@ credit; 4 moderated; 5 provider down (after the retries) or too slow; 130 interr
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -98,6 +99,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["verbosity"] < 2:
+            # Progress lines only; -v 2 shows every HTTP request.
+            logging.getLogger("httpx").setLevel(logging.WARNING)
         try:
             self._run(options)
         except Exit as exc:
