@@ -108,6 +108,45 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def where_time_goes(ids: list[int], latency: float) -> dict[str, float]:
+    """Per-generation timings from the rows' transition timestamps."""
+    import statistics
+
+    from generation.models import Generation
+
+    rows = list(
+        Generation.objects.filter(
+            pk__in=ids, finished_at__isnull=False, ingesting_at__isnull=False
+        ).values_list("dispatched_at", "submitted_at", "ingesting_at", "finished_at")
+    )
+    if not rows:
+        return {}
+
+    def seconds(a: object, b: object) -> float:
+        return (b - a).total_seconds()  # type: ignore[operator]
+
+    held = [seconds(d, i) for d, _s, i, _f in rows]
+    seen = sorted(seconds(s, i) - latency for _d, s, i, _f in rows)
+    span = seconds(min(r[0] for r in rows), max(r[3] for r in rows))
+    return {
+        "slot_held_mean_s": round(statistics.mean(held), 4),
+        "dispatch_to_submitted_ms": round(
+            statistics.median(seconds(d, s) for d, s, _i, _f in rows) * 1000, 1
+        ),
+        "ready_seen_after_ms": round(statistics.median(seen) * 1000, 1),
+        "ready_seen_after_p90_ms": round(seen[int(len(seen) * 0.9)] * 1000, 1),
+        "ingest_ms": round(
+            statistics.median(seconds(i, f) for _d, _s, i, f in rows) * 1000, 1
+        ),
+        # Share of the C slots busy from the first dispatch to the last finish.
+        "slot_utilisation": round(sum(held) / (span * max(1, _cap())), 4),
+    }
+
+
+def _cap() -> int:
+    return int(os.environ.get("ENGINE_CONCURRENCY_BFL", "24"))
+
+
 def main() -> int:
     args = parse_args()
     os.environ["DATABASE_URL"] = os.environ.get(
@@ -238,6 +277,7 @@ def main() -> int:
         Generation.objects.filter(pk__in=ids).values_list("state", flat=True)
     )
     counts = fake.counts
+    where = where_time_goes(ids, args.latency)
     figures = {
         "generations": args.generations,
         "concurrency": args.concurrency,
@@ -254,6 +294,7 @@ def main() -> int:
         "polls_per_generation": round(counts["polls"] / args.generations, 2),
         "rate_limited": counts["rate_limited"],
         "max_active_at_provider": fake.max_active,
+        "where_time_goes": where,
     }
     print(
         f"\nN={args.generations} C={args.concurrency} L={args.latency:g}s, {args.processes} worker processes\n"
@@ -261,7 +302,11 @@ def main() -> int:
         f"worker CPU {cpu:.2f} s = {cpu / args.generations * 1000:.1f} ms per generation\n"
         f"states {dict(states)}; submissions {counts['submissions']}; polls/generation "
         f"{counts['polls'] / args.generations:.2f}; 429s {counts['rate_limited']}; "
-        f"max active at provider {fake.max_active}"
+        f"max active at provider {fake.max_active}\n"
+        f"per generation (medians): slot held {where['slot_held_mean_s']:.3f} s on average for L={args.latency:g} s; "
+        f"slot taken -> submitted {where['dispatch_to_submitted_ms']:.0f} ms; provider done -> seen "
+        f"{where['ready_seen_after_ms']:.0f} ms (p90 {where['ready_seen_after_p90_ms']:.0f}); "
+        f"ingest {where['ingest_ms']:.0f} ms; slot use {where['slot_utilisation']:.1%}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

@@ -99,9 +99,9 @@ def poll_delay(
     low, high = conf("ENGINE_POLL_MIN", 0.1), conf("ENGINE_POLL_MAX", 8.0)
     if progress is not None and 0.05 <= progress < 1 and elapsed > 0:
         # The provider's own progress is the best hint: poll just after the expected finish
-        # (20 ms late, so a task is not polled a hair before it is ready); a floor of a quarter
+        # (10 ms late, so a task is not polled a hair before it is ready); a floor of a quarter
         # of ENGINE_POLL_MIN keeps a provider stuck at 99% from being hammered.
-        return min(high, max(low / 4, elapsed * (1 - progress) / progress + 0.02))
+        return min(high, max(low / 4, elapsed * (1 - progress) / progress + 0.01))
     initial = conf("ENGINE_POLL_INITIAL", 0.5)
     if estimate:
         target = estimate * conf("ENGINE_POLL_AIM", 0.95)
@@ -117,14 +117,37 @@ def _duration_key(backend: str, model: str) -> str:
     return f"{getattr(settings, 'ENGINE_REDIS_PREFIX', 'engine')}:duration:{backend}:{model}"
 
 
+_EWMA = """
+local old = redis.call('GET', KEYS[1])
+local new = tonumber(ARGV[1])
+if old then new = 0.7 * tonumber(old) + 0.3 * new end
+redis.call('SET', KEYS[1], tostring(new), 'EX', 86400)
+return tostring(new)
+"""
+
+
 def duration_estimate(backend: str, model: str) -> float | None:
-    value = cache.get(_duration_key(backend, model))
+    from generation import caps
+
+    client = caps.redis_client()
+    value = (
+        client.get(_duration_key(backend, model))
+        if client is not None
+        else cache.get(_duration_key(backend, model))
+    )
     return float(value) if value is not None else None
 
 
 def record_duration(backend: str, model: str, seconds: float) -> None:
-    """Fold one observed provider duration into the running estimate (EWMA, weight 0.3)."""
+    """Fold one observed provider duration into the running estimate (EWMA, weight 0.3), shared
+    by all workers (one atomic Redis script; the Django cache without Redis)."""
+    from generation import caps
+
     if seconds <= 0:
+        return
+    client = caps.redis_client()
+    if client is not None:
+        client.eval(_EWMA, 1, _duration_key(backend, model), seconds)
         return
     old = duration_estimate(backend, model)
     new = seconds if old is None else 0.7 * old + 0.3 * seconds

@@ -86,7 +86,8 @@ def inspect_and_thumbnail(
                 thumb = thumb.convert("RGBA" if "A" in thumb.getbands() else "RGB")
             thumb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             out = io.BytesIO()
-            thumb.save(out, format="WEBP", quality=80, method=2)
+            # method 1: on photos both faster and smaller than the default 4 (and than 2).
+            thumb.save(out, format="WEBP", quality=80, method=1)
     except Exception as exc:
         raise ImageRejected(
             f"the image does not decode ({type(exc).__name__}: {exc})"

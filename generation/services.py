@@ -16,10 +16,11 @@ Claims that keep a step from running twice at once:
 - submit: `due_at <= now` → `due_at = now + ENGINE_CLAIM_TTL` (a second delivery sees a future
   due_at and stops). The provider task id and polling URL are saved in the same UPDATE that moves
   the row to `submitted`, before anything waits; a `submitted` row is only ever polled.
-- poll: tasks carry the poll sequence number; claiming increments `poll_count` where it still
-  equals that number, so exactly one poll chain survives duplicates and sweep re-drives.
+- poll: tasks carry the poll sequence number; recording an answer increments `poll_count` where
+  it still equals that number (and the provider task id is the one polled), so exactly one poll
+  chain survives duplicates and sweep re-drives.
 - ingest: the same due_at claim as submit; the file keys are deterministic and the Asset is
-  written with update_or_create, so even a second run gives one asset.
+  an upsert (INSERT ... ON CONFLICT DO UPDATE), so even a second run gives one asset.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -110,7 +111,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def _transition(
-    generation_id: int, *, source: Iterable[str], target: str, **fields: Any
+    generation_id: int,
+    *,
+    source: Iterable[str],
+    target: str,
+    where: Mapping[str, Any] | None = None,
+    **fields: Any,
 ) -> bool:
     """Move one row from any of `source` to `target` in one conditional UPDATE; True if it won."""
     now = timezone.now()
@@ -121,12 +127,10 @@ def _transition(
     if stamp:
         values[stamp] = now
     values.update(fields)
-    return (
-        Generation.objects.filter(pk=generation_id, state__in=list(source)).update(
-            **values
-        )
-        == 1
+    rows = Generation.objects.filter(
+        pk=generation_id, state__in=list(source), **(where or {})
     )
+    return rows.update(**values) == 1
 
 
 def _load(generation_id: int, *related: str) -> Generation | None:
@@ -420,7 +424,7 @@ def generation_submit(*, generation_id: int) -> Next:
         return Next(wake=(key,))
     generation.state = S.SUBMITTED
     generation.submitted_at = done
-    generation.provider_task_id = submission.task_id
+    generation.provider_task_id = submission.task_id[:200]
     generation.poll_url = submission.poll_url or ""
     if sync:
         assert submission.result is not None
@@ -457,7 +461,12 @@ def _cancel_at_provider(backend: Backend, task_id: str, poll_url: str | None) ->
 
 
 def generation_poll(*, generation_id: int, seq: int) -> Next:
-    """Ask the provider once how a submitted generation is doing; never waits."""
+    """Ask the provider once how a submitted generation is doing; never waits.
+
+    `seq` is the poll's number (the row's poll_count when it was scheduled). There is no claim
+    write: a duplicate delivery of the same poll may ask the provider twice (a harmless read),
+    but only the first answer recorded moves poll_count on, so exactly one chain continues.
+    """
     generation = _load(generation_id)
     if (
         generation is None
@@ -466,22 +475,14 @@ def generation_poll(*, generation_id: int, seq: int) -> Next:
     ):
         return Next()
     now = timezone.now()
-    # How long the previous wait was (for the duration estimate): scheduled due minus when it was set.
+    # The previous wait (for the duration estimate): the row's due time minus when it was set.
     last_delay = 0.0
     if generation.due_at is not None and generation.updated_at is not None:
         last_delay = max(
             0.0, (generation.due_at - generation.updated_at).total_seconds()
         )
-    claimed = Generation.objects.filter(
-        pk=generation_id, state__in=AT_PROVIDER, poll_count=seq
-    ).update(poll_count=seq + 1, due_at=now + _claim_ttl(), updated_at=now)
-    if not claimed:
-        return Next()
-    seq += 1
-    generation.poll_count = seq
-    cap = caps.cap_for(generation.cap_key)
     # The provider still counts this task: keep (or restore) its slot.
-    cap.renew(generation.pk, ttl=_lease_ttl())
+    caps.cap_for(generation.cap_key).renew(generation.pk, ttl=_lease_ttl())
     deadline = engine.conf("ENGINE_PROVIDER_DEADLINE", 900.0)
     if (
         generation.submitted_at
@@ -502,6 +503,11 @@ def generation_poll(*, generation_id: int, seq: int) -> Next:
     return _on_result(
         generation, backend, result, seq=seq, now=timezone.now(), last_delay=last_delay
     )
+
+
+def _this_poll(generation: Generation, seq: int) -> dict[str, Any]:
+    """The row as this poll saw it: its answer applies only while nothing else moved it on."""
+    return {"poll_count": seq, "provider_task_id": generation.provider_task_id}
 
 
 def _on_result(
@@ -526,28 +532,31 @@ def _on_result(
             estimate=engine.duration_estimate(generation.backend, generation.model),
         )
         fields: dict[str, Any] = {
+            "poll_count": seq + 1,
             "due_at": now + _seconds(delay),
             "progress": result.progress,
             "updated_at": now,
         }
+        rows = Generation.objects.filter(
+            pk=generation.pk, **_this_poll(generation, seq)
+        )
         if generation.state == S.SUBMITTED:
             # The provider acknowledged the task: submitted -> running, stamped.
-            moved = Generation.objects.filter(
-                pk=generation.pk, state=S.SUBMITTED, poll_count=seq
-            ).update(state=S.RUNNING, running_at=now, **fields)
+            moved = rows.filter(state=S.SUBMITTED).update(
+                state=S.RUNNING, running_at=now, **fields
+            )
         else:
-            moved = Generation.objects.filter(
-                pk=generation.pk, state=S.RUNNING, poll_count=seq
-            ).update(**fields)
-        return Next(POLL, countdown=delay, poll_seq=seq) if moved else Next()
+            moved = rows.filter(state=S.RUNNING).update(**fields)
+        return Next(POLL, countdown=delay, poll_seq=seq + 1) if moved else Next()
 
     if result.state == ProviderState.READY:
         # The provider no longer counts it: free the slot before downloading, so the next
         # generation can be submitted while this one is ingested.
         caps.cap_for(key).release(generation.pk)
         if generation.submitted_at is not None and result.result_bytes is None:
+            # It became ready somewhere during the last wait: count half of it.
             observed = (now - generation.submitted_at).total_seconds() - (
-                last_delay / 2 if seq > 1 else 0.0
+                last_delay / 2 if seq > 0 else 0.0
             )
             engine.record_duration(generation.backend, generation.model, observed)
         details = dict(generation.provider_details)
@@ -559,16 +568,20 @@ def _on_result(
             "result_url": result.result_url or "",
             "provider_details": _jsonable(details),
             "progress": 1.0,
+            "poll_count": seq + 1,
         }
         if result.cost is not None:
             fields["actual_cost"] = result.cost
+        where = _this_poll(generation, seq)
         if result.result_bytes is not None:
             # Synchronous backend: the bytes are here, ingest in the same step (nothing to keep).
+            claim = now + _claim_ttl()
             if not _transition(
                 generation.pk,
                 source=AT_PROVIDER,
                 target=S.INGESTING,
-                due_at=now + _claim_ttl(),
+                where=where,
+                due_at=claim,
                 **fields,
             ):
                 return Next(wake=(key,))
@@ -576,7 +589,12 @@ def _on_result(
             nxt = _store(generation, result.result_bytes)
             return Next(nxt.action, nxt.countdown, nxt.poll_seq, wake=(key, *nxt.wake))
         if not _transition(
-            generation.pk, source=AT_PROVIDER, target=S.INGESTING, due_at=now, **fields
+            generation.pk,
+            source=AT_PROVIDER,
+            target=S.INGESTING,
+            where=where,
+            due_at=now,
+            **fields,
         ):
             return Next(wake=(key,))
         return Next(INGEST, wake=(key,))
@@ -695,11 +713,14 @@ def _store(generation: Generation, content: bytes) -> Next:
         "byte_size": info.byte_size,
         "sha256": info.sha256,
     }
-    try:
-        Asset.objects.update_or_create(generation=generation, defaults=defaults)
-    except IntegrityError:
-        # A second ingest (a sweep re-drive of a very slow download) created it a moment ago.
-        Asset.objects.filter(generation=generation).update(**defaults)
+    # One INSERT ... ON CONFLICT (generation) DO UPDATE: a rerun, even a concurrent one,
+    # leaves exactly one Asset, in one round trip.
+    Asset.objects.bulk_create(
+        [Asset(generation=generation, **defaults)],
+        update_conflicts=True,
+        unique_fields=["generation"],
+        update_fields=[name.removesuffix("_id") for name in defaults],
+    )
     _transition(
         generation.pk,
         source=[S.INGESTING],
@@ -781,9 +802,9 @@ def _on_error(
         return Next(SUBMIT, countdown=delay) if moved else Next()
     if step == POLL:
         moved = Generation.objects.filter(
-            pk=generation.pk, state__in=AT_PROVIDER, poll_count=seq
-        ).update(**fields)
-        return Next(POLL, countdown=delay, poll_seq=seq) if moved else Next()
+            pk=generation.pk, state__in=AT_PROVIDER, **_this_poll(generation, seq)
+        ).update(poll_count=seq + 1, **fields)
+        return Next(POLL, countdown=delay, poll_seq=seq + 1) if moved else Next()
     if step == INGEST:
         moved = Generation.objects.filter(pk=generation.pk, state=S.INGESTING).update(
             **fields
@@ -802,7 +823,12 @@ def _on_error(
         provider_details=_jsonable(details),
     )
     moved = _transition(
-        generation.pk, source=[*AT_PROVIDER, S.INGESTING], target=S.QUEUED, **fields
+        generation.pk,
+        source=[*AT_PROVIDER, S.INGESTING],
+        target=S.QUEUED,
+        # Only while the row still stands for the task that failed (not a later resubmission).
+        where={"provider_task_id": generation.provider_task_id},
+        **fields,
     )
     if moved:
         cap.renew(generation.pk, ttl=_lease_ttl(delay))

@@ -150,11 +150,11 @@ class PollDelayTests(EngineTestCase):
         self.assertTrue(all(0.1 <= d <= 8.0 for d in delays))
 
     def test_provider_progress_is_a_latency_hint(self) -> None:
-        # 40% after 2 s: about 3 s to go (polled 20 ms after the expected finish).
-        self.assertAlmostEqual(engine.poll_delay(elapsed=2.0, progress=0.4), 3.02)
+        # 40% after 2 s: about 3 s to go (polled 10 ms after the expected finish).
+        self.assertAlmostEqual(engine.poll_delay(elapsed=2.0, progress=0.4), 3.01)
         # Nearly done: just after the expected finish, but never more often than MIN/4.
         self.assertAlmostEqual(
-            engine.poll_delay(elapsed=1.0, progress=0.99), 1 / 99 + 0.02
+            engine.poll_delay(elapsed=2.0, progress=0.99), 2 / 99 + 0.01
         )
         self.assertEqual(engine.poll_delay(elapsed=0.001, progress=0.999), 0.025)
         self.assertEqual(
