@@ -7,7 +7,8 @@ Design: the fair queue is the database, not the broker.
   (`generation_dispatch`, one per backend+account "cap key") is woken on commit.
 - The dispatcher takes rows in (-priority, fair_rank, id) order, only as many as the provider's
   concurrency cap has free slots, takes a slot for each (caps.py), marks them dispatched and
-  enqueues one submit task per row. The broker therefore never holds more submit tasks for a
+  enqueues one submit task per row (when a finished generation frees one slot, the task that saw
+  it submits the next row itself). The broker therefore never holds more submit tasks for a
   provider than it has free slots, so FIFO order in the broker cannot cause starvation: the
   order is decided at the last moment, in the database.
 - `fair_rank` is a virtual start time (start-time fair queuing, one unit per image): a new row

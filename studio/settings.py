@@ -334,14 +334,14 @@ ENGINE_RETRY_CAP = env_float("ENGINE_RETRY_CAP", 60.0)
 ENGINE_MAX_RETRIES = env_int("ENGINE_MAX_RETRIES", 5)
 ENGINE_MAX_RATE_LIMITED = env_int("ENGINE_MAX_RATE_LIMITED", 50)
 ENGINE_RETRY_AFTER_MAX = env_float("ENGINE_RETRY_AFTER_MAX", 120.0)
-# Recovery after a crash. A step claims its row for CLAIM_TTL (longer than any HTTP call's
-# timeout, so a slow call is never run twice); the sweep runs every SWEEP_INTERVAL and re-drives
-# a row whose next step is STUCK_AFTER overdue. STUCK_AFTER sits well above the normal lag
-# between a countdown and its task starting (broker backlog: seconds), so healthy work is never
-# re-driven, and far below Redis' redelivery (visibility_timeout, 300 s), so a SIGKILLed worker's
-# generations resume within about STUCK_AFTER + SWEEP_INTERVAL (+ CLAIM_TTL for a step that was
-# mid-call). A concurrency lease outlives that window (LEASE_TTL), so a crash never frees a slot
-# the provider still counts, yet a leaked lease frees itself.
+# Recovery after a crash. A submit or ingest claims its row for CLAIM_TTL (longer than any
+# HTTP call's timeout, so a slow call is never run twice); the sweep runs every SWEEP_INTERVAL
+# and re-drives a row whose next step is STUCK_AFTER overdue. STUCK_AFTER sits well above the
+# normal lag between a countdown and its task starting (broker backlog: seconds), so healthy work
+# is never re-driven, and far below Redis' redelivery (visibility_timeout, 300 s), so a SIGKILLed
+# worker's generations resume within about STUCK_AFTER + SWEEP_INTERVAL (+ CLAIM_TTL for a step
+# that was mid-call). A concurrency lease outlives that window (LEASE_TTL), so a crash never
+# frees a slot the provider still counts, yet a leaked lease frees itself.
 ENGINE_CLAIM_TTL = env_float("ENGINE_CLAIM_TTL", 60.0)
 ENGINE_SWEEP_INTERVAL = env_float("ENGINE_SWEEP_INTERVAL", 15.0)
 ENGINE_STUCK_AFTER = env_float("ENGINE_STUCK_AFTER", 30.0)
