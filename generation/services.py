@@ -384,9 +384,8 @@ def generation_submit(*, generation_id: int) -> Next:
         return _on_error(
             generation, BackendError(ErrorClass.INVALID_REQUEST, str(exc)), step=SUBMIT
         )
-    except (
-        Exception
-    ) as exc:  # unknown backend, undecryptable key: configuration, not transient
+    except Exception as exc:
+        # An unknown backend or an undecryptable key: configuration, not a transient failure.
         return _on_error(
             generation,
             BackendError(ErrorClass.AUTH, f"cannot configure the backend: {exc}"),
@@ -418,9 +417,23 @@ def generation_submit(*, generation_id: int) -> Next:
     if submission.cost is not None:
         fields["actual_cost"] = submission.cost
     if not _transition(generation_id, source=[S.QUEUED], target=S.SUBMITTED, **fields):
-        # Canceled while the submit was in flight: tell the provider if it listens, free the slot.
+        # Canceled while the submit was in flight (or, after a claim outlived by a hung call,
+        # another submit won): this task is not the row's. Tell the provider if it listens; free
+        # the slot only if the row is finished, never the slot of the submission that won.
         _cancel_at_provider(backend, submission.task_id, submission.poll_url)
-        cap.release(generation.pk)
+        state = (
+            Generation.objects.filter(pk=generation_id)
+            .values_list("state", flat=True)
+            .first()
+        )
+        if state in TERMINAL_STATES:
+            cap.release(generation.pk)
+        log.warning(
+            "submission %s of %s was not recorded (row is %s)",
+            submission.task_id,
+            generation.code,
+            state,
+        )
         return Next(wake=(key,))
     generation.state = S.SUBMITTED
     generation.submitted_at = done

@@ -485,6 +485,28 @@ class TransitionTests(EngineTestCase):
         self.assertEqual(self.reload(generation).state, S.CANCELED)
         self.assertEqual(self.lease_members("scripted:env"), set())
 
+    def test_a_submit_that_lost_to_another_keeps_the_winners_slot(self) -> None:
+        generation = self.create()
+        self.dispatch(generation)
+
+        def another_submit_wins(request: GenerationRequest) -> Submission:
+            # A hung call outlived its claim; the sweep's re-drive submitted and recorded first.
+            Generation.objects.filter(pk=generation.pk).update(
+                state=S.SUBMITTED, provider_task_id="winner"
+            )
+            return Submission(task_id="loser")
+
+        with (
+            mock.patch.object(
+                ScriptedBackend, "submit", side_effect=another_submit_wins
+            ),
+            self.assertLogs("generation.services", "WARNING"),
+        ):
+            nxt = services.generation_submit(generation_id=generation.pk)
+        self.assertEqual(nxt.action, "none")
+        self.assertEqual(self.reload(generation).provider_task_id, "winner")
+        self.assertEqual(self.lease_members("scripted:env"), {generation.pk})
+
     def test_expire_is_terminal_and_conditional(self) -> None:
         generation = self.create()
         with self.captureOnCommitCallbacks(execute=True):

@@ -92,9 +92,13 @@ def fake() -> Iterator[FakeBFL]:
     # http.server answers in two writes (headers, body); with Nagle on, each answer then waits
     # for the client's delayed ACK (~40 ms), which a real API does not do. TCP_NODELAY, as
     # production servers set it, keeps the fake's timing to the latency it is asked for.
+    before = bfl_server._Handler.disable_nagle_algorithm
     bfl_server._Handler.disable_nagle_algorithm = True
-    with FakeBFL(latency=1.0, concurrency=24) as server:
-        yield server
+    try:
+        with FakeBFL(latency=1.0, concurrency=24) as server:
+            yield server
+    finally:
+        bfl_server._Handler.disable_nagle_algorithm = before
 
 
 @pytest.fixture
