@@ -57,6 +57,9 @@ class CommandTestCase(TestCase):
             client.delete(*keys)
 
     def generate(self, *args: str) -> tuple[int, str, str]:
+        if "--out" not in args:
+            # Never the default (generation-<code>.<ext> in the working directory).
+            args = (*args, "--out", str(self.tmp / f"out-{uuid.uuid4().hex[:6]}"))
         out, err = io.StringIO(), io.StringIO()
         code = 0
         try:
