@@ -307,3 +307,65 @@ class TemplateVersion(models.Model):
         raise ValidationError(
             "Template versions are immutable and cannot be deleted one by one."
         )
+
+
+# --- Review: decisions, comments, audit trail ----------------------------------------------------
+#
+# The reviewed object is generation.Asset. These models name it by the lazy string
+# "generation.Asset": no Python import of the generation app, so the rule "campaigns reaches
+# generation only through its service functions" holds for code, while the database keeps a real
+# foreign key (with CASCADE: an asset's history goes with it). campaigns/review.py writes these
+# rows and changes an asset's status through generation/assets.py.
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+
+
+class ReviewEvent(models.Model):
+    """One review decision on an asset: who, when, from → to, and why. Never edited."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    asset = models.ForeignKey(
+        "generation.Asset", on_delete=models.CASCADE, related_name="review_events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    from_status = models.CharField(max_length=20, choices=ReviewStatus.choices)
+    to_status = models.CharField(max_length=20, choices=ReviewStatus.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["asset", "-created_at"], name="review_event_asset")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} → {self.to_status}"
+
+
+class Comment(models.Model):
+    """A note on an asset, visible to the whole workspace."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    asset = models.ForeignKey(
+        "generation.Asset", on_delete=models.CASCADE, related_name="comments"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["asset", "created_at"], name="comment_asset")]
+
+    def __str__(self) -> str:
+        return self.body[:60]

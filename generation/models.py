@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from campaigns.models import ReviewStatus
 from generation import crypto
 from studio.models import Workspace
 
@@ -318,7 +319,24 @@ class Asset(models.Model):
     byte_size = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Review status, star, tags and focal point arrive with the review issue.
+
+    # Review: campaigns/review.py decides (roles, audit events, comments) and changes these
+    # through generation/assets.py with conditional UPDATEs. Export packs and brand checks will
+    # add their own rows pointing here; nothing of them lives on this model yet.
+    ReviewStatus = ReviewStatus
+    review_status = models.CharField(
+        max_length=20,
+        choices=ReviewStatus.choices,
+        default=ReviewStatus.PENDING,
+        db_index=True,
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    starred = models.BooleanField(default=False)
+    tags = models.ManyToManyField("campaigns.Tag", blank=True, related_name="assets")
+    # Focal point as fractions of the width and height from the top left (0..1); null: centre.
+    # Crops for other formats keep it in frame.
+    focal_x = models.FloatField(null=True, blank=True)
+    focal_y = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -327,6 +345,22 @@ class Asset(models.Model):
                 fields=["workspace", "-created_at"], name="asset_workspace_recent"
             )
         ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(focal_x__isnull=True, focal_y__isnull=True)
+                    | Q(focal_x__gte=0, focal_x__lte=1, focal_y__gte=0, focal_y__lte=1)
+                ),
+                name="asset_focal_point_in_frame",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.generation.code} {self.width}×{self.height} {self.format}"
+
+    @property
+    def thumb_size(self) -> tuple[int, int]:
+        """The thumbnail's pixel size (ingest fits it in ENGINE_THUMBNAIL_SIZE), for srcset."""
+        side = int(getattr(settings, "ENGINE_THUMBNAIL_SIZE", 512))
+        scale = min(1.0, side / max(self.width, self.height, 1))
+        return max(1, round(self.width * scale)), max(1, round(self.height * scale))
