@@ -8,7 +8,12 @@ same task (no round trip through the broker, where it would queue behind polls a
 slot is idle for milliseconds between two generations.
 
 Queues (settings.CELERY_TASK_ROUTES): "dispatch" for submit, poll, the dispatcher and the sweep
-(short I/O, many in flight), "ingest" for download + Pillow + storage (CPU). Later: "export", "gpu".
+(short I/O, many in flight), "ingest" for download + Pillow + storage (CPU). Later: "export".
+A backend that names a `celery_queue` (diffusers: "gpu") has its submits sent there instead:
+its submit IS the work (an in-process pipeline run), so it runs on that queue's workers
+(`celery -A studio worker -Q gpu -c 1`, one per GPU) and never inline in another task.
+`route_by_backend` (first in CELERY_TASK_ROUTES) looks the generation's backend up for a submit
+sent without a queue (retries, the sweep); the dispatcher names the queue itself, from the cap key.
 
 Crash safety: acks_late + reject_on_worker_lost (settings) redeliver a task whose worker process
 died; every task is idempotent through the conditional UPDATEs in services.py, so a redelivery
@@ -28,6 +33,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError, connections
 
 from generation import caps, engine
+from generation.models import parse_cap_key
 from generation.services import Next
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,36 @@ def _usable_connections() -> None:
             conn.close()
 
 
+def backend_queue(backend: str) -> str | None:
+    """The Celery queue a backend's submits must run on, when it has its own (diffusers: gpu)."""
+    from generation.backends.registry import BACKENDS
+
+    return getattr(BACKENDS.get(backend), "celery_queue", None)
+
+
+def route_by_backend(
+    name: str,
+    args: tuple,
+    kwargs: dict,
+    options: dict,
+    task: object = None,
+    **kw: object,
+) -> dict[str, str] | None:
+    """Celery router: a submit of a backend with its own queue goes there; else the next route.
+
+    Only a submit sent without an explicit queue costs a lookup (one primary-key query).
+    """
+    if name != f"{__name__}.generation_submit" or options.get("queue") or not args:
+        return None
+    from generation.models import Generation
+
+    backend = (
+        Generation.objects.filter(pk=args[0]).values_list("backend", flat=True).first()
+    )
+    queue = backend_queue(backend) if backend else None
+    return {"queue": queue} if queue else None
+
+
 def wake_dispatcher(cap_key: str) -> None:
     """Run the dispatcher for a cap soon; many wake-ups in a row send one message."""
     if caps.flag_once(f"dispatch:{cap_key}", ttl=5):
@@ -82,8 +118,12 @@ def _dispatch(cap_key: str, *, inline: int = 0) -> None:
     from generation import services
 
     result = services.generation_dispatch(cap_key=cap_key)
+    # A backend with its own queue (the GPU) never runs inside this task: straight to its queue.
+    queue = backend_queue(parse_cap_key(cap_key)[0])
     for index, generation_id in enumerate(result.ids):
-        if index < inline:
+        if queue:
+            generation_submit.apply_async((generation_id,), queue=queue)
+        elif index < inline:
             _submit_inline(generation_id)
         else:
             generation_submit.delay(generation_id)

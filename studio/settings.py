@@ -316,6 +316,9 @@ ENGINE_CONCURRENCY = {
     "default": env_int("ENGINE_CONCURRENCY_DEFAULT", 8),
     "bfl": env_int("ENGINE_CONCURRENCY_BFL", 24),
     "preview": env_int("ENGINE_CONCURRENCY_PREVIEW", 4),
+    # In-process FLUX.2 on the GPU workers' own GPUs: one job per GPU, so the number of GPU
+    # workers (`celery -A studio worker -Q gpu -c 1` each).
+    "diffusers": env_int("ENGINE_CONCURRENCY_DIFFUSERS", 1),
 }
 ENGINE_REDIS_PREFIX = os.environ.get("ENGINE_REDIS_PREFIX", "engine")
 # Polling (seconds): first poll after ENGINE_POLL_INITIAL without a latency hint, then each wait
@@ -354,11 +357,16 @@ ENGINE_THUMBNAIL_SIZE = env_int("ENGINE_THUMBNAIL_SIZE", 512)
 ENGINE_MAX_RESULT_PIXELS = env_int("ENGINE_MAX_RESULT_PIXELS", 64_000_000)
 
 # Queues by kind of work: "dispatch" (submit/poll: short I/O, many in flight), "ingest"
-# (download, Pillow, storage: CPU); later "export" and "gpu". Workers: -Q celery,dispatch,ingest.
-CELERY_TASK_ROUTES = {
-    "generation.tasks.generation_ingest": {"queue": "ingest"},
-    "generation.tasks.*": {"queue": "dispatch"},
-}
+# (download, Pillow, storage: CPU), "gpu" (the diffusers backend's submits, which run the
+# pipeline in-process: generation.tasks.route_by_backend); later "export".
+# Workers: -Q celery,dispatch,ingest; on each GPU machine also -Q gpu -c 1 (one per GPU).
+CELERY_TASK_ROUTES = (
+    "generation.tasks.route_by_backend",
+    {
+        "generation.tasks.generation_ingest": {"queue": "ingest"},
+        "generation.tasks.*": {"queue": "dispatch"},
+    },
+)
 CELERY_BEAT_SCHEDULE = {
     "generation-sweep": {
         "task": "generation.tasks.generation_sweep",

@@ -16,6 +16,7 @@ from generation.backends.base import Backend, BackendConfig
 from generation.backends.bfl import BFLBackend
 from generation.backends.cloudflare import CloudflareBackend
 from generation.backends.comfyui import ComfyUIBackend
+from generation.backends.diffusers import DiffusersBackend
 from generation.backends.fal import FalBackend
 from generation.backends.preview import PreviewBackend
 from generation.backends.replicate import ReplicateBackend
@@ -26,6 +27,7 @@ BACKENDS: dict[str, type[Backend]] = {
     "replicate": ReplicateBackend,
     "cloudflare": CloudflareBackend,
     "comfyui": ComfyUIBackend,
+    "diffusers": DiffusersBackend,
     "preview": PreviewBackend,
 }
 
@@ -47,6 +49,17 @@ ENV_NAMES: dict[str, tuple[str, str, dict[str, str]]] = {
         "COMFYUI_API_KEY",
         "COMFYUI_URL",
         {"workflow_dir": "COMFYUI_WORKFLOW_DIR"},
+    ),
+    # No key: the weights folder is the configuration (named in both slots, so a "set ..."
+    # hint names it); the backend reads base_url.
+    "diffusers": (
+        "FLUX2_MODEL_PATH",
+        "FLUX2_MODEL_PATH",
+        {
+            "models": "FLUX2_MODELS",
+            "price_per_image": "DIFFUSERS_PRICE_PER_IMAGE",
+            "offload": "FLUX2_OFFLOAD",
+        },
     ),
 }
 
