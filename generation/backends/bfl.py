@@ -30,25 +30,14 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
 import hmac
-import io
-import ipaddress
 import json
-import os
-import socket
-import threading
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
-
-import httpx
-from PIL import Image
+from urllib.parse import quote
 
 from generation.backends.base import (
     Backend,
@@ -63,6 +52,13 @@ from generation.backends.base import (
     ProviderState,
     RuleViolation,
     Submission,
+)
+from generation.backends.download import HostPolicy, fetch_result
+from generation.backends.transport import (
+    error_message,
+    json_object,
+    send,
+    timeouts,
 )
 
 REGIONS: dict[str, str] = {
@@ -88,7 +84,6 @@ MAX_SIDE = (
     4096  # providers.md states no per-side limit; this only keeps aspect ratios sane
 )
 CREDIT = Decimal("0.01")  # USD per BFL credit
-MAX_REDIRECTS = 3
 WEBHOOK_URL_MAX = 2083
 
 _COMMON_RULES = {
@@ -178,419 +173,6 @@ def credits_to_usd(value: Any) -> Decimal | None:
     except (InvalidOperation, ValueError):
         return None
     return credits * CREDIT if credits.is_finite() else None
-
-
-# --- HTTP plumbing ------------------------------------------------------------------------------
-
-_clients: dict[int, httpx.Client] = {}
-_clients_lock = threading.Lock()
-
-
-def _client() -> httpx.Client:
-    """One pooled client per process (keep-alive matters: a generation is a handful of calls).
-
-    Keyed by pid because Celery's prefork pool forks after import; a forked copy of a pool would
-    share sockets with its parent. Timeouts are passed per request; no auth header lives here.
-    Keep-alive limit = connection limit on purpose: httpcore 1.0.9's sync pool closes "surplus"
-    idle connections while counting all connections, and can close one it has just handed to a
-    waiting thread (encode/httpcore#1110: EBADF or a hang under many threads).
-    """
-    pid = os.getpid()
-    client = _clients.get(pid)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(pid)
-            if client is None:
-                client = httpx.Client(
-                    follow_redirects=False,
-                    limits=httpx.Limits(
-                        max_connections=256, max_keepalive_connections=256
-                    ),
-                    headers={"user-agent": "flux-studio/0.1"},
-                )
-                _clients[pid] = client
-    return client
-
-
-def _transport_error(exc: Exception, what: str) -> BackendError:
-    name = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return BackendError(
-            ErrorClass.TIMEOUT, f"{what}: no answer in time ({name}).", retryable=True
-        )
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return BackendError(
-            ErrorClass.INVALID_REQUEST, f"{what}: bad URL ({exc}).", retryable=False
-        )
-    return BackendError(
-        ErrorClass.NETWORK,
-        f"{what}: connection failed ({name}: {exc}).",
-        retryable=True,
-    )
-
-
-def parse_retry_after(value: str | None, body: Any = None) -> float | None:
-    """Retry-After as seconds or an HTTP date; else a `retry_after` field in the JSON body."""
-    if value:
-        value = value.strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    if isinstance(body, dict):
-        raw = body.get("retry_after")
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return max(0.0, float(raw))
-        if isinstance(raw, str):
-            try:
-                return max(0.0, float(raw))
-            except ValueError:
-                return None
-    return None
-
-
-def error_message(body: Any) -> str | None:
-    """The provider's message from a FastAPI `detail` body or an `error`/`message` body."""
-    if isinstance(body, str):
-        return body.strip() or None
-    if not isinstance(body, dict):
-        return None
-    detail = body.get("detail")
-    if isinstance(detail, str) and detail.strip():
-        return detail.strip()
-    if isinstance(detail, list) and detail:
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = ".".join(str(p) for p in item.get("loc") or () if p != "body")
-                msg = str(
-                    item.get("msg")
-                    or item.get("message")
-                    or item.get("type")
-                    or "invalid"
-                )
-                parts.append(f"{loc}: {msg}" if loc else msg)
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    if isinstance(detail, dict):
-        return error_message(detail)
-    message, code = body.get("message"), body.get("error")
-    if isinstance(code, dict):  # {"error": {"message": ..., "code": ...}}
-        return error_message(code)
-    if message and code:
-        return f"{message} ({code})"
-    if message or code:
-        return str(message or code)
-    return None
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def http_error(response: httpx.Response, what: str) -> BackendError:
-    """Map a non-2xx answer from the BFL API onto our error classes."""
-    code = response.status_code
-    body = _json_or_none(response)
-    message = (
-        error_message(body) or response.text[:300].strip() or response.reason_phrase
-    )
-    details: dict[str, Any] = {
-        "body": body if body is not None else response.text[:1000]
-    }
-    limits = {
-        k: v for k, v in response.headers.items() if k.lower().startswith("x-ratelimit")
-    }
-    if limits:
-        details["rate_limit"] = limits
-    text = f"{what}: HTTP {code}: {message}"
-    retry_after = parse_retry_after(response.headers.get("retry-after"), body)
-
-    def err(
-        cls: ErrorClass, retryable: bool, after: float | None = None
-    ) -> BackendError:
-        return BackendError(
-            cls,
-            text,
-            retryable=retryable,
-            retry_after=after,
-            status_code=code,
-            details=details,
-        )
-
-    if code in (401, 403):
-        return err(ErrorClass.AUTH, False)
-    if code == 402:
-        return err(ErrorClass.QUOTA, False)
-    if code == 404:
-        return err(ErrorClass.NOT_FOUND, False)
-    if code == 408:
-        return err(ErrorClass.TIMEOUT, True, retry_after)
-    if code == 429:
-        return err(ErrorClass.RATE_LIMITED, True, retry_after)
-    if code >= 500:
-        return err(ErrorClass.PROVIDER_ERROR, True, retry_after)
-    return err(ErrorClass.INVALID_REQUEST, False)
-
-
-# --- Host policy for polling URLs and result downloads ------------------------------------------
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to (a seam for tests)."""
-    return [
-        info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    ]
-
-
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return ip.is_global and not ip.is_multicast
-
-
-@dataclass(frozen=True)
-class HostPolicy:
-    """Which hosts may receive our key (polling) or serve results (downloads)."""
-
-    patterns: tuple[str, ...]  # ".domain" (itself and subdomains) or exact hosts
-    explicit: frozenset[
-        str
-    ]  # exact hosts named by configuration: may be private and plain http
-
-    @classmethod
-    def build(
-        cls,
-        base_url: str,
-        extra_hosts: Iterable[str],
-        defaults: Iterable[str] = PROVIDER_HOSTS,
-    ) -> HostPolicy:
-        extras = [h.strip().lower() for h in extra_hosts if h.strip()]
-        base_host = (urlsplit(base_url).hostname or "").lower()
-        explicit = {h for h in extras if not h.startswith(".")}
-        if base_host:
-            explicit.add(base_host)
-        return cls(
-            patterns=(*defaults, *extras, *sorted(explicit)),
-            explicit=frozenset(explicit),
-        )
-
-    def allows_host(self, host: str) -> bool:
-        host = host.lower().rstrip(".")
-        for pattern in self.patterns:
-            if pattern.startswith("."):
-                if host.endswith(pattern) or host == pattern[1:]:
-                    return True
-            elif host == pattern:
-                return True
-        return False
-
-    def check(self, url: str, *, what: str, resolve: bool) -> None:
-        """Raise BackendError unless `url` may be contacted. `resolve` also refuses names that
-        resolve to private/loopback/link-local addresses unless the host is explicitly allowed."""
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-
-        def refuse(reason: str) -> BackendError:
-            return BackendError(
-                ErrorClass.BAD_RESULT,
-                f"{what}: refused {url.split('?', 1)[0]}: {reason}.",
-                retryable=False,
-                details={"host": host, "refused": True},
-            )
-
-        if parts.scheme not in ("http", "https") or not host:
-            raise refuse("not an http(s) URL")
-        if not self.allows_host(host):
-            raise refuse(f"{host} is not one of the provider's hosts")
-        if host in self.explicit:
-            return
-        if parts.scheme != "https":
-            raise refuse("plain http to a provider host")
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-            addresses = [host.strip("[]")]
-        except ValueError:
-            if not resolve:
-                return
-            try:
-                addresses = _resolve(host, parts.port or 443)
-            except OSError as exc:
-                raise BackendError(
-                    ErrorClass.NETWORK,
-                    f"{what}: cannot resolve {host} ({exc}).",
-                    retryable=True,
-                ) from exc
-        if not all(_is_public(a) for a in addresses):
-            raise refuse(f"{host} is a private, loopback or link-local address")
-
-
-# --- Result download ----------------------------------------------------------------------------
-
-_EXPIRED_MARKERS = (
-    "authenticationfailed",
-    "signature",
-    "expired",
-    "authorizationfailure",
-)
-
-
-def verify_image(data: bytes, *, max_pixels: int = 4 * 2048 * 2048) -> str:
-    """Decode `data` fully with Pillow; return its MIME type or raise BAD_RESULT."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > max_pixels:
-                raise BackendError(
-                    ErrorClass.BAD_RESULT,
-                    f"result is {image.width}×{image.height} px, too large.",
-                    retryable=False,
-                )
-            image.load()
-            fmt = image.format or ""
-    except BackendError:
-        raise
-    except Exception as exc:  # Pillow raises many types for bad data
-        raise BackendError(
-            ErrorClass.BAD_RESULT,
-            f"result is not a decodable image ({type(exc).__name__}: {exc}).",
-            retryable=True,
-        ) from exc
-    mime = Image.MIME.get(fmt, "")
-    if not mime.startswith("image/"):
-        raise BackendError(
-            ErrorClass.BAD_RESULT,
-            f"result has unexpected format {fmt!r}.",
-            retryable=True,
-        )
-    return mime
-
-
-def download_image(
-    url: str,
-    *,
-    policy: HostPolicy,
-    timeout: httpx.Timeout,
-    max_bytes: int,
-    deadline_s: float = 120.0,
-    what: str = "result download",
-) -> tuple[bytes, str]:
-    """GET a provider's result URL: allowed hosts only, redirects checked hop by hop, size capped,
-    image/* only, bytes verified with Pillow. No credentials are sent (the URL is signed)."""
-    deadline = time.monotonic() + deadline_s
-    for _hop in range(MAX_REDIRECTS + 1):
-        policy.check(url, what=what, resolve=True)
-        try:
-            with _client().stream(
-                "GET", url, timeout=timeout, follow_redirects=False
-            ) as response:
-                if response.is_redirect:
-                    location = response.headers.get("location")
-                    if not location:
-                        raise BackendError(
-                            ErrorClass.BAD_RESULT,
-                            f"{what}: redirect without Location.",
-                            retryable=True,
-                        )
-                    url = urljoin(url, location)
-                    continue
-                if response.status_code != 200:
-                    raise _download_error(response, what)
-                content_type = (
-                    response.headers.get("content-type", "")
-                    .split(";", 1)[0]
-                    .strip()
-                    .lower()
-                )
-                if not content_type.startswith("image/"):
-                    raise BackendError(
-                        ErrorClass.BAD_RESULT,
-                        f"{what}: content type {content_type or 'missing'}, not an image.",
-                        retryable=True,
-                        status_code=response.status_code,
-                    )
-                length = response.headers.get("content-length", "")
-                if length.isdigit() and int(length) > max_bytes:
-                    raise BackendError(
-                        ErrorClass.BAD_RESULT,
-                        f"{what}: {length} bytes is over the {max_bytes}-byte cap.",
-                        retryable=False,
-                    )
-                buffer = bytearray()
-                for chunk in response.iter_bytes():
-                    buffer += chunk
-                    if len(buffer) > max_bytes:
-                        raise BackendError(
-                            ErrorClass.BAD_RESULT,
-                            f"{what}: over the {max_bytes}-byte cap.",
-                            retryable=False,
-                        )
-                    if time.monotonic() > deadline:
-                        raise BackendError(
-                            ErrorClass.TIMEOUT,
-                            f"{what}: took over {deadline_s:g} s.",
-                            retryable=True,
-                        )
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, what) from exc
-        data = bytes(buffer)
-        return data, verify_image(data)
-    raise BackendError(
-        ErrorClass.BAD_RESULT,
-        f"{what}: more than {MAX_REDIRECTS} redirects.",
-        retryable=False,
-    )
-
-
-def _download_error(response: httpx.Response, what: str) -> BackendError:
-    code = response.status_code
-    try:
-        text = response.read()[:4000].decode("utf-8", "replace")
-    except httpx.HTTPError:
-        text = ""
-    lowered = text.lower()
-    summary = " ".join(text.split())[:200]
-    if code in (403, 404, 410) or (
-        400 <= code < 500 and any(m in lowered for m in _EXPIRED_MARKERS)
-    ):
-        return BackendError(
-            ErrorClass.EXPIRED,
-            f"{what}: the result URL has expired or is no longer valid (HTTP {code}: {summary}).",
-            retryable=False,
-            status_code=code,
-        )
-    if code == 429:
-        after = parse_retry_after(response.headers.get("retry-after"))
-        return BackendError(
-            ErrorClass.RATE_LIMITED,
-            f"{what}: HTTP 429.",
-            retryable=True,
-            retry_after=after,
-            status_code=code,
-        )
-    if code >= 500:
-        return BackendError(
-            ErrorClass.PROVIDER_ERROR,
-            f"{what}: HTTP {code}.",
-            retryable=True,
-            status_code=code,
-        )
-    return BackendError(
-        ErrorClass.BAD_RESULT,
-        f"{what}: HTTP {code}: {summary}",
-        retryable=False,
-        status_code=code,
-    )
 
 
 # --- Result payloads (poll answers and webhooks) ------------------------------------------------
@@ -732,19 +314,11 @@ class BFLBackend(Backend):
         extra = config.extra or {}
         self.base_url = resolve_base_url(config.base_url or extra.get("region", ""))
         self.policy = HostPolicy.build(
-            self.base_url, (extra.get("allowed_hosts") or "").split(",")
+            self.base_url,
+            (extra.get("allowed_hosts") or "").split(","),
+            PROVIDER_HOSTS,
         )
-        connect = float(extra.get("connect_timeout") or 5)
-        read = float(extra.get("read_timeout") or 30)
-        self.timeout = httpx.Timeout(
-            connect=connect, read=read, write=max(read, 60.0), pool=connect
-        )
-        self.fetch_timeout = httpx.Timeout(
-            connect=connect,
-            read=float(extra.get("fetch_timeout") or 60),
-            write=30,
-            pool=connect,
-        )
+        self.timeout, self.fetch_timeout = timeouts(extra)
         self.max_result_bytes = int(extra.get("max_result_bytes") or 64 * 1024 * 1024)
 
     # Capabilities, rules, price
@@ -865,14 +439,8 @@ class BFLBackend(Backend):
         return result_from_payload(self._call("GET", url, "poll"), what="poll")
 
     def fetch(self, result: PollResult) -> tuple[bytes, str]:
-        if result.result_bytes is not None:
-            return result.result_bytes, verify_image(result.result_bytes)
-        if not result.result_url:
-            raise BackendError(
-                ErrorClass.BAD_RESULT, "fetch: the result has no URL.", retryable=False
-            )
-        return download_image(
-            result.result_url,
+        return fetch_result(
+            result,
             policy=self.policy,
             timeout=self.fetch_timeout,
             max_bytes=self.max_result_bytes,
@@ -949,27 +517,7 @@ class BFLBackend(Backend):
         self, method: str, url: str, what: str, *, json: Any = None
     ) -> dict[str, Any]:
         headers = {"x-key": self.config.api_key, "accept": "application/json"}
-        try:
-            response = _client().request(
-                method, url, json=json, headers=headers, timeout=self.timeout
-            )
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, what) from exc
-        if response.status_code >= 300:
-            raise http_error(response, what)
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"{what}: the answer is not JSON ({response.text[:120]!r}).",
-                retryable=True,
-                status_code=response.status_code,
-            ) from exc
-        if not isinstance(data, dict):
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"{what}: the answer is not a JSON object.",
-                retryable=True,
-            )
-        return data
+        response = send(
+            method, url, what, timeout=self.timeout, json=json, headers=headers
+        )
+        return json_object(response, what)

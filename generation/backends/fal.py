@@ -12,7 +12,7 @@ Configuration (`BackendConfig`, registry env fallbacks in brackets):
     base_url    the queue host, default https://queue.fal.run [FAL_QUEUE_URL]
     extra       "allowed_hosts": comma-separated hosts trusted besides fal's own, for the queue
                     URLs fal hands back, result downloads and the webhook JWKS (tests: the fake
-                    server's "127.0.0.1,localhost"); same rules as bfl.HostPolicy.
+                    server's "127.0.0.1,localhost"); same rules as download.HostPolicy.
                 "jwks_url": where fal publishes its webhook signing keys (default JWKS_URL)
                     [FAL_JWKS_URL].
                 "jwks_ttl": seconds to cache those keys (default one day).
@@ -56,8 +56,6 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-# The HTTP plumbing (pooled client, host policy, download, error mapping) is shared with the BFL
-# backend rather than copied; the underscored two are module-private there but meant for reuse.
 from generation.backends.base import (
     Backend,
     BackendConfig,
@@ -72,17 +70,17 @@ from generation.backends.base import (
     RuleViolation,
     Submission,
 )
-from generation.backends.bfl import (
-    MEGAPIXEL,
-    HostPolicy,
-    _client,
-    _json_or_none,
-    _transport_error,
-    billed_megapixels,
-    download_image,
+from generation.backends.bfl import MEGAPIXEL, billed_megapixels
+from generation.backends.download import HostPolicy, fetch_result, verify_image
+from generation.backends.transport import (
+    client,
     error_message,
     http_error,
-    verify_image,
+    json_object,
+    json_or_none,
+    send,
+    timeouts,
+    transport_error,
 )
 
 ENV_API_KEY = "FAL_KEY"
@@ -348,10 +346,10 @@ def _header_bool(value: str | None) -> bool | None:
 
 
 def fal_http_error(response: httpx.Response, what: str) -> BackendError:
-    """bfl.http_error's mapping, plus fal's own signals: content-policy 422s are MODERATED,
+    """transport.http_error's mapping, plus fal's own signals: content-policy 422s are MODERATED,
     `X-Fal-Retryable` overrides our guess, and a 504 of the user's start timeout is TIMEOUT."""
     error = http_error(response, what)
-    body = _json_or_none(response)
+    body = json_or_none(response)
     error_class = error.error_class
     retryable = error.retryable
     details = dict(error.details)
@@ -571,17 +569,7 @@ class FalBackend(Backend):
         )
         self.jwks_policy = HostPolicy.build(self.base_url, allowed, JWKS_HOSTS)
         self.jwks_ttl = float(extra.get("jwks_ttl") or JWKS_TTL)
-        connect = float(extra.get("connect_timeout") or 5)
-        read = float(extra.get("read_timeout") or 30)
-        self.timeout = httpx.Timeout(
-            connect=connect, read=read, write=max(read, 60.0), pool=connect
-        )
-        self.fetch_timeout = httpx.Timeout(
-            connect=connect,
-            read=float(extra.get("fetch_timeout") or 60),
-            write=30,
-            pool=connect,
-        )
+        self.timeout, self.fetch_timeout = timeouts(extra)
         self.max_result_bytes = int(extra.get("max_result_bytes") or 64 * 1024 * 1024)
 
     # Capabilities, rules, price
@@ -727,17 +715,13 @@ class FalBackend(Backend):
         return self._result(response_url, status_raw=data)
 
     def fetch(self, result: PollResult) -> tuple[bytes, str]:
-        if result.result_bytes is not None:
-            return result.result_bytes, verify_image(result.result_bytes)
-        if not result.result_url:
-            raise BackendError(
-                ErrorClass.BAD_RESULT, "fetch: the result has no URL.", retryable=False
-            )
-        if result.result_url.startswith("data:"):
-            data, _ = decode_data_uri(result.result_url)
+        if result.result_bytes is None and (result.result_url or "").startswith(
+            "data:"
+        ):
+            data, _ = decode_data_uri(result.result_url or "")
             return data, verify_image(data)
-        return download_image(
-            result.result_url,
+        return fetch_result(
+            result,
             policy=self.delivery_policy,
             timeout=self.fetch_timeout,
             max_bytes=self.max_result_bytes,
@@ -752,9 +736,9 @@ class FalBackend(Backend):
         url = _sibling_url(poll_url, "cancel")
         self.api_policy.check(url, what="cancel", resolve=False)
         try:
-            response = _client().put(url, headers=self._headers(), timeout=self.timeout)
+            response = client().put(url, headers=self._headers(), timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, "cancel") from exc
+            raise transport_error(exc, "cancel") from exc
         if response.status_code in (200, 202):
             return True
         if response.status_code in (
@@ -845,15 +829,17 @@ class FalBackend(Backend):
     def _call(
         self, method: str, url: str, what: str, *, json: Any = None
     ) -> dict[str, Any]:
-        try:
-            response = _client().request(
-                method, url, json=json, headers=self._headers(), timeout=self.timeout
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, what) from exc
-        if response.status_code >= 300:
-            raise fal_http_error(response, what)
-        return _json_object(response, what)
+        response = send(
+            method,
+            url,
+            what,
+            timeout=self.timeout,
+            error_for=fal_http_error,
+            maybe_submitted=True,
+            json=json,
+            headers=self._headers(),
+        )
+        return json_object(response, what)
 
     def _result(
         self, response_url: str, *, status_raw: Mapping[str, Any]
@@ -861,21 +847,21 @@ class FalBackend(Backend):
         """GET the result of a COMPLETED request; a model failure shows here as an HTTP error."""
         self.api_policy.check(response_url, what="result", resolve=False)
         try:
-            response = _client().get(
+            response = client().get(
                 response_url, headers=self._headers(), timeout=self.timeout
             )
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, "result") from exc
+            raise transport_error(exc, "result") from exc
         code = response.status_code
         if code < 300:
-            return result_from_output(_json_object(response, "result"))
+            return result_from_output(json_object(response, "result"))
         error = fal_http_error(response, "result")
         # Our own call failing (key, throttling, a gateway answering 502/503 or a gateway
         # timeout, any 5xx without fal's JSON error body) is worth another poll. A failure of the
         # request itself - 4xx with a `detail`, a model's 500, the user start timeout - is its
         # terminal result.
         user_timeout = response.headers.get("x-fal-request-timeout-type") == "user"
-        has_body = isinstance(_json_or_none(response), dict)
+        has_body = isinstance(json_or_none(response), dict)
         transient = code in (401, 403, 429, 502, 503) or (
             code >= 500 and not (has_body and (code != 504 or user_timeout))
         )
@@ -902,16 +888,16 @@ class FalBackend(Backend):
             return cached[1], cached[0]
         self.jwks_policy.check(self.jwks_url, what="webhook keys", resolve=True)
         try:
-            response = _client().get(self.jwks_url, timeout=self.timeout)
+            response = client().get(self.jwks_url, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, "webhook keys") from exc
+            raise transport_error(exc, "webhook keys") from exc
         if response.status_code != 200:
             raise BackendError(
                 ErrorClass.NETWORK,
                 f"webhook keys: HTTP {response.status_code} from {self.jwks_url}.",
                 retryable=True,
             )
-        keys = keys_from_jwks(_json_or_none(response))
+        keys = keys_from_jwks(json_or_none(response))
         if not keys:
             raise BackendError(
                 ErrorClass.NETWORK,
@@ -933,36 +919,6 @@ def _any_verifies(
             continue
         return True
     return False
-
-
-def transport_error(exc: httpx.HTTPError, what: str) -> BackendError:
-    """bfl's mapping, plus `details["maybe_submitted"]` when the request may have reached the
-    provider (anything after the connection was made), so a retried submit can be weighed
-    against a duplicate generation."""
-    error = _transport_error(exc, what)
-    error.details["maybe_submitted"] = not isinstance(
-        exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
-    )
-    return error
-
-
-def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError as exc:
-        raise BackendError(
-            ErrorClass.BAD_RESULT,
-            f"{what}: the answer is not JSON ({response.text[:120]!r}).",
-            retryable=True,
-            status_code=response.status_code,
-        ) from exc
-    if not isinstance(data, dict):
-        raise BackendError(
-            ErrorClass.BAD_RESULT,
-            f"{what}: the answer is not a JSON object.",
-            retryable=True,
-        )
-    return data
 
 
 BACKEND_CLASS = FalBackend

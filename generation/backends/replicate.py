@@ -11,7 +11,7 @@ Configuration (`BackendConfig`, registry env fallbacks in brackets):
     base_url    default https://api.replicate.com, with or without "/v1" [REPLICATE_API_URL]
     extra       "allowed_hosts": comma-separated hosts trusted besides Replicate's own, for the
                     prediction URLs it hands back and result downloads (tests: the fake server's
-                    "127.0.0.1,localhost"); same rules as bfl.HostPolicy.
+                    "127.0.0.1,localhost"); same rules as download.HostPolicy.
                 "webhook_secret": the account's `whsec_…` signing secret [REPLICATE_WEBHOOK_SECRET];
                     without it parse_webhook asks `GET /v1/webhooks/default/secret` once.
                 "connect_timeout", "read_timeout", "fetch_timeout" (seconds), "max_result_bytes".
@@ -66,17 +66,15 @@ from generation.backends.base import (
     RuleViolation,
     Submission,
 )
-from generation.backends.bfl import (
-    MEGAPIXEL,
-    HostPolicy,
-    _client,
-    _json_or_none,
-    _transport_error,
-    billed_megapixels,
-    download_image,
+from generation.backends.bfl import MEGAPIXEL, billed_megapixels
+from generation.backends.download import HostPolicy, fetch_result
+from generation.backends.transport import (
     error_message,
     http_error,
-    verify_image,
+    json_object,
+    json_or_none,
+    send,
+    timeouts,
 )
 
 ENV_API_KEY = "REPLICATE_API_TOKEN"
@@ -255,24 +253,15 @@ def estimate(model: ReplicateModel, request: GenerationRequest) -> Decimal:
 # --- Errors ------------------------------------------------------------------------------------
 
 
-def transport_error(exc: httpx.HTTPError, what: str) -> BackendError:
-    """bfl's mapping, plus `details["maybe_submitted"]` when the call may have reached Replicate."""
-    error = _transport_error(exc, what)
-    error.details["maybe_submitted"] = not isinstance(
-        exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
-    )
-    return error
-
-
 _RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 
 
 def replicate_http_error(response: httpx.Response, what: str) -> BackendError:
-    """bfl.http_error's mapping; a 429 without Retry-After takes the wait from the detail text
-    ("Your rate limit resets in ~30s")."""
+    """transport.http_error's mapping; a 429 without Retry-After takes the wait from the detail
+    text ("Your rate limit resets in ~30s")."""
     error = http_error(response, what)
     if error.error_class is ErrorClass.RATE_LIMITED and error.retry_after is None:
-        match = _RESETS_IN.search(error_message(_json_or_none(response)) or "")
+        match = _RESETS_IN.search(error_message(json_or_none(response)) or "")
         if match:
             error.retry_after = float(match.group(1))
     return error
@@ -454,17 +443,7 @@ class ReplicateBackend(Backend):
         self.webhook_secret = extra.get("webhook_secret") or os.environ.get(
             ENV_WEBHOOK_SECRET, ""
         )
-        connect = float(extra.get("connect_timeout") or 5)
-        read = float(extra.get("read_timeout") or 30)
-        self.timeout = httpx.Timeout(
-            connect=connect, read=read, write=max(read, 60.0), pool=connect
-        )
-        self.fetch_timeout = httpx.Timeout(
-            connect=connect,
-            read=float(extra.get("fetch_timeout") or 60),
-            write=30,
-            pool=connect,
-        )
+        self.timeout, self.fetch_timeout = timeouts(extra)
         self.max_result_bytes = int(extra.get("max_result_bytes") or 64 * 1024 * 1024)
 
     # Capabilities, rules, price
@@ -584,14 +563,8 @@ class ReplicateBackend(Backend):
         return result_from_prediction(data)
 
     def fetch(self, result: PollResult) -> tuple[bytes, str]:
-        if result.result_bytes is not None:
-            return result.result_bytes, verify_image(result.result_bytes)
-        if not result.result_url:
-            raise BackendError(
-                ErrorClass.BAD_RESULT, "fetch: the result has no URL.", retryable=False
-            )
-        return download_image(
-            result.result_url,
+        return fetch_result(
+            result,
             policy=self.delivery_policy,
             timeout=self.fetch_timeout,
             max_bytes=self.max_result_bytes,
@@ -698,30 +671,17 @@ class ReplicateBackend(Backend):
             "authorization": f"Bearer {self.api_key}",
             "accept": "application/json",
         }
-        try:
-            response = _client().request(
-                method, url, json=json, headers=headers, timeout=self.timeout
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, what) from exc
-        if response.status_code >= 300:
-            raise replicate_http_error(response, what)
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"{what}: the answer is not JSON ({response.text[:120]!r}).",
-                retryable=True,
-                status_code=response.status_code,
-            ) from exc
-        if not isinstance(data, dict):
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"{what}: the answer is not a JSON object.",
-                retryable=True,
-            )
-        return data
+        response = send(
+            method,
+            url,
+            what,
+            timeout=self.timeout,
+            error_for=replicate_http_error,
+            maybe_submitted=True,
+            json=json,
+            headers=headers,
+        )
+        return json_object(response, what)
 
 
 BACKEND_CLASS = ReplicateBackend

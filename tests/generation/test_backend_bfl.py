@@ -14,7 +14,7 @@ import httpx
 from django.test import SimpleTestCase
 from PIL import Image
 
-from generation.backends import bfl
+from generation.backends import bfl, download, transport
 from generation.backends.base import (
     BackendConfig,
     BackendError,
@@ -546,7 +546,7 @@ class FetchTests(FakeServerTestCase):
             400, text="<Error><Code>AuthenticationFailed</Code></Error>"
         )
         self.assertEqual(
-            bfl._download_error(response, "x").error_class, ErrorClass.EXPIRED
+            download.download_error(response, "x").error_class, ErrorClass.EXPIRED
         )
 
     def test_wrong_content_type_is_a_bad_result(self) -> None:
@@ -621,7 +621,7 @@ class FetchTests(FakeServerTestCase):
         result = PollResult(
             ProviderState.READY, result_url="https://delivery-eu1.bfl.ai/sample.jpeg"
         )
-        with mock.patch.object(bfl, "_resolve", return_value=["10.1.2.3"]):
+        with mock.patch.object(download, "resolve_host", return_value=["10.1.2.3"]):
             error = self.assertFails(
                 ErrorClass.BAD_RESULT,
                 lambda: self.backend.fetch(result),
@@ -637,8 +637,8 @@ class FetchTests(FakeServerTestCase):
         )
 
     def test_host_policy_matching(self) -> None:
-        policy = bfl.HostPolicy.build(
-            "https://api.bfl.ai", [".example.org", "10.0.0.7"]
+        policy = download.HostPolicy.build(
+            "https://api.bfl.ai", [".example.org", "10.0.0.7"], bfl.PROVIDER_HOSTS
         )
         for host in (
             "api.bfl.ai",
@@ -837,23 +837,26 @@ class ConfigurationTests(SimpleTestCase):
                 {"loc": ["body", "width"], "msg": "bad width", "type": "value_error"}
             ]
         }
-        self.assertEqual(bfl.error_message(fastapi), "width: bad width")
+        self.assertEqual(transport.error_message(fastapi), "width: bad width")
         self.assertEqual(
-            bfl.error_message({"detail": "Not authenticated"}), "Not authenticated"
+            transport.error_message({"detail": "Not authenticated"}),
+            "Not authenticated",
         )
         self.assertEqual(
-            bfl.error_message({"error": "rate_limit_exceeded", "message": "Slow down"}),
+            transport.error_message(
+                {"error": "rate_limit_exceeded", "message": "Slow down"}
+            ),
             "Slow down (rate_limit_exceeded)",
         )
-        self.assertIsNone(bfl.error_message(None))
+        self.assertIsNone(transport.error_message(None))
 
     def test_retry_after_parsing(self) -> None:
-        self.assertEqual(bfl.parse_retry_after("5"), 5.0)
+        self.assertEqual(transport.parse_retry_after("5"), 5.0)
         self.assertEqual(
-            bfl.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0.0
+            transport.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0.0
         )  # in the past
-        self.assertEqual(bfl.parse_retry_after(None, {"retry_after": 4}), 4.0)
-        self.assertIsNone(bfl.parse_retry_after("soon"))
+        self.assertEqual(transport.parse_retry_after(None, {"retry_after": 4}), 4.0)
+        self.assertIsNone(transport.parse_retry_after("soon"))
 
 
 class ConcurrencyTests(SimpleTestCase):
