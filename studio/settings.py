@@ -380,3 +380,6 @@ CELERY_BEAT_SCHEDULE = {
 # most of our tasks. With it, a worker process keeps its connection for up to this many tasks
 # (generation/tasks.py drops a connection that broke meanwhile).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 200)
+
+# Variant batches: the most generations one batch may make (the builder refuses bigger ones).
+STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)
