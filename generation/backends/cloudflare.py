@@ -53,19 +53,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import io
 import json
 import math
 import os
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import httpx
 from PIL import Image
@@ -85,6 +81,17 @@ from generation.backends.base import (
     RuleViolation,
     Submission,
 )
+from generation.backends.bfl import PROVIDER_HOSTS
+from generation.backends.download import HostPolicy, download_image, verify_image
+from generation.backends.transport import (
+    json_object,
+    json_or_none,
+    parse_retry_after,
+    send,
+    status_class,
+    status_error,
+    timeouts,
+)
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 ENV_TOKEN = "CLOUDFLARE_API_TOKEN"
@@ -98,16 +105,11 @@ REFERENCE_MAX_SIDE = 512  # "512×512 each"
 TILE = 512
 DEV_DEFAULT_STEPS = 25  # the documented curl example and cost example
 MEGAPIXEL = 1024 * 1024
-MAX_REDIRECTS = 3
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 
 # Hosts a proxied model's result URL may point at (BFL delivery, providers.md 1.1), besides the
 # configured base URL's host and any "allowed_hosts".
-PROXIED_RESULT_HOSTS: tuple[str, ...] = (
-    ".bfl.ai",
-    ".bfl.ml",
-    "bfldeliveryprod.blob.core.windows.net",
-)
+PROXIED_RESULT_HOSTS: tuple[str, ...] = PROVIDER_HOSTS
 
 # Cloudflare documents no ranges for [dev]; these are BFL's FLUX.2 ranges (providers.md 1.4).
 _DEV_RULES = {
@@ -234,60 +236,7 @@ def fitted_size(
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-# --- HTTP plumbing ------------------------------------------------------------------------------
-
-_clients: dict[int, httpx.Client] = {}
-_clients_lock = threading.Lock()
-
-
-def _client() -> httpx.Client:
-    """One pooled client per process; keyed by pid because Celery's prefork pool forks after import."""
-    pid = os.getpid()
-    client = _clients.get(pid)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(pid)
-            if client is None:
-                client = httpx.Client(
-                    follow_redirects=False, headers={"user-agent": "flux-studio/0.1"}
-                )
-                _clients[pid] = client
-    return client
-
-
-def _transport_error(exc: Exception, what: str) -> BackendError:
-    name = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return BackendError(
-            ErrorClass.TIMEOUT, f"{what}: no answer in time ({name}).", retryable=True
-        )
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return BackendError(
-            ErrorClass.INVALID_REQUEST, f"{what}: bad URL ({exc}).", retryable=False
-        )
-    return BackendError(
-        ErrorClass.NETWORK,
-        f"{what}: connection failed ({name}: {exc}).",
-        retryable=True,
-    )
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+# --- HTTP errors -------------------------------------------------------------------------------
 
 
 def envelope_errors(body: Any) -> list[dict[str, Any]]:
@@ -329,10 +278,7 @@ QUOTA_CODES = {4006}  # Workers AI "used up your daily free allocation" (unconfi
 def http_error(response: httpx.Response, what: str) -> BackendError:
     """Map a Cloudflare error answer (any status, `success: false`) onto our error classes."""
     code = response.status_code
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = None
+    body = json_or_none(response)
     errors = envelope_errors(body)
     message = (
         _error_text(errors)
@@ -348,57 +294,27 @@ def http_error(response: httpx.Response, what: str) -> BackendError:
         details["cf_ray"] = ray
     text = f"{what}: HTTP {code}: {message}"
     retry_after = parse_retry_after(response.headers.get("retry-after"))
-
-    def err(
-        cls: ErrorClass, retryable: bool, after: float | None = None
-    ) -> BackendError:
-        return BackendError(
-            cls,
-            text,
-            retryable=retryable,
-            retry_after=after,
-            status_code=code,
-            details=details,
-        )
-
     if code in (401, 403) or codes & AUTH_CODES:
-        return err(ErrorClass.AUTH, False)
-    if code == 402 or codes & QUOTA_CODES or any(m in lowered for m in _QUOTA_MARKERS):
-        return err(ErrorClass.QUOTA, False)
-    if code == 408:
-        return err(ErrorClass.TIMEOUT, True, retry_after)
-    if code == 429:
-        return err(ErrorClass.RATE_LIMITED, True, retry_after)
-    if code >= 500:
-        return err(ErrorClass.PROVIDER_ERROR, True, retry_after)
-    if any(m in lowered for m in _MODERATION_MARKERS):
-        return err(ErrorClass.MODERATED, False)
-    if code < 400:  # `success: false` under a 2xx status: not a verdict on the request
-        return err(ErrorClass.PROVIDER_ERROR, True)
-    if code == 404:
-        text += " (check CLOUDFLARE_ACCOUNT_ID and the model id)"
-    return err(ErrorClass.INVALID_REQUEST, False)
-
-
-def sniff_image(data: bytes) -> str:
-    """Decode `data` fully with Pillow; return its MIME type or raise BAD_RESULT."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            mime = Image.MIME.get(image.format or "", "")
-    except Exception as exc:  # Pillow raises many types for bad data
-        raise BackendError(
-            ErrorClass.BAD_RESULT,
-            f"result is not a decodable image ({type(exc).__name__}: {exc}).",
-            retryable=True,
-        ) from exc
-    if not mime.startswith("image/"):
-        raise BackendError(
-            ErrorClass.BAD_RESULT,
-            f"result has unexpected format {mime or 'unknown'}.",
-            retryable=True,
-        )
-    return mime
+        cls = ErrorClass.AUTH
+    elif (
+        code == 402 or codes & QUOTA_CODES or any(m in lowered for m in _QUOTA_MARKERS)
+    ):
+        cls = ErrorClass.QUOTA
+    elif code in (408, 429) or code >= 500:
+        cls = status_class(code)
+    elif any(m in lowered for m in _MODERATION_MARKERS):
+        cls = ErrorClass.MODERATED
+    elif (
+        code < 400
+    ):  # `success: false` under a 2xx status: not a verdict on the request
+        cls, retry_after = ErrorClass.PROVIDER_ERROR, None
+    else:
+        cls = ErrorClass.INVALID_REQUEST
+        if code == 404:
+            text += " (check CLOUDFLARE_ACCOUNT_ID and the model id)"
+    return status_error(
+        code, text, error_class=cls, retry_after=retry_after, details=details
+    )
 
 
 def _b64_image(encoded: str, what: str) -> bytes:
@@ -413,17 +329,6 @@ def _b64_image(encoded: str, what: str) -> bytes:
             f"{what}: result.image is not valid base64.",
             retryable=True,
         ) from exc
-
-
-def _host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
-    host = host.lower().rstrip(".")
-    for pattern in patterns:
-        if pattern.startswith("."):
-            if host.endswith(pattern) or host == pattern[1:]:
-                return True
-        elif host == pattern:
-            return True
-    return False
 
 
 def prepare_reference(ref: ReferenceInput) -> tuple[bytes, str, int, int]:
@@ -473,26 +378,14 @@ class CloudflareBackend(Backend):
         self.base_url = (
             config.base_url or os.environ.get(ENV_URL, "") or DEFAULT_BASE_URL
         ).rstrip("/")
-        base_host = (urlsplit(self.base_url).hostname or "").lower()
-        extra_hosts = tuple(
-            h.strip().lower()
-            for h in (extra.get("allowed_hosts") or "").split(",")
-            if h.strip()
+        # Hosts we configured ourselves (the base URL's, exact "allowed_hosts") may be plain
+        # http (a local fake or gateway); BFL's need https.
+        self.result_policy = HostPolicy.build(
+            self.base_url,
+            (extra.get("allowed_hosts") or "").split(","),
+            PROXIED_RESULT_HOSTS,
         )
-        self.result_hosts = (*PROXIED_RESULT_HOSTS, *extra_hosts)
-        # Hosts we configured ourselves may be plain http (a local fake or gateway); BFL's need https.
-        self.trusted_hosts = frozenset(
-            {base_host, *(h for h in extra_hosts if not h.startswith("."))} - {""}
-        )
-        connect = float(extra.get("connect_timeout") or 5)
-        read = float(extra.get("read_timeout") or 180)
-        self.timeout = httpx.Timeout(connect=connect, read=read, write=60, pool=connect)
-        self.fetch_timeout = httpx.Timeout(
-            connect=connect,
-            read=float(extra.get("fetch_timeout") or 60),
-            write=30,
-            pool=connect,
-        )
+        self.timeout, self.fetch_timeout = timeouts(extra, read=180, write=60)
 
     # Capabilities, rules, price
 
@@ -651,14 +544,19 @@ class CloudflareBackend(Backend):
 
     def fetch(self, result: PollResult) -> tuple[bytes, str]:
         if result.result_bytes is not None:
-            return result.result_bytes, sniff_image(result.result_bytes)
+            return result.result_bytes, verify_image(result.result_bytes)
         if not result.result_url:
             raise BackendError(
                 ErrorClass.BAD_RESULT,
                 "fetch: the result has neither bytes nor a URL.",
                 retryable=False,
             )
-        return self._download(result.result_url)
+        return download_image(
+            result.result_url,
+            policy=self.result_policy,
+            timeout=self.fetch_timeout,
+            max_bytes=MAX_RESULT_BYTES,
+        )
 
     def cancel(self, *, task_id: str, poll_url: str | None) -> bool:
         return False  # synchronous; nothing runs after submit() returns
@@ -681,33 +579,18 @@ class CloudflareBackend(Backend):
             "authorization": f"Bearer {self.api_token}",
             "accept": "application/json",
         }
-        try:
-            response = _client().post(
-                url, headers=headers, timeout=self.timeout, **kwargs
-            )
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, what) from exc
-        if response.status_code >= 300:
-            raise http_error(response, what)
-        return response
+        return send(
+            "POST",
+            url,
+            what,
+            timeout=self.timeout,
+            error_for=http_error,
+            headers=headers,
+            **kwargs,
+        )
 
     def _json_object(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            content_type = response.headers.get("content-type", "missing")
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"{what}: the answer is not JSON (content type {content_type}: {response.text[:120]!r}).",
-                retryable=True,
-                status_code=response.status_code,
-            ) from exc
-        if not isinstance(body, dict):
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"{what}: the answer is not a JSON object.",
-                retryable=True,
-            )
+        body = json_object(response, what)
         if body.get("success") is False:  # an error envelope with a 2xx status
             raise http_error(response, what)
         return body
@@ -720,7 +603,7 @@ class CloudflareBackend(Backend):
         if content_type.startswith(
             "image/"
         ):  # tolerated: some Workers AI image models answer raw bytes
-            return response.content, sniff_image(response.content)
+            return response.content, verify_image(response.content)
         body = self._json_object(response, "submit")
         # The v4 envelope is unconfirmed for this model: accept the bare output too.
         result = body.get("result", body)
@@ -733,7 +616,7 @@ class CloudflareBackend(Backend):
                 details={"keys": sorted(body)},
             )
         data = _b64_image(encoded, "submit")
-        return data, sniff_image(data)
+        return data, verify_image(data)
 
     def _submit_proxied(
         self, request: GenerationRequest, spec: ModelSpec
@@ -771,7 +654,7 @@ class CloudflareBackend(Backend):
                 ProviderState.READY,
                 progress=1.0,
                 result_bytes=data,
-                content_type=sniff_image(data),
+                content_type=verify_image(data),
                 raw=raw,
             )
         else:
@@ -786,85 +669,7 @@ class CloudflareBackend(Backend):
         return Submission(task_id=task_id, result=ready, raw=raw)
 
     def _check_result_url(self, url: str) -> None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        trusted = host in self.trusted_hosts
-        if (
-            parts.scheme not in ("http", "https")
-            or not host
-            or (parts.scheme == "http" and not trusted)
-        ):
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"refused result URL {url.split('?', 1)[0]}: not https.",
-                retryable=False,
-            )
-        if not trusted and not _host_allowed(host, self.result_hosts):
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"refused result URL: {host} is not a result host of {self.label}.",
-                retryable=False,
-            )
-
-    def _download(self, url: str, what: str = "result download") -> tuple[bytes, str]:
-        """GET a proxied model's result URL: allowed hosts only (each redirect hop checked), no
-        credentials sent (the URL is signed), size capped, bytes verified with Pillow."""
-        for _hop in range(MAX_REDIRECTS + 1):
-            self._check_result_url(url)
-            try:
-                with _client().stream(
-                    "GET", url, timeout=self.fetch_timeout
-                ) as response:
-                    location = response.headers.get("location")
-                    if response.is_redirect and location:
-                        url = urljoin(url, location)
-                        continue
-                    if response.status_code != 200:
-                        raise _download_error(response, what)
-                    buffer = bytearray()
-                    for chunk in response.iter_bytes():
-                        buffer += chunk
-                        if len(buffer) > MAX_RESULT_BYTES:
-                            raise BackendError(
-                                ErrorClass.BAD_RESULT,
-                                f"{what}: over the {MAX_RESULT_BYTES}-byte cap.",
-                            )
-            except httpx.HTTPError as exc:
-                raise _transport_error(exc, what) from exc
-            data = bytes(buffer)
-            return data, sniff_image(data)
-        raise BackendError(
-            ErrorClass.BAD_RESULT, f"{what}: more than {MAX_REDIRECTS} redirects."
-        )
-
-
-def _download_error(response: httpx.Response, what: str) -> BackendError:
-    code = response.status_code
-    if code in (403, 404, 410):
-        return BackendError(
-            ErrorClass.EXPIRED,
-            f"{what}: HTTP {code}; the result URL has expired.",
-            status_code=code,
-        )
-    if code == 429:
-        after = parse_retry_after(response.headers.get("retry-after"))
-        return BackendError(
-            ErrorClass.RATE_LIMITED,
-            f"{what}: HTTP 429.",
-            retryable=True,
-            retry_after=after,
-            status_code=code,
-        )
-    if code >= 500:
-        return BackendError(
-            ErrorClass.PROVIDER_ERROR,
-            f"{what}: HTTP {code}.",
-            retryable=True,
-            status_code=code,
-        )
-    return BackendError(
-        ErrorClass.BAD_RESULT, f"{what}: HTTP {code}.", status_code=code
-    )
+        self.result_policy.check(url, what="result", resolve=False)
 
 
 BACKEND_CLASS = CloudflareBackend

@@ -46,11 +46,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import os
 import secrets
-import threading
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -59,7 +57,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
-from PIL import Image
 
 from generation.backends.base import (
     Backend,
@@ -75,6 +72,18 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
     Submission,
+)
+from generation.backends.download import read_image_body, verify_image
+from generation.backends.transport import (
+    STATUS_CLASSES,
+    client,
+    json_object,
+    json_or_none,
+    parse_retry_after,
+    send,
+    status_error,
+    timeouts,
+    transport_error,
 )
 
 ENV_URL = "COMFYUI_URL"
@@ -244,42 +253,11 @@ def graph_seed(graph: Any) -> int | None:
     return None
 
 
-# --- HTTP plumbing ------------------------------------------------------------------------------
+# --- HTTP errors -------------------------------------------------------------------------------
 
-_clients: dict[int, httpx.Client] = {}
-_clients_lock = threading.Lock()
-
-
-def _client() -> httpx.Client:
-    """One pooled client per process; keyed by pid because Celery's prefork pool forks after import."""
-    pid = os.getpid()
-    client = _clients.get(pid)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(pid)
-            if client is None:
-                client = httpx.Client(
-                    follow_redirects=False, headers={"user-agent": "flux-studio/0.1"}
-                )
-                _clients[pid] = client
-    return client
-
-
-def _transport_error(exc: Exception, what: str) -> BackendError:
-    name = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return BackendError(
-            ErrorClass.TIMEOUT, f"{what}: no answer in time ({name}).", retryable=True
-        )
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return BackendError(
-            ErrorClass.INVALID_REQUEST, f"{what}: bad URL ({exc}).", retryable=False
-        )
-    return BackendError(
-        ErrorClass.NETWORK,
-        f"{what}: cannot reach ComfyUI ({name}: {exc}).",
-        retryable=True,
-    )
+# ComfyUI has no billing: a 402 (from a proxy) is just a refused request.
+STATUS = {code: cls for code, cls in STATUS_CLASSES.items() if code != 402}
+UNREACHABLE = "cannot reach ComfyUI"
 
 
 def node_error_messages(node_errors: Any) -> list[str]:
@@ -304,10 +282,7 @@ def node_error_messages(node_errors: Any) -> list[str]:
 def http_error(response: httpx.Response, what: str) -> BackendError:
     """Map a non-2xx ComfyUI answer (or a proxy's in front of it) onto our error classes."""
     code = response.status_code
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = None
+    body = json_or_none(response)
     parts = []
     details: dict[str, Any] = {}
     if isinstance(body, dict):
@@ -327,60 +302,13 @@ def http_error(response: httpx.Response, what: str) -> BackendError:
     if not parts:
         parts.append(" ".join(response.text[:300].split()) or response.reason_phrase)
         details["body"] = response.text[:1000]
-    text = f"{what}: HTTP {code}: " + "; ".join(parts)
-    retry_after = _retry_after(response.headers.get("retry-after"))
-
-    def err(
-        cls: ErrorClass, retryable: bool, after: float | None = None
-    ) -> BackendError:
-        return BackendError(
-            cls,
-            text,
-            retryable=retryable,
-            retry_after=after,
-            status_code=code,
-            details=details,
-        )
-
-    if code in (401, 403):
-        return err(ErrorClass.AUTH, False)
-    if code == 404:
-        return err(ErrorClass.NOT_FOUND, False)
-    if code == 408:
-        return err(ErrorClass.TIMEOUT, True, retry_after)
-    if code == 429:
-        return err(ErrorClass.RATE_LIMITED, True, retry_after)
-    if code >= 500:
-        return err(ErrorClass.PROVIDER_ERROR, True, retry_after)
-    return err(ErrorClass.INVALID_REQUEST, False)
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP date: only a proxy would send one; the engine's backoff applies
-
-
-def verify_image(data: bytes) -> str:
-    """Decode `data` fully with Pillow; return its MIME type or raise BAD_RESULT."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            mime = Image.MIME.get(image.format or "", "")
-    except Exception as exc:  # Pillow raises many types for bad data
-        raise BackendError(
-            ErrorClass.BAD_RESULT,
-            f"result is not a decodable image ({type(exc).__name__}: {exc}).",
-            retryable=True,
-        ) from exc
-    if not mime.startswith("image/"):
-        raise BackendError(
-            ErrorClass.BAD_RESULT,
-            f"result has unexpected format {mime or 'unknown'}.",
-            retryable=True,
-        )
-    return mime
+    return status_error(
+        code,
+        f"{what}: HTTP {code}: " + "; ".join(parts),
+        classes=STATUS,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+        details=details,
+    )
 
 
 def _message(messages: Any, kind: str) -> dict[str, Any] | None:
@@ -429,15 +357,7 @@ class ComfyUIBackend(Backend):
             )
         elif config.api_key:
             self.headers["authorization"] = f"Bearer {config.api_key}"
-        connect = float(extra.get("connect_timeout") or 5)
-        read = float(extra.get("read_timeout") or 30)
-        self.timeout = httpx.Timeout(connect=connect, read=read, write=60, pool=connect)
-        self.fetch_timeout = httpx.Timeout(
-            connect=connect,
-            read=float(extra.get("fetch_timeout") or 60),
-            write=30,
-            pool=connect,
-        )
+        self.timeout, self.fetch_timeout = timeouts(extra, write=60)
 
     # Capabilities, rules, price
 
@@ -509,7 +429,7 @@ class ComfyUIBackend(Backend):
             },
             data={"type": "input", "subfolder": UPLOAD_SUBFOLDER},
         )
-        body = self._json_object(response, "reference upload")
+        body = json_object(response, "reference upload")
         stored, subfolder = body.get("name"), body.get("subfolder") or ""
         if not isinstance(stored, str) or not stored:
             raise BackendError(
@@ -536,7 +456,7 @@ class ComfyUIBackend(Backend):
             "submit",
             json={"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id},
         )
-        body = self._json_object(response, "submit")
+        body = json_object(response, "submit")
         task_id = body.get("prompt_id")
         if not isinstance(task_id, str) or not task_id:
             raise BackendError(
@@ -651,7 +571,9 @@ class ComfyUIBackend(Backend):
 
     def fetch(self, result: PollResult) -> tuple[bytes, str]:
         if result.result_bytes is not None:
-            return result.result_bytes, verify_image(result.result_bytes)
+            return result.result_bytes, verify_image(
+                result.result_bytes, max_pixels=None
+            )
         if not result.result_url:
             raise BackendError(
                 ErrorClass.BAD_RESULT, "fetch: the result has no URL.", retryable=False
@@ -659,7 +581,7 @@ class ComfyUIBackend(Backend):
         self._require_url()
         params = self._view_params(result.result_url)
         try:
-            with _client().stream(
+            with client().stream(
                 "GET",
                 f"{self.base_url}/view",
                 params=params,
@@ -670,30 +592,12 @@ class ComfyUIBackend(Backend):
                 if response.status_code != 200:
                     response.read()
                     raise http_error(response, "fetch")
-                content_type = (
-                    response.headers.get("content-type", "")
-                    .split(";", 1)[0]
-                    .strip()
-                    .lower()
+                data = read_image_body(
+                    response, what="fetch", max_bytes=MAX_RESULT_BYTES
                 )
-                if not content_type.startswith("image/"):
-                    raise BackendError(
-                        ErrorClass.BAD_RESULT,
-                        f"fetch: content type {content_type or 'missing'}, not an image.",
-                        retryable=True,
-                    )
-                buffer = bytearray()
-                for chunk in response.iter_bytes():
-                    buffer += chunk
-                    if len(buffer) > MAX_RESULT_BYTES:
-                        raise BackendError(
-                            ErrorClass.BAD_RESULT,
-                            f"fetch: over the {MAX_RESULT_BYTES}-byte cap.",
-                        )
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, "fetch") from exc
-        data = bytes(buffer)
-        return data, verify_image(data)
+            raise transport_error(exc, "fetch", unreachable=UNREACHABLE) from exc
+        return data, verify_image(data, max_pixels=None)
 
     def cancel(self, *, task_id: str, poll_url: str | None) -> bool:
         """Drop the prompt from the queue, or interrupt it when it is running. False: already over."""
@@ -720,49 +624,25 @@ class ComfyUIBackend(Backend):
     def _request(
         self, method: str, path: str, what: str, **kwargs: Any
     ) -> httpx.Response:
-        try:
-            response = _client().request(
-                method,
-                f"{self.base_url}{path}",
-                headers=self.headers,
-                auth=self.auth,
-                timeout=self.timeout,
-                **kwargs,
-            )
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, what) from exc
-        if response.status_code >= 300:
-            raise http_error(response, what)
-        return response
-
-    def _json_object(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            content_type = response.headers.get("content-type", "missing")
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"{what}: the answer is not JSON (content type {content_type}: {response.text[:120]!r}).",
-                retryable=True,
-                status_code=response.status_code,
-            ) from exc
-        if not isinstance(body, dict):
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"{what}: the answer is not a JSON object.",
-                retryable=True,
-            )
-        return body
+        return send(
+            method,
+            f"{self.base_url}{path}",
+            what,
+            timeout=self.timeout,
+            error_for=http_error,
+            unreachable=UNREACHABLE,
+            headers=self.headers,
+            auth=self.auth,
+            **kwargs,
+        )
 
     def _history(self, task_id: str) -> dict[str, Any] | None:
-        body = self._json_object(
-            self._request("GET", f"/history/{task_id}", "poll"), "poll"
-        )
+        body = json_object(self._request("GET", f"/history/{task_id}", "poll"), "poll")
         item = body.get(task_id)
         return item if isinstance(item, dict) else None
 
     def _queue(self) -> tuple[list[str], list[str]]:
-        body = self._json_object(self._request("GET", "/queue", "queue"), "queue")
+        body = json_object(self._request("GET", "/queue", "queue"), "queue")
         return _queue_ids(body.get("queue_running")), _queue_ids(
             body.get("queue_pending")
         )
