@@ -13,6 +13,7 @@ the many short tasks of a worker. A changed key or URL is a different cache entr
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from generation.backends import registry
 from generation.backends.base import Backend, BackendConfig
@@ -91,3 +92,51 @@ def backend_for_generation(generation: Generation) -> Backend:
         else _env_config(generation.backend)
     )
     return build(generation.backend, config)
+
+
+# --- provider accounts: add and disable (the operator page) --------------------------------------
+
+
+def provider_account_add(
+    *,
+    workspace: Any,
+    backend: str,
+    api_key: str,
+    label: str = "",
+    base_url: str = "",
+    region: str = "",
+    max_concurrency: int | None = None,
+) -> ProviderAccount:
+    """Store a workspace's credentials for `backend`, the key encrypted (never shown again).
+
+    A workspace has at most one enabled account per backend: the one it replaces is disabled
+    (kept, so past generations still name their account) in the same transaction."""
+    from django.db import transaction
+
+    _backend_class(backend)
+    with transaction.atomic():
+        ProviderAccount.objects.filter(
+            workspace=workspace, backend=backend, enabled=True
+        ).update(enabled=False)
+        account = ProviderAccount(
+            workspace=workspace,
+            backend=backend,
+            label=label.strip(),
+            base_url=base_url.strip(),
+            region=region.strip(),
+            max_concurrency=max_concurrency or None,
+            enabled=True,
+        )
+        account.set_api_key(api_key)
+        account.save()
+    return account
+
+
+def provider_account_disable(*, account: ProviderAccount) -> bool:
+    """Stop using an account for new generations (the environment's key takes over, if any).
+    Generations already made with it keep it until they finish. True if it was enabled."""
+    return bool(
+        ProviderAccount.objects.filter(pk=account.pk, enabled=True).update(
+            enabled=False
+        )
+    )

@@ -227,6 +227,13 @@ class Generation(models.Model):
     # Provider facts worth keeping: moderation reasons, the final (upsampled) prompt, seed, raw status.
     provider_details = models.JSONField(default=dict, blank=True)
 
+    # Routing (generation/routing.py): what the request asked for (a backend name, "cheapest" or
+    # "fastest"), the candidates still in reserve in order, and every choice, failure and
+    # skipped candidate so far: [{"backend", "model", "outcome", "error_class", "at", ...}].
+    requested_backend = models.CharField(max_length=32, blank=True)
+    fallbacks = models.JSONField(default=list, blank=True)
+    route = models.JSONField(default=list, blank=True)
+
     estimated_cost = models.DecimalField(
         max_digits=10, decimal_places=4, default=Decimal("0")
     )
@@ -279,6 +286,12 @@ class Generation(models.Model):
             # Webhooks (later) find a generation by the provider's task id.
             models.Index(
                 fields=["backend", "provider_task_id"], name="generation_provider_task"
+            ),
+            # Routing's measured speed: a backend+model's latest succeeded generations.
+            models.Index(
+                fields=["backend", "model", "-finished_at"],
+                condition=Q(state="succeeded"),
+                name="generation_backend_speed",
             ),
         ]
 

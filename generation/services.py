@@ -39,7 +39,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from generation import accounts, caps, engine, fair, imaging
+from generation import accounts, breaker, caps, engine, fair, imaging, routing, webhooks
 from generation.backends.base import (
     Backend,
     BackendError,
@@ -210,6 +210,7 @@ def generation_create(
     owner_key: str | None = None,
     priority: int = 0,
     dispatch: bool = True,
+    fallback: Sequence[str] = (),
 ) -> Generation:
     """Validate, price and store one generation as `queued`; wake the dispatcher on commit.
 
@@ -221,8 +222,13 @@ def generation_create(
 
     dispatch=False (the command line) keeps the row out of the fair queue: the caller drives it
     with generation_dispatch_one / generation_submit itself.
+
+    `backend` is a backend name or a routing policy ("cheapest", "fastest"); `fallback` names
+    the backends to fall back on, in order (generation/routing.py). The row stores the backend
+    chosen, the policy asked for, the chain in reserve and the route so far.
     """
-    instance, account = accounts.backend_for(workspace_id=workspace.pk, backend=backend)
+    policy = backend
+    routing.check_names(policy, fallback)
     specs = _clean_reference_specs(references)
     try:
         loaded = engine.load_references(workspace_id=workspace.pk, specs=specs)
@@ -240,13 +246,10 @@ def generation_create(
         references=loaded,
         brand=brand,
     )
-    instance.validate(request)
-    if not instance.is_configured():
-        raise BackendError(
-            ErrorClass.AUTH,
-            f"{instance.label} has no API key: add a provider account or set {backend.upper()}_API_KEY.",
-        )
-    estimate = instance.estimate_cost(request)
+    route = routing.plan(
+        workspace_id=workspace.pk, policy=policy, request=request, fallback=fallback
+    )
+    backend, account, estimate = route.backend, route.account, route.estimate
     owner = owner_key or fair.owner_key_for(
         user_id=getattr(created_by, "pk", None), workspace_id=workspace.pk
     )
@@ -272,6 +275,9 @@ def generation_create(
             seed=seed,
             references=specs,
             estimated_cost=estimate,
+            requested_backend=policy,
+            fallbacks=route.fallbacks,
+            route=_jsonable(route.entries),
             owner_key=owner,
             priority=priority,
             fair_rank=rank,
@@ -368,6 +374,8 @@ def generation_submit(*, generation_id: int) -> Next:
             pk=generation_id, state=S.QUEUED, dispatched_at__isnull=False
         ).update(dispatched_at=None, due_at=None, updated_at=now)
         return Next(wake=(key,))
+    if (held := _breaker_gate(generation, now=now)) is not None:
+        return held
     claimed = (
         Generation.objects.filter(
             pk=generation_id, state=S.QUEUED, dispatched_at__isnull=False
@@ -379,7 +387,7 @@ def generation_submit(*, generation_id: int) -> Next:
         return Next()
     try:
         backend = accounts.backend_for_generation(generation)
-        request = _request_for(generation)
+        request = webhooks.attach(generation, backend, _request_for(generation))
     except (engine.ReferenceMissing, imaging.ImageRejected) as exc:
         return _on_error(
             generation, BackendError(ErrorClass.INVALID_REQUEST, str(exc)), step=SUBMIT
@@ -405,6 +413,9 @@ def generation_submit(*, generation_id: int) -> Next:
             estimate=engine.duration_estimate(generation.backend, generation.model),
         )
     )
+    if request.webhook_url and not sync:
+        # A callback is expected: polling is only the fallback, so it starts later.
+        first = webhooks.first_poll_delay(generation, first)
     done = timezone.now()
     fields: dict[str, Any] = {
         "provider_task_id": submission.task_id[:200],
@@ -531,7 +542,11 @@ def _on_result(
     seq: int,
     now: datetime,
     last_delay: float,
+    callback: bool = False,
 ) -> Next:
+    """Apply one provider answer. `callback`: it came by webhook, not by poll number `seq`, so
+    it applies while the row still stands for the same provider task (whatever polls did
+    meanwhile) and leaves poll_count alone (it counts polls)."""
     key = generation.cap_key
     if result.state == ProviderState.PENDING:
         elapsed = (
@@ -566,6 +581,7 @@ def _on_result(
         # The provider no longer counts it: free the slot before downloading, so the next
         # generation can be submitted while this one is ingested.
         caps.cap_for(key).release(generation.pk)
+        breaker.record_success(key)
         if generation.submitted_at is not None and result.result_bytes is None:
             # It became ready somewhere during the last wait: count half of it.
             observed = (now - generation.submitted_at).total_seconds() - (
@@ -586,6 +602,9 @@ def _on_result(
         if result.cost is not None:
             fields["actual_cost"] = result.cost
         where = _this_poll(generation, seq)
+        if callback:
+            del fields["poll_count"]
+            where = {"provider_task_id": generation.provider_task_id}
         if result.result_bytes is not None:
             # Synchronous backend: the bytes are here, ingest in the same step (nothing to keep).
             claim = now + _claim_ttl()
@@ -786,10 +805,34 @@ def _finish(
 def _on_error(
     generation: Generation, error: BackendError, *, step: str, seq: int = 0
 ) -> Next:
-    """Terminal or retry, per engine.decide; a retry is scheduled, never slept."""
+    """Terminal or retry, per engine.decide; a retry is scheduled, never slept. With a fallback
+    chain, a failure worth falling back on re-routes the row instead (generation_reroute)."""
+    tripped = breaker.record_failure(
+        generation.cap_key, error.error_class, error.message
+    )
     decision = engine.decide(
         error, retries=generation.retries, rate_limited=generation.rate_limited
     )
+    if (
+        generation.fallbacks
+        and routing.falls_back(error.error_class)
+        and (
+            decision.outcome == "failed"
+            # Retrying a backend whose breaker just opened is waiting for nothing: move on now,
+            # while no task of ours lives at that provider.
+            or (step in (SUBMIT, "resubmit") and tripped == breaker.OPEN)
+        )
+    ):
+        rerouted = generation_reroute(
+            generation=generation,
+            error_class=str(error.error_class),
+            message=error.message,
+            step=step,
+            seq=seq,
+            final=decision.outcome != "retry",
+        )
+        if rerouted is not None:
+            return rerouted
     if decision.outcome != "retry":
         target = {"moderated": S.MODERATED, "expired": S.EXPIRED}.get(
             decision.outcome, S.FAILED
@@ -846,6 +889,189 @@ def _on_error(
     if moved:
         cap.renew(generation.pk, ttl=_lease_ttl(delay))
     return Next(SUBMIT, countdown=delay) if moved else Next()
+
+
+def _reroute_guard(
+    generation: Generation, step: str, seq: int
+) -> tuple[list[str], dict[str, Any]]:
+    """The states and column values the row must still have for a re-route by this step to be
+    the one that counts (as every transition here: a duplicate or late caller finds it moved)."""
+    where: dict[str, Any] = {
+        "backend": generation.backend,
+        "provider_task_id": generation.provider_task_id,
+    }
+    if step == SUBMIT:
+        # Our own claim took one attempt; a later claim (a re-drive after ours lapsed) took
+        # another, and then that submission, not ours, decides.
+        return [S.QUEUED], {**where, "attempts": generation.attempts + 1}
+    if step == "gate":
+        # Not claimed yet: only while nobody else has claimed it since it was read.
+        return [S.QUEUED], {
+            **where,
+            "attempts": generation.attempts,
+            "due_at": generation.due_at,
+        }
+    if step == POLL:
+        return list(AT_PROVIDER), {**where, "poll_count": seq}
+    if step == INGEST:
+        return [S.INGESTING], where
+    return [*AT_PROVIDER, S.INGESTING], where  # "resubmit"
+
+
+def generation_reroute(
+    *,
+    generation: Generation,
+    error_class: str,
+    message: str,
+    step: str,
+    seq: int = 0,
+    outcome: str = "failed",
+    final: bool = True,
+) -> Next | None:
+    """Move a generation that failed on its backend to the next usable one of its fallback chain.
+
+    One conditional UPDATE (guarded per step, `_reroute_guard`) puts the row back to `queued` on
+    the new backend and account, re-priced, with a fresh retry budget and a new place in that
+    backend's fair queue; the failure, any candidates skipped on the way and the new choice are
+    appended to `route`. The old slot is freed; the dispatchers of both caps are woken (Next.wake).
+    Nothing is submitted here, so a duplicate caller cannot submit twice: it loses the UPDATE.
+
+    Answers None when no remaining candidate can serve the request now (the caller goes on with
+    its failure or retry; with `final`, the failure and the skipped candidates are recorded and the
+    chain is cleared), Next() when another caller moved the row first.
+    """
+    try:
+        request = _request_for(generation)
+    except Exception:  # a reference vanished: no other backend can serve it either
+        log.info("cannot re-route %s: its request cannot be rebuilt", generation.code)
+        return None
+    chosen, skipped = routing.next_route(generation, request)
+    failed = routing.failed_entry(generation, error_class, message, outcome=outcome)
+    source, where = _reroute_guard(generation, step, seq)
+    now = timezone.now()
+    if chosen is None:
+        if final:
+            Generation.objects.filter(
+                pk=generation.pk, state__in=source, **where
+            ).update(
+                route=_jsonable([*generation.route, failed, *skipped]),
+                fallbacks=[],
+                updated_at=now,
+            )
+        return None
+    account_id = chosen.account.pk if chosen.account is not None else None
+    rank = fair.next_ranks(
+        backend=chosen.backend, account_id=account_id, owner_key=generation.owner_key
+    )[0]
+    moved = _transition(
+        generation.pk,
+        source=source,
+        target=S.QUEUED,
+        where=where,
+        backend=chosen.backend,
+        provider_account=chosen.account,
+        estimated_cost=chosen.estimate,
+        actual_cost=None,
+        fallbacks=chosen.fallbacks,
+        route=_jsonable([*generation.route, failed, *skipped, *chosen.entries]),
+        provider_task_id="",
+        poll_url="",
+        result_url="",
+        poll_count=0,
+        progress=None,
+        retries=0,
+        rate_limited=0,
+        error_class="",
+        error_message="",
+        due_at=None,
+        dispatched_at=None,
+        fair_rank=rank,
+    )
+    if not moved:
+        return Next()
+    old_key = generation.cap_key
+    caps.cap_for(old_key).release(generation.pk)
+    if step == POLL and generation.provider_task_id:
+        # Its task may still run there; ask the provider to drop it (best effort).
+        try:
+            old_backend = accounts.backend_for_generation(generation)
+        except Exception:
+            old_backend = None
+        if old_backend is not None:
+            _cancel_at_provider(
+                old_backend, generation.provider_task_id, generation.poll_url or None
+            )
+    log.warning(
+        "generation %s falls back from %s to %s (%s: %s)",
+        generation.code,
+        generation.backend,
+        chosen.backend,
+        error_class,
+        message[:200],
+    )
+    return Next(wake=(old_key, cap_key_for(chosen.backend, account_id)))
+
+
+def _breaker_gate(generation: Generation, *, now: datetime) -> Next | None:
+    """Before a submission: None when the backend's breaker lets it through (closed, or this is
+    the half-open probe). Otherwise the row moves on to a fallback now, or, without one, waits
+    (keeping its slot) and tries again when the breaker may let it through."""
+    allowed, wait = breaker.allow(generation.cap_key)
+    if allowed:
+        return None
+    message = (
+        f"{generation.backend} keeps failing: its circuit breaker is open "
+        f"(next probe in {wait:.0f} s)."
+    )
+    if generation.fallbacks:
+        rerouted = generation_reroute(
+            generation=generation,
+            error_class=routing.CIRCUIT_OPEN,
+            message=message,
+            step="gate",
+            outcome="skipped",
+            final=False,
+        )
+        if rerouted is not None:
+            return rerouted
+    delay = min(max(wait, 0.5), engine.conf("ENGINE_BREAKER_RECHECK", 5.0))
+    moved = (
+        Generation.objects.filter(
+            pk=generation.pk, state=S.QUEUED, dispatched_at__isnull=False
+        )
+        .filter(Q(due_at__isnull=True) | Q(due_at__lte=now + _SLACK))
+        .update(due_at=now + _seconds(delay), error_message=message, updated_at=now)
+    )
+    if not moved:
+        return Next()
+    caps.cap_for(generation.cap_key).renew(generation.pk, ttl=_lease_ttl(delay))
+    return Next(SUBMIT, countdown=delay)
+
+
+def generation_callback(
+    *, generation_id: int, task_id: str, result: PollResult
+) -> Next:
+    """A provider's webhook said how task `task_id` ended: apply it exactly as a poll answer
+    (the same _on_result), without a poll. A duplicate or late callback, one for a task the row
+    no longer stands for (resubmitted, re-routed) and a progress event change nothing."""
+    generation = _load(generation_id)
+    if (
+        generation is None
+        or generation.state not in AT_PROVIDER
+        or generation.provider_task_id != task_id
+        or result.state == ProviderState.PENDING
+    ):
+        return Next()
+    backend = accounts.backend_for_generation(generation)
+    return _on_result(
+        generation,
+        backend,
+        result,
+        seq=generation.poll_count,
+        now=timezone.now(),
+        last_delay=0.0,
+        callback=True,
+    )
 
 
 def generation_fail(*, generation_id: int, error: BackendError) -> bool:

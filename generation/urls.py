@@ -1,5 +1,10 @@
 from django.urls import path  # noqa: F401
 
+from generation.operator_urls import urlpatterns as operator_urlpatterns
+
 app_name = "generation"
 
-urlpatterns: list = []
+urlpatterns: list = [
+    # The operator page and provider webhooks (generation/operator_views.py).
+    *operator_urlpatterns,
+]

@@ -355,6 +355,19 @@ ENGINE_PROVIDER_DEADLINE = env_float("ENGINE_PROVIDER_DEADLINE", 900.0)
 ENGINE_QUEUE_DEADLINE = env_float("ENGINE_QUEUE_DEADLINE", 86400.0)
 ENGINE_THUMBNAIL_SIZE = env_int("ENGINE_THUMBNAIL_SIZE", 512)
 ENGINE_MAX_RESULT_PIXELS = env_int("ENGINE_MAX_RESULT_PIXELS", 64_000_000)
+# Circuit breakers, one per backend + credentials (generation/breaker.py): open after THRESHOLD
+# failures within WINDOW seconds, one probe after COOLDOWN (its lease PROBE_TTL), closed by a
+# finished image; generations held by an open breaker re-check every RECHECK seconds.
+ENGINE_BREAKER_THRESHOLD = env_int("ENGINE_BREAKER_THRESHOLD", 5)
+ENGINE_BREAKER_WINDOW = env_float("ENGINE_BREAKER_WINDOW", 60.0)
+ENGINE_BREAKER_COOLDOWN = env_float("ENGINE_BREAKER_COOLDOWN", 30.0)
+ENGINE_BREAKER_PROBE_TTL = env_float("ENGINE_BREAKER_PROBE_TTL", 60.0)
+ENGINE_BREAKER_RECHECK = env_float("ENGINE_BREAKER_RECHECK", 5.0)
+# With a webhook expected (STUDIO_PUBLIC_URL set), the first poll waits at most this long.
+ENGINE_WEBHOOK_POLL_DELAY = env_float("ENGINE_WEBHOOK_POLL_DELAY", 30.0)
+# Routing's "fastest": median of the last SAMPLE succeeded generations, cached TTL seconds.
+ROUTING_SPEED_SAMPLE = env_int("ROUTING_SPEED_SAMPLE", 20)
+ROUTING_SPEED_TTL = env_int("ROUTING_SPEED_TTL", 60)
 
 # Queues by kind of work: "dispatch" (submit/poll: short I/O, many in flight), "ingest"
 # (download, Pillow, storage: CPU), "gpu" (the diffusers backend's submits, which run the

@@ -14,6 +14,7 @@ from tests.base import StudioTestCase
 
 # URL name -> the kind of Acme object its `code` names (see _objects below).
 OBJECT_URLS: dict[str, str] = {
+    "generation:operator-account-disable": "account",
     "campaigns:brand-detail": "brand",
     "campaigns:brand-edit": "brand",
     "campaigns:brand-delete": "brand",
@@ -37,6 +38,9 @@ OBJECT_URLS: dict[str, str] = {
 # URLs with parameters that do not name a workspace object (checked elsewhere or public by design).
 NOT_OBJECT_URLS: set[str] = {
     "member-update",  # integer membership id; tests/studio/test_workspaces.py checks the 404
+    # Provider callbacks: public by design (no login); a per-generation token and the provider's
+    # signature guard them (tests/generation/test_webhooks.py).
+    "generation:webhook",
 }
 
 
@@ -58,6 +62,7 @@ class EveryUrlTenancyTests(StudioTestCase):
         from django.core.files.uploadedfile import SimpleUploadedFile
 
         from campaigns.references import reference_create
+        from generation.models import ProviderAccount
         from tests.factories import image_bytes, make_template
 
         reference = reference_create(
@@ -68,7 +73,11 @@ class EveryUrlTenancyTests(StudioTestCase):
             tags=["tenancy"],
         )
         template = make_template(self.brand, campaign=self.campaign)
+        account = ProviderAccount.objects.create(
+            workspace=self.workspace, backend="fal", label="tenancy"
+        )
         return {
+            "account": account,
             "brand": self.brand,
             "campaign": self.campaign,
             "reference": reference,

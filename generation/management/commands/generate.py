@@ -2,6 +2,12 @@
 
     python manage.py generate --backend bfl --model flux-2-pro --prompt "A red mug" \\
         --ref product=mug.png --width 1024 --height 1024 --seed 7 --out mug.jpg
+    python manage.py generate --backend cheapest --fallback bfl,fal,replicate --prompt "A red mug"
+
+`--backend` names a backend, or asks for the `cheapest` or `fastest` one able to serve the
+request (generation/routing.py); `--fallback` lists the backends to fall back on, in order, when
+the chosen one fails with a provider error, a network error, a timeout, a 429 beyond its retries,
+a bad key or no credit. Each fallback is printed as it happens.
 
 The command is a foreground client, not a worker: it calls the engine's service functions step by
 step in this process (create, take a concurrency slot, submit, poll, ingest) and sleeps for the
@@ -23,7 +29,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from generation import accounts, engine, services
+from generation import accounts, engine, routing, services
 from generation.backends.base import BackendError, ErrorClass, RuleViolation
 from generation.imaging import ImageRejected
 from generation.models import Generation, GenerationState
@@ -54,10 +60,21 @@ class Exit(Exception):
 
 
 class Command(BaseCommand):
+    _route_seen = 0  # route entries already reported
     help = "Run one generation in the foreground through the engine and write the image to a file."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--backend", required=True, help="bfl, preview, ...")
+        parser.add_argument(
+            "--backend",
+            required=True,
+            help="bfl, fal, replicate, cloudflare, comfyui, preview, ... or cheapest / fastest",
+        )
+        parser.add_argument(
+            "--fallback",
+            default="",
+            metavar="NAME,NAME",
+            help="backends to fall back on, in order, when the chosen one fails",
+        )
         parser.add_argument(
             "--model",
             default="",
@@ -117,15 +134,20 @@ class Command(BaseCommand):
     def _run(self, options: dict[str, Any]) -> None:
         workspace = self._workspace(options["workspace"])
         backend_name = options["backend"]
+        fallback = routing.parse_fallback(options["fallback"])
         try:
-            backend, _account = accounts.backend_for(
-                workspace_id=workspace.pk, backend=backend_name
-            )
+            routing.check_names(backend_name, fallback)
+            if backend_name in routing.POLICIES:
+                model = options["model"] or "flux-2-pro"
+            else:
+                backend, _account = accounts.backend_for(
+                    workspace_id=workspace.pk, backend=backend_name
+                )
+                model = options["model"] or self._default_model(backend)
         except LookupError as exc:
             raise Exit(
                 EXIT_RULE, f"rule broken (backend): {exc.args[0] if exc.args else exc}"
             ) from exc
-        model = options["model"] or self._default_model(backend)
         references = [self._reference(value) for value in options["ref"]]
         params = dict(self._param(value) for value in options["param"])
         try:
@@ -141,6 +163,7 @@ class Command(BaseCommand):
                 references=references,
                 owner_key="cli",
                 dispatch=False,
+                fallback=fallback,
             )
         except RuleViolation as exc:
             raise Exit(EXIT_RULE, f"rule broken ({exc.rule}): {exc.message}") from exc
@@ -149,8 +172,13 @@ class Command(BaseCommand):
                 self._code_for(exc.error_class),
                 self._reason(exc.error_class, exc.message),
             ) from exc
+        chosen = f"{generation.backend}/{model}"
+        if backend_name in routing.POLICIES:
+            chosen += f" ({backend_name})"
+        if generation.fallbacks:
+            chosen += f", falling back on {', '.join(generation.fallbacks)}"
         self._say(
-            f"queued {generation.code} on {backend_name}/{model} {generation.width}×{generation.height}, "
+            f"queued {generation.code} on {chosen} {generation.width}×{generation.height}, "
             f"estimated ${generation.estimated_cost:.4f}"
         )
         try:
@@ -171,6 +199,7 @@ class Command(BaseCommand):
         """Follow the engine's Next answers with real sleeps until the generation is terminal."""
         gid = generation.pk
         seen = generation.state
+        self._route_seen = len(generation.route)
         waiting_said = False
         while not services.generation_dispatch_one(generation_id=gid):
             if not waiting_said:
@@ -214,6 +243,19 @@ class Command(BaseCommand):
                 return
 
     def _report(self, row: Generation, seen: str, nxt: Next | None = None) -> str:
+        if len(row.route) > self._route_seen:
+            for entry in row.route[self._route_seen :]:
+                if entry.get("outcome") in ("failed", "skipped"):
+                    self._say(
+                        f"{entry['backend']} {entry['outcome']} ({entry.get('error_class')}): "
+                        f"{' '.join(str(entry.get('message', '')).split())}"
+                    )
+                elif entry.get("outcome") == "chosen" and self._route_seen:
+                    self._say(
+                        f"falling back to {entry['backend']}, "
+                        f"estimated ${float(entry.get('estimate') or 0):.4f}"
+                    )
+            self._route_seen = len(row.route)
         if row.state != seen:
             line = f"{row.state}"
             if row.state == GenerationState.SUBMITTED:
