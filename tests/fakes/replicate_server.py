@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.fakes.fal_server import (
+from tests.fakes.base import (
     Exchange,
     FakeProvider,
     FakeTask,
@@ -190,17 +190,7 @@ class FakeReplicate(FakeProvider):
             "whsec_" + base64.b64encode(b"not-the-account-secret-32-bytes!").decode()
         )
 
-    # Where to point a client
-
-    def config(self, **extra: str) -> Any:
-        """A BackendConfig for ReplicateBackend pointing here (extra: read_timeout=..., ...)."""
-        from generation.backends.base import BackendConfig
-
-        return BackendConfig(
-            api_key=self.api_key,
-            base_url=self.base_url,
-            extra={"allowed_hosts": self.allowed_hosts, **extra},
-        )
+    # Where to point a client (config(): FakeServer's)
 
     def env(self) -> dict[str, str]:
         """Environment for a worker process (REPLICATE_ALLOWED_HOSTS: a registry extra)."""
@@ -644,10 +634,6 @@ class FakeReplicate(FakeProvider):
             secret = self.other_secret if fault == "bad_signature" else None
             headers |= self.sign_headers(body, timestamp=stamp, secret=secret)
         return body, headers
-
-    def send_webhook(self, task_id: str, url: str | None = None) -> bool:
-        """Send the completed callback of a prediction now (to `url` or its webhook); True on 2xx."""
-        return self._webhooks.send(self.task(task_id), url=url)
 
 
 if __name__ == "__main__":
