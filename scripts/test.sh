@@ -8,9 +8,12 @@
 # 2. installs Debian's chromium with apt-get when /usr/bin/chromium is missing (browser tests);
 # 3. ruff check . and ruff format --check .;
 # 4. pytest on PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise throwaway servers
-#    started from the local binaries for this run (stopped again on exit, Ctrl-C and failure too).
+#    started from the local binaries for this run (stopped again on exit, Ctrl-C and failure too);
+# 5. tests/ml in .venv-ml (Python 3.11 with the CPU torch wheel): scripts/ml-tests.sh creates or
+#    updates it (pip only when the diffusers extra changed) and runs them; without a Python 3.11
+#    it says they were skipped and why, except on CI (CI=1), where that is an error.
 #
-# Exit status: pytest's, or ruff's when pytest passed and lint did not.
+# Exit status: pytest's, then tests/ml's, or ruff's when both passed and lint did not.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -203,10 +206,19 @@ say "pytest $*"
 test_rc=0
 "$VPY" -m pytest --junitxml="$STUDIO_TEST_ARTIFACTS/junit.xml" "$@" || test_rc=$?
 
+ml_rc=0
+"$ROOT/scripts/ml-tests.sh" || ml_rc=$?
+
 if [ "$test_rc" -ne 0 ]; then
     if [ "$lint_rc" -ne 0 ]; then warn "ruff failed too (exit $lint_rc)"; fi
+    if [ "$ml_rc" -ne 0 ]; then warn "tests/ml failed too (exit $ml_rc)"; fi
     warn "pytest failed (exit $test_rc)"
     exit "$test_rc"
+fi
+if [ "$ml_rc" -ne 0 ]; then
+    if [ "$lint_rc" -ne 0 ]; then warn "ruff failed too (exit $lint_rc)"; fi
+    warn "tests/ml failed (exit $ml_rc): scripts/ml-tests.sh runs them alone"
+    exit "$ml_rc"
 fi
 if [ "$lint_rc" -ne 0 ]; then
     warn "Tests passed, but ruff found problems (exit $lint_rc): run '.venv/bin/ruff check --fix . && .venv/bin/ruff format .'"

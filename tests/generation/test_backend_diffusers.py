@@ -36,8 +36,9 @@ from generation.backends.base import (
     RuleViolation,
 )
 from generation.backends.diffusers import DiffusersBackend
-from generation.models import Generation
+from generation.models import Generation, GenerationState
 from tests.generation.test_engine_state import EngineTestCase, ScriptedBackend
+from tests.generation.test_generate_command import CommandTestCase
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -516,3 +517,78 @@ class EndToEndTests(TempDirTestCase):
         self.assertEqual(Image.open(io.BytesIO(first.result_bytes)).size, (64, 64))
         self.assertEqual(first.result_bytes, again.result_bytes)
         self.assertNotEqual(first.result_bytes, other.result.result_bytes)
+
+
+class CommandTests(CommandTestCase):
+    """`manage.py generate --backend diffusers`: the engine's path for this backend."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        env = mock.patch.dict(os.environ)
+        env.start()
+        self.addCleanup(env.stop)
+        for name in ("FLUX2_MODEL_PATH", "FLUX2_MODELS", "DIFFUSERS_PRICE_PER_IMAGE"):
+            os.environ.pop(name, None)
+
+    def test_without_weights_it_exits_3_before_anything_is_stored(self) -> None:
+        code, _out, err = self.generate(
+            "--backend", "diffusers", "--model", "flux-2-klein-4b", "--prompt", "x"
+        )
+        self.assertEqual(code, 3, err)
+        self.assertIn("diffusers", err)
+        self.assertEqual(Generation.objects.count(), 0)
+
+    def test_a_generation_runs_through_the_engine_and_is_stored(self) -> None:
+        # The pipeline stands in here (no torch in this interpreter): the engine's synchronous path
+        # (submit answers the image, stored in the same step) is what this checks.
+        os.environ["FLUX2_MODEL_PATH"] = str(
+            weights_folder(self.tmp / "weights", "flux-2-klein-4b")
+        )
+        calls: list[diffusers_pipeline.Job] = []
+
+        def generate(root: str, job: diffusers_pipeline.Job, offload: str):
+            calls.append(job)
+            return diffusers_pipeline.Output(
+                png=png(job.width, job.height), width=job.width, height=job.height,
+                seed=job.seed, steps=job.steps or 4, guidance=1.0, device="cuda",
+                dtype="bfloat16", load_seconds=0.0, run_seconds=0.5,
+            )  # fmt: skip
+
+        out_file = self.tmp / "klein.png"
+        with (
+            mock.patch.object(diffusers_pipeline, "runtime_problem", return_value=None),
+            mock.patch.object(diffusers_pipeline, "generate", side_effect=generate),
+        ):
+            code, out, err = self.generate(
+                "--backend", "diffusers", "--model", "flux-2-klein-4b", "--prompt",
+                "A red mug", "--width", "512", "--height", "384", "--param", "steps=4",
+                "--out", str(out_file),
+            )  # fmt: skip
+        self.assertEqual(code, 0, err)
+        self.assertIn("succeeded", out)
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(
+            (calls[0].width, calls[0].height, calls[0].steps), (512, 384, 4)
+        )
+        with Image.open(out_file) as image:
+            self.assertEqual((image.format, image.size), ("PNG", (512, 384)))
+        generation = Generation.objects.get()
+        self.assertEqual(generation.state, GenerationState.SUCCEEDED)
+        self.assertEqual(generation.actual_cost, Decimal(0))
+
+    def test_end_to_end_on_a_tiny_klein(self) -> None:
+        if not HAS_TORCH:
+            self.skipTest(NO_TORCH)
+        from tests.ml import tiny_flux2
+
+        tiny_flux2.save_model(self.tmp / "weights", "flux-2-klein-4b")
+        self.addCleanup(diffusers_pipeline.unload)
+        os.environ["FLUX2_MODEL_PATH"] = str(self.tmp / "weights")
+        out_file = self.tmp / "tiny.png"
+        code, out, err = self.generate(
+            "--backend", "diffusers", "--model", "flux-2-klein-4b", "--prompt", "A red mug",
+            "--width", "64", "--height", "64", "--param", "steps=2", "--out", str(out_file),
+        )  # fmt: skip
+        self.assertEqual(code, 0, err)
+        with Image.open(out_file) as image:
+            self.assertEqual(image.size, (64, 64))
