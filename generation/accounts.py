@@ -112,12 +112,13 @@ def provider_account_add(
     A workspace has at most one enabled account per backend: the one it replaces is disabled
     (kept, so past generations still name their account) in the same transaction."""
     from django.db import transaction
+    from django.utils import timezone
 
     _backend_class(backend)
     with transaction.atomic():
         ProviderAccount.objects.filter(
             workspace=workspace, backend=backend, enabled=True
-        ).update(enabled=False)
+        ).update(enabled=False, updated_at=timezone.now())
         account = ProviderAccount(
             workspace=workspace,
             backend=backend,
@@ -135,8 +136,10 @@ def provider_account_add(
 def provider_account_disable(*, account: ProviderAccount) -> bool:
     """Stop using an account for new generations (the environment's key takes over, if any).
     Generations already made with it keep it until they finish. True if it was enabled."""
+    from django.utils import timezone
+
     return bool(
         ProviderAccount.objects.filter(pk=account.pk, enabled=True).update(
-            enabled=False
+            enabled=False, updated_at=timezone.now()
         )
     )
