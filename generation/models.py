@@ -369,13 +369,46 @@ class Asset(models.Model):
     # Crops for other formats keep it in frame.
     focal_x = models.FloatField(null=True, blank=True)
     focal_y = models.FloatField(null=True, blank=True)
+    # Copies of the generation's campaign and batch (set by ingest, never changed), so that a
+    # gallery page is an index range scan on (campaign|batch, created_at, id): constant time at
+    # any depth, however many other campaigns' assets the workspace holds. Through a join the
+    # planner walks the workspace's newest assets until it finds the campaign's.
+    # No single-column indexes: the composite ones below start with these columns.
+    campaign = models.ForeignKey(
+        "campaigns.Campaign",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    batch = models.ForeignKey(
+        "Batch",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(
                 fields=["workspace", "-created_at"], name="asset_workspace_recent"
-            )
+            ),
+            # Gallery pages and the approval progress (review_status included: counts are
+            # index-only scans).
+            models.Index(
+                fields=["campaign", "-created_at", "-id"],
+                include=["review_status"],
+                name="asset_campaign_recent",
+            ),
+            models.Index(
+                fields=["batch", "-created_at", "-id"],
+                include=["review_status"],
+                name="asset_batch_recent",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -736,6 +736,9 @@ def _store(generation: Generation, content: bytes) -> Next:
     thumb_name = _put(f"{base}/thumb.webp", thumbnail)
     defaults = {
         "workspace_id": generation.workspace_id,
+        # Copied for the gallery's per-campaign and per-batch indexes (generation/gallery.py).
+        "campaign_id": generation.campaign_id,
+        "batch_id": generation.batch_id,
         "file": file_name,
         "thumbnail": thumb_name,
         "width": info.width,
