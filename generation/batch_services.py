@@ -22,6 +22,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -334,6 +335,13 @@ def _store_generations(
             seed=variant.seed,
             references=reference_specs,
             estimated_cost=variant.cost,
+            # A batch names its backend: no routing policy, no fallback chain (routing.py).
+            requested_backend=variant.target.backend,
+            route=[
+                _route_entry(
+                    variant.target.backend, variant.target.model, now, variant.cost
+                )
+            ],
             owner_key=batch.owner_key,
             fair_rank=ranks[index],
             queued_at=now,
@@ -348,6 +356,19 @@ def _store_generations(
         }
     )
     return len(rows)
+
+
+def _route_entry(
+    backend: str, model: str, at: datetime, estimate: Decimal
+) -> dict[str, Any]:
+    """The route's first step, as generation/routing.py records a chosen backend."""
+    return {
+        "backend": backend,
+        "model": model,
+        "outcome": "chosen",
+        "at": at.isoformat(),
+        "estimate": str(estimate),
+    }
 
 
 def _reference_specs(
@@ -593,6 +614,8 @@ def batch_retry_failed(*, batch: Batch, user: Any) -> int:
                         seed=g.seed,
                         references=g.references,
                         estimated_cost=g.estimated_cost,
+                        requested_backend=g.requested_backend or g.backend,
+                        route=[_route_entry(g.backend, g.model, now, g.estimated_cost)],
                         owner_key=locked.owner_key,
                         fair_rank=rank,
                         queued_at=now,

@@ -34,6 +34,14 @@ OBJECT_URLS: dict[str, str] = {
     "campaigns:reference-delete": "reference",
     "campaigns:reference-image": "reference",
     "campaigns:reference-thumbnail": "reference",
+    "generation:batch-detail": "batch",
+    "generation:batch-progress": "batch",
+    "generation:batch-dispatch": "batch",
+    "generation:batch-cancel": "batch",
+    "generation:batch-retry": "batch",
+    "generation:batch-rerun": "batch",
+    "generation:asset-variant": "asset",
+    "generation:campaign-spend": "campaign",
 }
 # URLs with parameters that do not name a workspace object (checked elsewhere or public by design).
 NOT_OBJECT_URLS: set[str] = {
@@ -73,6 +81,11 @@ class EveryUrlTenancyTests(StudioTestCase):
             tags=["tenancy"],
         )
         template = make_template(self.brand, campaign=self.campaign)
+        from tests.generation.batch_helpers import make_batch_with_asset, make_version
+
+        batch = make_batch_with_asset(
+            self.campaign, make_version(self.brand), self.alice
+        )
         account = ProviderAccount.objects.create(
             workspace=self.workspace, backend="fal", label="tenancy"
         )
@@ -82,6 +95,8 @@ class EveryUrlTenancyTests(StudioTestCase):
             "campaign": self.campaign,
             "reference": reference,
             "template": template,
+            "batch": batch,
+            "asset": batch.generations.get(asset__isnull=False).asset,
         }
 
     def test_every_parametrised_url_is_covered(self) -> None:

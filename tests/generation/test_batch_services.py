@@ -118,6 +118,8 @@ class DispatchTests(BatchTestCase):
         self.assertEqual(generations.count(), 24)
         first = generations[0]
         self.assertEqual(first.owner_key, f"batch:{batch.code}")
+        self.assertEqual((first.requested_backend, first.fallbacks), ("preview", []))
+        self.assertEqual(first.route[0]["outcome"], "chosen")
         self.assertEqual(
             first.variables, {"headline": "Autumn blend", "scene": "on a marble table"}
         )
