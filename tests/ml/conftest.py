@@ -20,19 +20,23 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def _no_network():
+    """Any socket connection fails, from building the tiny pipelines to the last test."""
+
     def refuse(self: socket.socket, address: object) -> None:
         raise AssertionError(
             f"tests/ml must not use the network (connect to {address})"
         )
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket.socket, "connect_ex", refuse)
+        yield
 
 
 @pytest.fixture(scope="session")
-def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def models_root(_no_network: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """FLUX2_MODEL_PATH with a tiny flux-2-dev and a tiny flux-2-klein-4b."""
     import tiny_flux2
 
