@@ -48,33 +48,30 @@ standalone and prints the environment to point the studio at it.
 from __future__ import annotations
 
 import base64
-import binascii
-import contextlib
 import hashlib
 import heapq
 import hmac
-import io
-import itertools
 import json
-import random
-import re
-import socket
-import struct
-import threading
 import time
 import uuid
-import zlib
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
-import httpx
-from PIL import Image, ImageDraw
+from tests.fakes.base import (
+    AsyncFake,
+    Exchange,
+    FakeServer,
+    Fault,
+    image_size,
+    is_int,
+    main,
+    result_image,
+    steering,
+)
+from tests.fakes.base import make_image as make_image
 
 # Model → (max input images, output formats). providers.md 1.3/1.4.
 MODELS: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -122,37 +119,10 @@ OUTCOMES = {
 DELIVERY_FAULTS = {"expired", "wrong_content_type", "redirect"}
 WEBHOOK_FAULTS = {"bad_signature", "unsigned", "skip", "duplicate"}
 API_ENDPOINTS = ("submit", "poll", "delivery", "credits")
-_TAG = re.compile(r"\[fake:([a-z_]+)(?:=([0-9.]+))?\]")
-
-
-def make_image(
-    width: int = 64,
-    height: int = 64,
-    fmt: str = "PNG",
-    colour: tuple[int, int, int] = (40, 90, 160),
-) -> bytes:
-    """A small real image (for references in tests)."""
-    image = Image.new("RGB", (width, height), colour)
-    ImageDraw.Draw(image).rectangle(
-        [width // 4, height // 4, width // 2, height // 2], fill=(240, 200, 40)
-    )
-    out = io.BytesIO()
-    image.save(out, format=fmt)
-    return out.getvalue()
 
 
 def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-@dataclass
-class Fault:
-    kind: str
-    endpoint: str
-    times: int | None  # None: until cleared
-    probability: float | None
-    options: dict[str, Any]
-    fired: int = 0
 
 
 @dataclass
@@ -169,6 +139,11 @@ class FakeTask:
     polls: int = 0
     deliveries: int = 0
     webhooks: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def webhook_url(self) -> str | None:
+        return self.body.get("webhook_url")
 
     @property
     def width(self) -> int:
@@ -183,18 +158,23 @@ class FakeTask:
         return str(self.body.get("output_format") or "jpeg")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024
-    block_on_close = False
-    fake: FakeBFL
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that time out and hang up are part of the game
+class _Handler(Exchange):
+    """The fake BFL's request handler (its own class, so a caller can tune it alone)."""
 
 
-class FakeBFL:
+class FakeBFL(AsyncFake):
+    server_name = "fake-bfl"
+    handler = _Handler
+    HTTP_FAULTS = frozenset(HTTP_FAULTS)
+    OUTCOMES = frozenset(OUTCOMES)  # the module's OUTCOMES maps them to BFL's statuses
+    DELIVERY_FAULTS = frozenset(DELIVERY_FAULTS)
+    WEBHOOK_FAULTS = frozenset(WEBHOOK_FAULTS)
+    API_ENDPOINTS = API_ENDPOINTS
+    OTHER_ENDPOINTS = ("webhook",)
+    OUTCOME_ENDPOINT = "poll"
+    FAULT_STATUS = {**FakeServer.FAULT_STATUS, "bad_request": 400}
+    MALFORMED_JSON = b'{"id": "abc", "status": "Pend'
+
     def __init__(
         self,
         *,
@@ -212,91 +192,35 @@ class FakeBFL:
         port: int = 0,
         seed: int = 0,
     ) -> None:
-        self.api_key = api_key
+        super().__init__(
+            api_key=api_key,
+            slow_seconds=slow_seconds,
+            webhook_retry_delays=webhook_retry_delays,
+            host=host,
+            alias=alias,
+            port=port,
+            seed=seed,
+        )
         self.latency = latency
         self.concurrency = concurrency
         self.url_ttl = url_ttl
-        self.slow_seconds = slow_seconds
         self.retry_after = (
             retry_after  # None: seconds until the next active task finishes
         )
         self.result_size = result_size  # None: the requested size
-        self.webhook_retry_delays = webhook_retry_delays
         self.credits = credits
-        self.host = host
-        self.alias = alias or ("localhost" if host == "127.0.0.1" else "127.0.0.1")
         self.cluster = "fake-eu2"
-        self._port = port
-        self._lock = threading.Lock()
-        self._rng = random.Random(seed)
         self._signing_key = uuid.uuid4().bytes
-        self._tasks: dict[str, FakeTask] = {}
         self._active: set[str] = set()
         self._heap: list[tuple[float, str]] = []
-        self._faults: list[Fault] = []
-        self._counts: Counter[str] = Counter()
-        self._bodies: list[dict[str, Any]] = []
-        self._images: dict[tuple[int, int, str, int], bytes] = {}
         self.max_active = 0
-        self.webhook_log: list[dict[str, Any]] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._webhooks = _WebhookSender(self)
 
-    # Lifecycle
-
-    def start(self) -> FakeBFL:
-        server = _Server((self.host, self._port), _Handler)
-        server.fake = self
-        self._server = server
-        self._port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        self._webhooks.start()
-        return self
-
-    def stop(self) -> None:
-        self._webhooks.stop()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeBFL:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # Where to point a client
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+    # Where to point a client (config(): FakeServer's)
 
     @property
     def poll_base(self) -> str:
-        return f"http://{self.alias}:{self._port}"
-
-    @property
-    def allowed_hosts(self) -> str:
-        return f"{self.host},{self.alias}"
-
-    def config(self, **extra: str) -> Any:
-        """A BackendConfig for BFLBackend pointing here (extra: read_timeout=..., ...)."""
-        from generation.backends.base import BackendConfig
-
-        return BackendConfig(
-            api_key=self.api_key,
-            base_url=self.base_url,
-            extra={"allowed_hosts": self.allowed_hosts, **extra},
-        )
+        """Where polling URLs and result URLs point: the other host alias."""
+        return self.delivery_base
 
     def env(self) -> dict[str, str]:
         """Environment for a worker process: BFL_API_KEY, BFL_API_URL, BFL_ALLOWED_HOSTS."""
@@ -306,108 +230,19 @@ class FakeBFL:
             "BFL_ALLOWED_HOSTS": self.allowed_hosts,
         }
 
-    # Faults
-
-    def inject(
-        self,
-        kind: str,
-        *,
-        endpoint: str | None = None,
-        times: int | None = None,
-        probability: float | None = None,
-        **options: Any,
-    ) -> Fault:
-        """Make the next `times` matching requests (default 1), or each with `probability`, fail."""
-        if endpoint is None:
-            endpoint = (
-                "poll"
-                if kind in OUTCOMES
-                else "delivery"
-                if kind in DELIVERY_FAULTS
-                else "webhook"
-                if kind in WEBHOOK_FAULTS
-                else "api"
-            )
-        known = HTTP_FAULTS | set(OUTCOMES) | DELIVERY_FAULTS | WEBHOOK_FAULTS
-        if kind not in known:
-            raise ValueError(
-                f"unknown fault {kind!r}; known: {', '.join(sorted(known))}"
-            )
-        if endpoint not in (*API_ENDPOINTS, "api", "webhook"):
-            raise ValueError(f"unknown endpoint {endpoint!r}")
-        if times is None and probability is None:
-            times = 1
-        fault = Fault(kind, endpoint, times, probability, options)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, endpoint: str, kinds: set[str] | None = None) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.endpoint != endpoint and not (
-                    fault.endpoint == "api" and endpoint in API_ENDPOINTS
-                ):
-                    continue
-                if kinds is not None and fault.kind not in kinds:
-                    continue
-                if (
-                    fault.probability is not None
-                    and self._rng.random() >= fault.probability
-                ):
-                    continue
-                fault.fired += 1
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                self._counts["faults"] += 1
-                self._counts[f"fault_{fault.kind}"] += 1
-                return fault
-        return None
-
-    # Counters and state for tests
-
-    @property
-    def counts(self) -> Counter[str]:
-        """A snapshot: submit_requests, submissions, polls, misrouted_polls, deliveries, rate_limited,
-        credits, faults, fault_<kind>, webhooks_sent, webhooks_failed."""
-        with self._lock:
-            return Counter(self._counts)
+    # State for tests (counts: submit_requests, submissions, polls, misrouted_polls, deliveries,
+    # rate_limited, credits, faults, fault_<kind>, webhooks_sent, webhooks_failed)
 
     def active(self) -> int:
         with self._lock:
             self._reap(time.monotonic())
             return len(self._active)
 
-    def task(self, task_id: str) -> FakeTask:
-        with self._lock:
-            return self._tasks[task_id]
-
-    @property
-    def task_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._tasks)
-
-    @property
-    def bodies(self) -> list[dict[str, Any]]:
-        """The JSON bodies of accepted submissions, in order."""
-        with self._lock:
-            return list(self._bodies)
-
     def reset(self) -> None:
         with self._lock:
-            self._tasks.clear()
+            super().reset()
             self._active.clear()
             self._heap.clear()
-            self._faults.clear()
-            self._counts.clear()
-            self._bodies.clear()
-            self.webhook_log.clear()
             self.max_active = 0
 
     def finish(self, task_id: str, outcome: str = "ready", **options: Any) -> None:
@@ -515,50 +350,23 @@ class FakeBFL:
                 and key != "input_image_blob_path"
                 and isinstance(value, str)
             ):
-                size = _image_size(value) or (1024, 1024)
+                size = image_size(value, raw_base64=True) or (1024, 1024)
                 in_pixels += size[0] * size[1]
                 in_units += max(1, -(-(size[0] * size[1]) // (1024 * 1024)))
         credits = first + (out_units - 1) * extra + in_units * per_input
         return round(credits, 4), round(in_pixels / 1e6, 2), round(pixels / 1e6, 2)
 
     def image_bytes(self, task: FakeTask) -> tuple[bytes, str]:
+        """A real image of the task's size and format; unique bytes per task."""
         width, height = self.result_size or (task.width, task.height)
-        fmt = task.format
-        colour_index = task.seed % 8
-        key = (width, height, fmt, colour_index)
-        base = self._images.get(key)
-        if base is None:
-            hue = colour_index * 32
-            image = Image.new("RGB", (width, height), (hue, 255 - hue, 128))
-            ImageDraw.Draw(image).ellipse(
-                [width // 4, height // 4, 3 * width // 4, 3 * height // 4],
-                fill=(250, 250, 250),
-            )
-            out = io.BytesIO()
-            image.save(out, format={"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt])
-            base = out.getvalue()
-            self._images[key] = base
-        marker = f"fake-bfl task {task.id}".encode()
-        if fmt == "png":  # a tEXt chunk after IHDR: unique bytes per task, same pixels
-            chunk = b"tEXt" + b"Comment\0" + marker
-            data = (
-                base[:33]
-                + struct.pack(">I", len(chunk) - 4)
-                + chunk
-                + struct.pack(">I", zlib.crc32(chunk))
-                + base[33:]
-            )
-        elif fmt == "jpeg":  # a COM segment after SOI
-            data = (
-                base[:2]
-                + b"\xff\xfe"
-                + struct.pack(">H", len(marker) + 2)
-                + marker
-                + base[2:]
-            )
-        else:
-            data = base
-        return data, f"image/{fmt}"
+        hue = task.seed % 8 * 32
+        return result_image(
+            width,
+            height,
+            task.format,
+            (hue, 255 - hue, 128),
+            f"fake-bfl task {task.id}",
+        )
 
     def validate(self, model: str, body: Any) -> list[dict[str, Any]]:
         """FastAPI-style validation errors for a submit body (empty when valid)."""
@@ -606,7 +414,7 @@ class FakeBFL:
             value = body.get(key)
             if value is None:
                 continue
-            if not _is_int(value):
+            if not is_int(value):
                 errors.append(
                     _err("int_type", [key], "Input should be a valid integer", value)
                 )
@@ -629,7 +437,7 @@ class FakeBFL:
                     )
                 )
         width, height = body.get("width"), body.get("height")
-        if _is_int(width) and _is_int(height) and width * height > MAX_PIXELS:
+        if is_int(width) and is_int(height) and width * height > MAX_PIXELS:
             errors.append(
                 _err(
                     "value_error",
@@ -638,7 +446,7 @@ class FakeBFL:
                     width,
                 )
             )
-        if body.get("seed") is not None and not _is_int(body["seed"]):
+        if body.get("seed") is not None and not is_int(body["seed"]):
             errors.append(
                 _err(
                     "int_type",
@@ -671,7 +479,8 @@ class FakeBFL:
                     )
                 )
             if not isinstance(value, str) or not (
-                value.startswith(("http://", "https://")) or _image_size(value)
+                value.startswith(("http://", "https://"))
+                or image_size(value, raw_base64=True)
             ):
                 errors.append(
                     _err(
@@ -723,14 +532,11 @@ class FakeBFL:
         self, model: str, body: dict[str, Any], outcome: Fault | None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Admit a valid submission (or refuse it at the concurrency cap)."""
-        prompt = str(body.get("prompt") or "")
-        latency = self.latency
-        tag_outcome, tag_options = None, {}
-        for name, value in _TAG.findall(prompt):
-            if name == "latency" and value:
-                latency = float(value)
-            elif name in OUTCOMES:
-                tag_outcome = name
+        tag_latency, tag_outcome = steering(
+            str(body.get("prompt") or ""), self.OUTCOMES
+        )
+        latency = self.latency if tag_latency is None else tag_latency
+        tag_options: dict[str, Any] = {}
         if outcome is not None:
             tag_outcome, tag_options = outcome.kind, outcome.options
         credits, input_mp, output_mp = self._cost(
@@ -757,9 +563,7 @@ class FakeBFL:
                 )
             task_id = str(uuid.uuid4())
             seed = (
-                body["seed"]
-                if _is_int(body.get("seed"))
-                else self._rng.randrange(2**32)
+                body["seed"] if is_int(body.get("seed")) else self._rng.randrange(2**32)
             )
             ready_at = now if tag_outcome == "request_moderated" else now + latency
             task = FakeTask(
@@ -781,7 +585,7 @@ class FakeBFL:
                 heapq.heappush(self._heap, (ready_at, task_id))
                 self.max_active = max(self.max_active, len(self._active))
         if body.get("webhook_url"):
-            self._webhooks.schedule(task)
+            self._webhooks.schedule(task.id, task.ready_at)
         polling_url = (
             f"{self.poll_base}/v1/get_result?id={task_id}&cluster={self.cluster}"
         )
@@ -794,6 +598,215 @@ class FakeBFL:
         }
         return 200, answer, {}
 
+    # Faults
+
+    def error_body(
+        self, status: int, kind: str, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        if kind == "rate_limit":
+            return {
+                "error": "rate_limit_exceeded",
+                "message": "Too many active tasks.",
+                "retry_after": float(options.get("retry_after", 2)),
+            }
+        if kind == "validation":
+            item = _err(
+                "value_error", ["prompt"], "Value error, injected validation fault", ""
+            )
+            return {"detail": [item]}
+        return {
+            "server_error": {"detail": "Internal Server Error"},
+            "unavailable": {"detail": "Service temporarily unavailable (maintenance)"},
+            "unauthorized": {"detail": "Not authenticated"},
+            "forbidden": {
+                "detail": "Forbidden: this key has no permission for this endpoint"
+            },
+            "payment_required": {
+                "error": "insufficient_credits",
+                "message": "Insufficient credits. Add credits to continue.",
+            },
+            "bad_request": {
+                "error": "bad_request",
+                "message": "The request could not be processed.",
+            },
+        }[kind]
+
+    def fault_headers(self, fault: Fault) -> dict[str, str]:
+        if fault.kind == "unavailable":
+            return {"Retry-After": "1"}
+        return super().fault_headers(fault)
+
+    # Routes
+
+    def dispatch(self, ex: Exchange) -> None:
+        route = ex.route
+        if ex.command == "POST":
+            self._submit(ex, route)
+        elif ex.command != "GET":
+            ex.send_error(501, f"Unsupported method ({ex.command!r})")
+        elif route == "/v1/get_result":
+            self._poll(ex)
+        elif route.startswith("/delivery/"):
+            self._deliver(ex, route[len("/delivery/") :])
+        elif route == "/v1/credits":
+            self.count("credits")
+            if not self.http_fault(ex, "credits") and self._authorised(ex):
+                ex.json(200, {"credits": self.credits})
+        else:
+            ex.json(404, {"detail": "Not Found"})
+
+    def _authorised(self, ex: Exchange) -> bool:
+        key = ex.headers.get("x-key")
+        if not key:
+            ex.json(401, {"detail": "Not authenticated"})
+            return False
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            ex.json(403, {"detail": "Forbidden"})
+            return False
+        return True
+
+    def _submit(self, ex: Exchange, path: str) -> None:
+        if not path.startswith("/v1/") or path[4:] not in MODELS:
+            ex.json(404, {"detail": "Not Found"})
+            return
+        self.count("submit_requests")
+        fault = self.take_fault("submit", self.HTTP_FAULTS | self.OUTCOMES)
+        outcome = None
+        if fault is not None and fault.kind in self.OUTCOMES:
+            outcome = fault
+        elif fault is not None and self.answer_fault(ex, fault, "submit"):
+            return
+        if not self._authorised(ex):
+            return
+        try:
+            body = json.loads(ex.raw_body)
+        except ValueError:
+            ex.json(
+                422, {"detail": [_err("json_invalid", [0], "JSON decode error", "")]}
+            )
+            return
+        model = path[4:]
+        errors = self.validate(model, body)
+        if errors:
+            ex.json(422, {"detail": errors})
+            return
+        status, answer, headers = self.create_task(model, body, outcome)
+        ex.json(status, answer, headers)
+
+    def _poll(self, ex: Exchange) -> None:
+        params = ex.query
+        self.count("polls")
+        host = ex.headers.get("Host", "")
+        if host != f"{self.alias}:{self.port}" or params.get("cluster") != self.cluster:
+            # The polling_url was rebuilt or its host swapped: BFL's other clusters don't know the task.
+            self.count("misrouted_polls")
+            ex.json(404, {"detail": "Not Found"})
+            return
+        fault = self.take_fault("poll", self.HTTP_FAULTS | self.OUTCOMES)
+        if (
+            fault is not None
+            and fault.kind not in self.OUTCOMES
+            and self.answer_fault(ex, fault, "poll")
+        ):
+            return
+        if not self._authorised(ex):
+            return
+        task_id = params.get("id", "")
+        if not task_id:
+            missing = {
+                "type": "missing",
+                "loc": ["query", "id"],
+                "msg": "Field required",
+                "input": None,
+            }
+            ex.json(422, {"detail": [missing]})
+            return
+        now = time.monotonic()
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                payload: dict[str, Any] = {
+                    "id": task_id,
+                    "status": "Task not found",
+                    "result": None,
+                    "progress": None,
+                }
+            else:
+                task.polls += 1
+                if fault is not None and fault.kind in self.OUTCOMES:
+                    self._end(task, fault.kind, fault.options, now)
+                payload = self.status_payload(task, now)
+        ex.json(200, payload)
+
+    def _deliver(self, ex: Exchange, name: str) -> None:
+        self.count("deliveries")
+        fault = self.take_fault("delivery", self.HTTP_FAULTS | self.DELIVERY_FAULTS)
+        expiry = ex.query.get("se", "")
+        if fault is not None:
+            if fault.kind == "expired":
+                self._azure_403(ex, expiry)
+                return
+            if self.delivery_fault(ex, fault) or self.answer_fault(
+                ex, fault, "delivery"
+            ):
+                return
+        if not hmac.compare_digest(
+            ex.query.get("sig", "").encode(), self._sas(name, expiry).encode()
+        ):
+            self._azure_403(ex, expiry)
+            return
+        try:
+            expires = datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=UTC
+            )
+        except ValueError:
+            expires = datetime.min.replace(tzinfo=UTC)
+        if expires <= datetime.now(UTC):
+            self._azure_403(ex, expiry)
+            return
+        task_id = name.rsplit(".", 1)[0]
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is not None:
+                task.deliveries += 1
+        if task is None:
+            body = b'<?xml version="1.0" encoding="utf-8"?><Error><Code>BlobNotFound</Code></Error>'
+            ex.send(404, body, "application/xml")
+            return
+        data, content_type = self.image_bytes(task)
+        ex.send(200, data, content_type)
+
+    @staticmethod
+    def _azure_403(ex: Exchange, expiry: str) -> None:
+        now = format_datetime(datetime.now(UTC), usegmt=True)
+        body = _AZURE_403.format(rid=uuid.uuid4(), now=now, expiry=expiry).encode()
+        headers = {"x-ms-error-code": "AuthenticationFailed"}
+        ex.send(403, body, "application/xml", headers)
+
+    # Webhooks
+
+    def webhook_message(
+        self, task: FakeTask, fault: str | None
+    ) -> tuple[bytes, dict[str, str]]:
+        """The callback of a finished task, signed X-BFL-Signature with its webhook_secret."""
+        with self._lock:
+            payload = self.status_payload(task, time.monotonic())
+        payload = {k: v for k, v in payload.items() if v is not None or k == "result"}
+        if payload["status"] in ("Error", "Failed"):
+            payload["error"] = "internal_error"
+            payload["message"] = str(
+                (payload.get("details") or {}).get("error", "Processing failed")
+            )
+        payload["timestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        secret = task.body.get("webhook_secret")
+        if secret and fault != "unsigned":
+            headers["X-BFL-Signature"] = sign(
+                body, "wrong-" + secret if fault == "bad_signature" else secret
+            )
+        return body, headers
+
 
 def _err(kind: str, loc: list[Any], msg: str, value: Any) -> dict[str, Any]:
     return {
@@ -804,15 +817,11 @@ def _err(kind: str, loc: list[Any], msg: str, value: Any) -> dict[str, Any]:
     }
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _range(
     body: dict[str, Any], key: str, low: float, high: float, *, integer: bool
 ) -> list[dict[str, Any]]:
     value = body.get(key)
-    if integer and not _is_int(value):
+    if integer and not is_int(value):
         return [_err("int_type", [key], "Input should be a valid integer", value)]
     if not integer and (isinstance(value, bool) or not isinstance(value, int | float)):
         return [_err("float_type", [key], "Input should be a valid number", value)]
@@ -837,18 +846,6 @@ def _range(
     return []
 
 
-def _image_size(value: str) -> tuple[int, int] | None:
-    """The size of base64 image data (raw or a data: URI), None when it is not one."""
-    if value.startswith("data:"):
-        value = value.partition(",")[2]
-    try:
-        raw = base64.b64decode(value, validate=True)
-        with Image.open(io.BytesIO(raw)) as image:
-            return image.size
-    except (binascii.Error, ValueError, OSError):
-        return None
-
-
 _AZURE_403 = (
     '<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to '
     "authenticate the request. Make sure the value of Authorization header is formed correctly including the "
@@ -857,460 +854,9 @@ _AZURE_403 = (
 )
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "fake-bfl/1.0"
-    timeout = 60  # idle keep-alive connections end after a minute
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    # Plumbing
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(
-        self, status: int, data: Any, headers: dict[str, str] | None = None
-    ) -> None:
-        self._send(status, json.dumps(data).encode(), headers=headers)
-
-    def _http_fault(self, fault: Fault, endpoint: str) -> bool:
-        """Answer an HTTP-level fault; False when the request should go on (slow)."""
-        fake = self.server.fake
-        kind = fault.kind
-        if kind == "drop":
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return True
-        if kind == "slow":
-            time.sleep(float(fault.options.get("seconds", fake.slow_seconds)))
-            return False
-        if kind == "rate_limit":
-            after = float(fault.options.get("retry_after", 2))
-            style = fault.options.get("header", "seconds")
-            headers = {}
-            if style == "seconds":
-                headers["Retry-After"] = str(int(after))
-            elif style == "date":
-                headers["Retry-After"] = format_datetime(
-                    datetime.now(UTC) + timedelta(seconds=after), usegmt=True
-                )
-            body = {
-                "error": "rate_limit_exceeded",
-                "message": "Too many active tasks.",
-                "retry_after": after,
-            }
-            self._json(429, body, headers)
-        elif kind == "server_error":
-            self._json(500, {"detail": "Internal Server Error"})
-        elif kind == "unavailable":
-            self._json(
-                503,
-                {"detail": "Service temporarily unavailable (maintenance)"},
-                {"Retry-After": "1"},
-            )
-        elif kind == "malformed":
-            if endpoint == "delivery":
-                self._send(200, b"\x89PNG\r\n\x1a\n not really a png", "image/png")
-            else:
-                self._send(200, b'{"id": "abc", "status": "Pend', "application/json")
-        elif kind == "unauthorized":
-            self._json(401, {"detail": "Not authenticated"})
-        elif kind == "forbidden":
-            self._json(
-                403,
-                {"detail": "Forbidden: this key has no permission for this endpoint"},
-            )
-        elif kind == "payment_required":
-            self._json(
-                402,
-                {
-                    "error": "insufficient_credits",
-                    "message": "Insufficient credits. Add credits to continue.",
-                },
-            )
-        elif kind == "bad_request":
-            self._json(
-                400,
-                {
-                    "error": "bad_request",
-                    "message": "The request could not be processed.",
-                },
-            )
-        elif kind == "validation":
-            self._json(
-                422,
-                {
-                    "detail": [
-                        _err(
-                            "value_error",
-                            ["prompt"],
-                            "Value error, injected validation fault",
-                            "",
-                        )
-                    ]
-                },
-            )
-        return True
-
-    def _authorised(self) -> bool:
-        key = self.headers.get("x-key")
-        if not key:
-            self._json(401, {"detail": "Not authenticated"})
-            return False
-        if not hmac.compare_digest(key.encode(), self.server.fake.api_key.encode()):
-            self._json(403, {"detail": "Forbidden"})
-            return False
-        return True
-
-    def _count(self, name: str) -> None:
-        with self.server.fake._lock:
-            self.server.fake._counts[name] += 1
-
-    # Routes
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        path = urlsplit(self.path).path
-        fake = self.server.fake
-        if not path.startswith("/v1/") or path[4:] not in MODELS:
-            self._json(404, {"detail": "Not Found"})
-            return
-        self._count("submit_requests")
-        fault = fake._take_fault("submit", HTTP_FAULTS | set(OUTCOMES))
-        outcome = None
-        if fault is not None and fault.kind in OUTCOMES:
-            outcome = fault
-        elif fault is not None and self._http_fault(fault, "submit"):
-            return
-        if not self._authorised():
-            return
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            self._json(
-                422, {"detail": [_err("json_invalid", [0], "JSON decode error", "")]}
-            )
-            return
-        model = path[4:]
-        errors = fake.validate(model, body)
-        if errors:
-            self._json(422, {"detail": errors})
-            return
-        status, answer, headers = fake.create_task(model, body, outcome)
-        self._json(status, answer, headers)
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        if parts.path == "/v1/get_result":
-            self._poll(parts.query)
-        elif parts.path.startswith("/delivery/"):
-            self._deliver(parts.path[len("/delivery/") :], parts.query)
-        elif parts.path == "/v1/credits":
-            self._count("credits")
-            fault = self.server.fake._take_fault("credits", HTTP_FAULTS)
-            if fault is not None and self._http_fault(fault, "credits"):
-                return
-            if self._authorised():
-                self._json(200, {"credits": self.server.fake.credits})
-        else:
-            self._json(404, {"detail": "Not Found"})
-
-    def _poll(self, query: str) -> None:
-        fake = self.server.fake
-        params = parse_qs(query)
-        self._count("polls")
-        host = self.headers.get("Host", "")
-        if host != f"{fake.alias}:{fake.port}" or params.get("cluster") != [
-            fake.cluster
-        ]:
-            # The polling_url was rebuilt or its host swapped: BFL's other clusters don't know the task.
-            self._count("misrouted_polls")
-            self._json(404, {"detail": "Not Found"})
-            return
-        fault = fake._take_fault("poll", HTTP_FAULTS | set(OUTCOMES))
-        if (
-            fault is not None
-            and fault.kind not in OUTCOMES
-            and self._http_fault(fault, "poll")
-        ):
-            return
-        if not self._authorised():
-            return
-        task_id = (params.get("id") or [""])[0]
-        if not task_id:
-            self._json(
-                422,
-                {
-                    "detail": [
-                        {
-                            "type": "missing",
-                            "loc": ["query", "id"],
-                            "msg": "Field required",
-                            "input": None,
-                        }
-                    ]
-                },
-            )
-            return
-        now = time.monotonic()
-        with fake._lock:
-            task = fake._tasks.get(task_id)
-            if task is None:
-                payload: dict[str, Any] = {
-                    "id": task_id,
-                    "status": "Task not found",
-                    "result": None,
-                    "progress": None,
-                }
-            else:
-                task.polls += 1
-                if fault is not None and fault.kind in OUTCOMES:
-                    fake._end(task, fault.kind, fault.options, now)
-                payload = fake.status_payload(task, now)
-        self._json(200, payload)
-
-    def _deliver(self, name: str, query: str) -> None:
-        fake = self.server.fake
-        self._count("deliveries")
-        fault = fake._take_fault("delivery", HTTP_FAULTS | DELIVERY_FAULTS)
-        now_text = format_datetime(datetime.now(UTC), usegmt=True)
-        params = {k: v[0] for k, v in parse_qs(query).items()}
-        expiry = params.get("se", "")
-        azure_403 = _AZURE_403.format(
-            rid=uuid.uuid4(), now=now_text, expiry=expiry
-        ).encode()
-        if fault is not None:
-            if fault.kind == "expired":
-                self._send(
-                    403,
-                    azure_403,
-                    "application/xml",
-                    {"x-ms-error-code": "AuthenticationFailed"},
-                )
-                return
-            if fault.kind == "wrong_content_type":
-                self._send(
-                    200,
-                    b"<html><body><h1>Sign in</h1></body></html>",
-                    "text/html; charset=utf-8",
-                )
-                return
-            if fault.kind == "redirect":
-                self._send(
-                    302,
-                    b"",
-                    "text/plain",
-                    {
-                        "Location": str(
-                            fault.options.get("location", "http://169.254.169.254/")
-                        )
-                    },
-                )
-                return
-            if self._http_fault(fault, "delivery"):
-                return
-        if not hmac.compare_digest(
-            params.get("sig", "").encode(), fake._sas(name, expiry).encode()
-        ):
-            self._send(
-                403,
-                azure_403,
-                "application/xml",
-                {"x-ms-error-code": "AuthenticationFailed"},
-            )
-            return
-        try:
-            expires = datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=UTC
-            )
-        except ValueError:
-            expires = datetime.min.replace(tzinfo=UTC)
-        if expires <= datetime.now(UTC):
-            self._send(
-                403,
-                azure_403,
-                "application/xml",
-                {"x-ms-error-code": "AuthenticationFailed"},
-            )
-            return
-        task_id = name.rsplit(".", 1)[0]
-        with fake._lock:
-            task = fake._tasks.get(task_id)
-            if task is not None:
-                task.deliveries += 1
-        if task is None:
-            body = b'<?xml version="1.0" encoding="utf-8"?><Error><Code>BlobNotFound</Code></Error>'
-            self._send(404, body, "application/xml")
-            return
-        data, content_type = fake.image_bytes(task)
-        self._send(200, data, content_type)
-
-
-class _WebhookSender:
-    """Delivers webhooks when tasks finish, from one scheduler thread and a small pool."""
-
-    def __init__(self, fake: FakeBFL) -> None:
-        self.fake = fake
-        self._heap: list[tuple[float, int, str, int]] = []
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._client: httpx.Client | None = None
-
-    def start(self) -> None:
-        self._stopped = False
-        self._pool = ThreadPoolExecutor(
-            max_workers=16, thread_name_prefix="fake-bfl-webhook"
-        )
-        self._client = httpx.Client(timeout=10.0)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._client is not None:
-            self._client.close()
-
-    def schedule(
-        self, task: FakeTask, attempt: int = 0, at: float | None = None
-    ) -> None:
-        with self._cond:
-            heapq.heappush(
-                self._heap,
-                (
-                    at if at is not None else task.ready_at,
-                    next(self._seq),
-                    task.id,
-                    attempt,
-                ),
-            )
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopped and (
-                    not self._heap or self._heap[0][0] > time.monotonic()
-                ):
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._cond.wait(timeout=wait)
-                if self._stopped:
-                    return
-                _, _, task_id, attempt = heapq.heappop(self._heap)
-            task = self.fake._tasks.get(task_id)
-            if (
-                task is not None and task.ready_at > time.monotonic()
-            ):  # finished later than planned
-                self.schedule(task, attempt)
-                continue
-            if task is not None and self._pool is not None:
-                try:
-                    self._pool.submit(self._deliver, task, attempt)
-                except RuntimeError:
-                    return
-
-    def _deliver(self, task: FakeTask, attempt: int) -> None:
-        fake = self.fake
-        fault = fake._take_fault("webhook", WEBHOOK_FAULTS)
-        kind = fault.kind if fault else None
-        if kind == "skip":
-            return
-        with fake._lock:
-            payload = fake.status_payload(task, time.monotonic())
-        payload = {k: v for k, v in payload.items() if v is not None or k == "result"}
-        if payload["status"] in ("Error", "Failed"):
-            payload["error"] = "internal_error"
-            payload["message"] = str(
-                (payload.get("details") or {}).get("error", "Processing failed")
-            )
-        payload["timestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json"}
-        secret = task.body.get("webhook_secret")
-        if secret and kind != "unsigned":
-            headers["X-BFL-Signature"] = sign(
-                body, "wrong-" + secret if kind == "bad_signature" else secret
-            )
-        for _ in range(2 if kind == "duplicate" else 1):
-            entry: dict[str, Any] = {
-                "task_id": task.id,
-                "attempt": attempt,
-                "status": payload["status"],
-                "kind": kind,
-            }
-            try:
-                assert self._client is not None
-                response = self._client.post(
-                    task.body["webhook_url"], content=body, headers=headers
-                )
-                entry["http_status"] = response.status_code
-                ok = 200 <= response.status_code < 300
-            except httpx.HTTPError as exc:
-                entry["error"] = f"{type(exc).__name__}: {exc}"
-                ok = False
-            entry["ok"] = ok
-            with fake._lock:
-                fake.webhook_log.append(entry)
-                task.webhooks.append(entry)
-                fake._counts["webhooks_sent" if ok else "webhooks_failed"] += 1
-            if not ok and attempt < len(fake.webhook_retry_delays):
-                self.schedule(
-                    task,
-                    attempt + 1,
-                    time.monotonic() + fake.webhook_retry_delays[attempt],
-                )
-                return
-
-
-def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description="Run the fake BFL API until interrupted."
-    )
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=2.0)
-    parser.add_argument("--concurrency", type=int, default=24)
-    parser.add_argument("--api-key", default="bfl_test_key")
-    args = parser.parse_args()
-    fake = FakeBFL(
-        api_key=args.api_key,
-        latency=args.latency,
-        concurrency=args.concurrency,
-        port=args.port,
-    )
-    with fake:
-        for key, value in fake.env().items():
-            print(f"export {key}={value}")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-
-
 if __name__ == "__main__":
-    main()
+    main(
+        FakeBFL,
+        description="Run the fake BFL API until interrupted.",
+        options=(("--concurrency", int, 24), ("--api-key", str, "bfl_test_key")),
+    )
