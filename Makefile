@@ -28,4 +28,4 @@ demo:
 	@scripts/run.sh --setup-only
 
 clean:
-	rm -rf .venv var
+	rm -rf .venv .venv-ml var

@@ -5,10 +5,10 @@ from __future__ import annotations
 from io import StringIO
 
 from django.core.management import call_command
-from django.test import SimpleTestCase
+from django.test import TestCase
 
 
-class MigrationsTests(SimpleTestCase):
+class MigrationsTests(TestCase):
     def test_no_model_change_is_missing_a_migration(self) -> None:
         out = StringIO()
         try:
