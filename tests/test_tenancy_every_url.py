@@ -42,6 +42,17 @@ OBJECT_URLS: dict[str, str] = {
     "generation:batch-rerun": "batch",
     "generation:asset-variant": "asset",
     "generation:campaign-spend": "campaign",
+    "generation:brand-gallery": "brand",
+    "generation:campaign-gallery": "campaign",
+    "generation:batch-gallery": "batch",
+    "generation:asset-detail": "asset",
+    "generation:asset-image": "asset",
+    "generation:asset-thumbnail": "asset",
+    "generation:asset-review": "asset",
+    "generation:asset-star": "asset",
+    "generation:asset-tags": "asset",
+    "generation:asset-comment": "asset",
+    "generation:asset-focal-point": "asset",
 }
 # URLs with parameters that do not name a workspace object (checked elsewhere or public by design).
 NOT_OBJECT_URLS: set[str] = {

@@ -35,6 +35,7 @@ from campaigns.prompting import (
     check_template,
     placeholder_parts,
 )
+from generation.gallery import template_version_approvals
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
 from studio.tenancy import get_in_workspace, member_required
@@ -204,6 +205,7 @@ def _detail_context(
         ],
         "check_warnings": check_warnings,
         "recent_versions": versions.select_related("author").order_by("-number")[:5],
+        "approvals": template_version_approvals(template=template).get(version.number),
         "preview_form": preview_form or PreviewForm(variables=version.variables),
         "rendered": rendered,
         "preview_error": preview_error,
@@ -274,6 +276,11 @@ def template_versions(request: StudioRequest, code: UUID) -> HttpResponse:
     template, can_edit = _template_for_user(request, code)
     versions = _versions(template).select_related("author").order_by("-number")
     page = Paginator(versions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    # Which prompts win: each version's images by review status (asked of generation).
+    approvals = template_version_approvals(template=template)
+    page.object_list = list(page.object_list)
+    for version in page.object_list:
+        version.approvals = approvals.get(version.number)
     return render(
         request,
         "campaigns/prompt_templates/versions.html",
