@@ -34,33 +34,34 @@ models), "proxied", "delivery" or "api" = run and proxied):
     (200, base64 of bytes that are no image); proxied only: failed (state "Failed"), moderated
     (state "Content Moderated"); delivery only: expired (403).
 
-Thread-safe (one lock around all state); ThreadingHTTPServer with daemon threads and HTTP/1.1.
+Thread-safe (one lock around all state); the server, faults and counters are FakeServer's
+(tests/fakes/base.py).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import email.parser
-import email.policy
 import hmac
 import io
 import itertools
 import json
 import random
-import socket
-import threading
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from tests.fakes.base import (
+    Exchange,
+    FakeServer,
+    Fault,
+    Part,
+    parse_multipart,
+    result_image,
+    retry_after_headers,
+)
+from tests.fakes.base import make_image as make_image
 
 HOSTED_MODELS = ("flux-2-dev", "flux-2-klein-4b", "flux-2-klein-9b")
 PROXIED_MODELS = (
@@ -94,22 +95,6 @@ DELIVERY_FAULTS = {"expired"}
 ENDPOINTS = ("run", "proxied", "delivery")
 
 
-def make_image(
-    width: int = 64,
-    height: int = 64,
-    fmt: str = "PNG",
-    colour: tuple[int, int, int] = (40, 90, 160),
-) -> bytes:
-    """A small real image (for references in tests)."""
-    image = Image.new("RGB", (width, height), colour)
-    ImageDraw.Draw(image).rectangle(
-        [width // 4, height // 4, width // 2, height // 2], fill=(240, 200, 40)
-    )
-    out = io.BytesIO()
-    image.save(out, format=fmt)
-    return out.getvalue()
-
-
 def envelope_error(code: int, message: str) -> dict[str, Any]:
     return {
         "result": None,
@@ -119,61 +104,34 @@ def envelope_error(code: int, message: str) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Fault:
-    kind: str
-    endpoint: str
-    times: int | None  # None: until cleared
-    probability: float | None
-    options: dict[str, Any]
-    fired: int = 0
+# kind -> (status, Cloudflare error code, message) of the faults answered with an error envelope.
+ENVELOPE_FAULTS: dict[str, tuple[int, int, str]] = {
+    "rate_limit": (429, 3040, "Capacity temporarily exceeded, please try again."),
+    "server_error": (500, 3043, "Internal server error"),
+    "unavailable": (503, 3043, "Service unavailable"),
+    "unauthorized": (401, 10000, "Authentication error"),
+    "forbidden": (403, 10000, "Authentication error"),
+    "quota": (
+        429,
+        4006,
+        "you have used up your daily free allocation of 10,000 neurons, please upgrade",
+    ),
+    "moderation": (400, 3030, "Input prompt contains NSFW content."),
+    "bad_request": (400, 5006, "Error: oneOf at '/' not met"),
+    "envelope_error": (200, 3000, "Unknown internal error"),
+}
 
 
-@dataclass
-class Part:
-    name: str
-    filename: str | None
-    content_type: str
-    data: bytes
+class FakeCloudflare(FakeServer):
+    server_name = "fake-cloudflare"
+    HTTP_FAULTS = frozenset(HTTP_FAULTS)
+    OUTCOMES = frozenset(PROXIED_OUTCOMES)
+    DELIVERY_FAULTS = frozenset(DELIVERY_FAULTS)
+    API_ENDPOINTS = ("run", "proxied")
+    OTHER_ENDPOINTS = ("delivery",)
+    OUTCOME_ENDPOINT = "proxied"
+    MALFORMED_JSON = b'{"result": {"image": "/9j/4AAQ'
 
-
-def parse_multipart(content_type: str, body: bytes) -> list[Part]:
-    """The parts of a multipart/form-data body (raises ValueError when it is not one)."""
-    if (
-        not content_type.lower().startswith("multipart/form-data")
-        or "boundary=" not in content_type
-    ):
-        raise ValueError(
-            f"expected multipart/form-data with a boundary, got {content_type or 'nothing'}"
-        )
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        raise ValueError("the multipart body could not be parsed")
-    parts = []
-    for item in message.iter_parts():
-        name = item.get_param("name", header="content-disposition")
-        if not name:
-            raise ValueError("a part has no name")
-        payload = item.get_payload(decode=True) or b""
-        parts.append(
-            Part(str(name), item.get_filename(), item.get_content_type(), payload)
-        )
-    return parts
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-    block_on_close = False
-    fake: FakeCloudflare
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that time out and hang up are part of the game
-
-
-class FakeCloudflare:
     def __init__(
         self,
         *,
@@ -185,69 +143,36 @@ class FakeCloudflare:
         port: int = 0,
         seed: int = 0,
     ) -> None:
-        self.api_token = api_token
+        super().__init__(
+            api_key=api_token,
+            slow_seconds=slow_seconds,
+            host=host,
+            port=port,
+            seed=seed,
+        )
         self.account_id = account_id
         self.latency = latency
-        self.slow_seconds = slow_seconds
-        self.host = host
-        self._port = port
-        self._lock = threading.Lock()
-        self._rng = random.Random(seed)
-        self._faults: list[Fault] = []
-        self._counts: Counter[str] = Counter()
         self._requests: list[dict[str, Any]] = []
         self._deliveries: dict[str, bytes] = {}
         self._serial = itertools.count(1)
-        self._server: _Server | None = None
 
-    # Lifecycle
-
-    def start(self) -> FakeCloudflare:
-        server = _Server((self.host, self._port), _Handler)
-        server.fake = self
-        self._server = server
-        self._port = server.server_address[1]
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeCloudflare:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # Where to point a client
+    # Where to point a client (config(): FakeServer's)
 
     @property
-    def port(self) -> int:
-        return self._port
+    def api_token(self) -> str:
+        return self.api_key
 
-    @property
-    def root_url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+    @api_token.setter
+    def api_token(self, value: str) -> None:
+        self.api_key = value
 
     @property
     def base_url(self) -> str:
         """The API base, like https://api.cloudflare.com/client/v4."""
         return f"{self.root_url}/client/v4"
 
-    def config(self, **extra: str) -> Any:
-        """A BackendConfig for CloudflareBackend pointing here (extra: read_timeout=..., ...)."""
-        from generation.backends.base import BackendConfig
-
-        return BackendConfig(
-            api_key=self.api_token,
-            base_url=self.base_url,
-            extra={"account_id": self.account_id, **extra},
-        )
+    def config_extra(self) -> dict[str, str]:
+        return {"account_id": self.account_id}
 
     def env(self) -> dict[str, str]:
         """Environment for a worker process: CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_URL."""
@@ -257,75 +182,8 @@ class FakeCloudflare:
             "CLOUDFLARE_API_URL": self.base_url,
         }
 
-    # Faults
-
-    def inject(
-        self,
-        kind: str,
-        *,
-        endpoint: str | None = None,
-        times: int | None = None,
-        probability: float | None = None,
-        **options: Any,
-    ) -> Fault:
-        """Make the next `times` matching requests (default 1), or each with `probability`, fail."""
-        if endpoint is None:
-            endpoint = (
-                "delivery"
-                if kind in DELIVERY_FAULTS
-                else "proxied"
-                if kind in PROXIED_OUTCOMES
-                else "api"
-            )
-        known = HTTP_FAULTS | set(PROXIED_OUTCOMES) | DELIVERY_FAULTS
-        if kind not in known:
-            raise ValueError(
-                f"unknown fault {kind!r}; known: {', '.join(sorted(known))}"
-            )
-        if endpoint not in (*ENDPOINTS, "api"):
-            raise ValueError(f"unknown endpoint {endpoint!r}")
-        if times is None and probability is None:
-            times = 1
-        fault = Fault(kind, endpoint, times, probability, options)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, endpoint: str, kinds: set[str]) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.endpoint != endpoint and not (
-                    fault.endpoint == "api" and endpoint in ("run", "proxied")
-                ):
-                    continue
-                if fault.kind not in kinds:
-                    continue
-                if (
-                    fault.probability is not None
-                    and self._rng.random() >= fault.probability
-                ):
-                    continue
-                fault.fired += 1
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                self._counts["faults"] += 1
-                self._counts[f"fault_{fault.kind}"] += 1
-                return fault
-        return None
-
-    # State for tests
-
-    @property
-    def counts(self) -> Counter[str]:
-        """A snapshot: requests, runs (images made), proxied_runs, deliveries, rejected, faults, fault_<kind>."""
-        with self._lock:
-            return Counter(self._counts)
+    # State for tests (counts: requests, runs (images made), proxied_runs, deliveries, rejected,
+    # faults, fault_<kind>)
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -335,14 +193,9 @@ class FakeCloudflare:
 
     def reset(self) -> None:
         with self._lock:
-            self._faults.clear()
-            self._counts.clear()
+            super().reset()
             self._requests.clear()
             self._deliveries.clear()
-
-    def _count(self, name: str) -> None:
-        with self._lock:
-            self._counts[name] += 1
 
     # The model
 
@@ -410,23 +263,217 @@ class FakeCloudflare:
         """A real image of the requested size; unique bytes per call."""
         serial = next(self._serial)
         rng = random.Random(seed * 7919 + serial)
-        image = Image.new(
-            "RGB",
-            (width, height),
-            (rng.randrange(256), rng.randrange(256), rng.randrange(256)),
-        )
-        ImageDraw.Draw(image).text(
-            (8, 8), f"fake cloudflare #{serial}", fill=(255, 255, 255)
-        )
-        out = io.BytesIO()
-        image.save(out, format=fmt, quality=80)
-        return out.getvalue()
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        return result_image(width, height, fmt, colour, f"fake cloudflare #{serial}")[0]
 
     def store_delivery(self, data: bytes) -> str:
         name = f"{uuid.uuid4().hex}.jpeg"
         with self._lock:
             self._deliveries[name] = data
         return f"{self.root_url}/delivery/{name}"
+
+    # Faults
+
+    def response_headers(self) -> dict[str, str]:
+        return {"cf-ray": f"{uuid.uuid4().hex[:16]}-FAKE"}
+
+    def fault_response(self, ex: Exchange, fault: Fault, endpoint: str) -> None:
+        kind = fault.kind
+        if kind in ENVELOPE_FAULTS:
+            status, code, message = ENVELOPE_FAULTS[kind]
+            headers = (
+                retry_after_headers(fault.options)
+                if kind == "rate_limit"
+                else {"Retry-After": "1"}
+                if kind == "unavailable"
+                else None
+            )
+            _error(ex, status, code, message, headers)
+        elif kind == "malformed" and endpoint == "delivery":
+            ex.send(200, b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg")
+        elif kind == "malformed":
+            super().fault_response(ex, fault, endpoint)
+        elif kind == "wrong_content_type":
+            ex.send(200, b"<html><body>Bad gateway</body></html>", "text/html")
+        elif kind in ("bad_base64", "not_image"):
+            image = (
+                "***not base64***"
+                if kind == "bad_base64"
+                else base64.b64encode(b"plain text, not an image").decode()
+            )
+            ex.json(
+                200,
+                {
+                    "result": {"image": image},
+                    "success": True,
+                    "errors": [],
+                    "messages": [],
+                },
+            )
+        elif kind == "expired":
+            ex.send(
+                403,
+                b"<Error><Code>AuthenticationFailed</Code></Error>",
+                "application/xml",
+            )
+
+    def _authorised(self, ex: Exchange) -> bool:
+        header = ex.headers.get("Authorization") or ""
+        if not header:
+            _error(ex, 401, 10000, "Authentication error")
+            return False
+        expected = f"Bearer {self.api_token}"
+        if not hmac.compare_digest(header.encode(), expected.encode()):
+            _error(ex, 403, 10000, "Authentication error")
+            return False
+        return True
+
+    # Routes
+
+    def dispatch(self, ex: Exchange) -> None:
+        if ex.command == "POST":
+            self._run(ex)
+        elif ex.command == "GET":
+            self._deliver(ex)
+        else:
+            ex.send_error(501, f"Unsupported method ({ex.command!r})")
+
+    def _run(self, ex: Exchange) -> None:
+        self.count("requests")
+        path = ex.route
+        prefix = "/client/v4/accounts/"
+        if not path.startswith(prefix) or "/ai/run" not in path:
+            _error(ex, 404, 7000, "No route for that URI")
+            return
+        account, _, rest = path[len(prefix) :].partition("/")
+        endpoint = "proxied" if rest == "ai/run" else "run"
+        kinds = (
+            self.HTTP_FAULTS | self.OUTCOMES
+            if endpoint == "proxied"
+            else self.HTTP_FAULTS
+        )
+        fault = self.take_fault(endpoint, kinds)
+        outcome = fault if fault is not None and fault.kind in self.OUTCOMES else None
+        if (
+            fault is not None
+            and outcome is None
+            and self.answer_fault(ex, fault, endpoint)
+        ):
+            return
+        if not self._authorised(ex):
+            return
+        if account != self.account_id:
+            _error(
+                ex,
+                404,
+                7003,
+                f"Could not route to {path}, perhaps your object identifier is invalid?",
+            )
+            return
+        if endpoint == "proxied":
+            self._proxied(ex, outcome)
+            return
+        model = rest.removeprefix("ai/run/@cf/black-forest-labs/")
+        if (
+            not rest.startswith("ai/run/@cf/black-forest-labs/")
+            or model not in HOSTED_MODELS
+        ):
+            _error(
+                ex, 400, 5007, f"No such model {rest.removeprefix('ai/run/')} or task"
+            )
+            return
+        try:
+            parts = parse_multipart(ex.headers.get("Content-Type", ""), ex.raw_body)
+        except ValueError as exc:
+            self.count("rejected")
+            _error(ex, 400, 5006, f"Type mismatch: {exc}")
+            return
+        fields, files, problems = self.validate_form(parts)
+        if problems:
+            self.count("rejected")
+            _error(ex, 400, 5006, "; ".join(problems))
+            return
+        if self.latency:
+            time.sleep(self.latency)
+        width, height = int(fields.get("width", 1024)), int(fields.get("height", 768))
+        image = self.render(width, height, int(fields.get("seed", 0)))
+        with self._lock:
+            self._counts["runs"] += 1
+            self._requests.append(
+                {
+                    "model": model,
+                    "fields": fields,
+                    "files": files,
+                    "headers": {k.lower(): v for k, v in ex.headers.items()},
+                }
+            )
+        body = {
+            "result": {"image": base64.b64encode(image).decode()},
+            "success": True,
+            "errors": [],
+            "messages": [],
+        }
+        ex.json(200, body)
+
+    def _proxied(self, ex: Exchange, outcome: Fault | None) -> None:
+        try:
+            body = json.loads(ex.raw_body)
+        except ValueError:
+            _error(ex, 400, 5006, "the body is not JSON")
+            return
+        model = body.get("model") if isinstance(body, dict) else None
+        values = body.get("input") if isinstance(body, dict) else None
+        if model not in PROXIED_MODELS:
+            _error(ex, 400, 5007, f"No such model {model}")
+            return
+        if not isinstance(values, dict) or not str(values.get("prompt") or "").strip():
+            _error(ex, 400, 5006, "input.prompt: required")
+            return
+        with self._lock:
+            self._counts["proxied_runs"] += 1
+            self._requests.append({"model": model, "json": body})
+        if outcome is not None:
+            ex.json(
+                200,
+                {
+                    "state": PROXIED_OUTCOMES[outcome.kind],
+                    "result": None,
+                    "gatewayMetadata": {"keySource": "Unified"},
+                },
+            )
+            return
+        if self.latency:
+            time.sleep(self.latency)
+        image = self.render(
+            int(values.get("width") or 1024),
+            int(values.get("height") or 1024),
+            int(values.get("seed") or 0),
+        )
+        url = self.store_delivery(image)
+        ex.json(
+            200,
+            {
+                "state": "Completed",
+                "result": {"image": url},
+                "gatewayMetadata": {"keySource": "Unified"},
+            },
+        )
+
+    def _deliver(self, ex: Exchange) -> None:
+        path = ex.route
+        if not path.startswith("/delivery/"):
+            _error(ex, 404, 7000, "No route for that URI")
+            return
+        self.count("deliveries")
+        fault = self.take_fault("delivery", self.HTTP_FAULTS | self.DELIVERY_FAULTS)
+        if fault is not None and self.answer_fault(ex, fault, "delivery"):
+            return
+        with self._lock:
+            data = self._deliveries.get(path[len("/delivery/") :])
+        if data is None:
+            ex.send(404, b"<Error><Code>BlobNotFound</Code></Error>", "application/xml")
+            return
+        ex.send(200, data, "image/jpeg")
 
 
 def _int(value: str) -> int | None:
@@ -436,278 +483,12 @@ def _int(value: str) -> int | None:
         return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "fake-cloudflare/1.0"
-    timeout = 60
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    # Plumbing
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("cf-ray", f"{uuid.uuid4().hex[:16]}-FAKE")
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(
-        self, status: int, data: Any, headers: dict[str, str] | None = None
-    ) -> None:
-        self._send(status, json.dumps(data).encode(), headers=headers)
-
-    def _error(
-        self,
-        status: int,
-        code: int,
-        message: str,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self._json(status, envelope_error(code, message), headers)
-
-    def _http_fault(self, fault: Fault, endpoint: str) -> bool:
-        """Answer an HTTP-level fault; False when the request should go on (slow)."""
-        fake = self.server.fake
-        kind = fault.kind
-        if kind == "drop":
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return True
-        if kind == "slow":
-            time.sleep(float(fault.options.get("seconds", fake.slow_seconds)))
-            return False
-        if kind == "rate_limit":
-            after = float(fault.options.get("retry_after", 2))
-            style = fault.options.get("header", "seconds")
-            headers = {}
-            if style == "seconds":
-                headers["Retry-After"] = str(int(after))
-            elif style == "date":
-                headers["Retry-After"] = format_datetime(
-                    datetime.now(UTC) + timedelta(seconds=after), usegmt=True
-                )
-            self._error(
-                429, 3040, "Capacity temporarily exceeded, please try again.", headers
-            )
-        elif kind == "server_error":
-            self._error(500, 3043, "Internal server error")
-        elif kind == "unavailable":
-            self._error(503, 3043, "Service unavailable", {"Retry-After": "1"})
-        elif kind == "malformed":
-            if endpoint == "delivery":
-                self._send(200, b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg")
-            else:
-                self._send(200, b'{"result": {"image": "/9j/4AAQ', "application/json")
-        elif kind == "unauthorized":
-            self._error(401, 10000, "Authentication error")
-        elif kind == "forbidden":
-            self._error(403, 10000, "Authentication error")
-        elif kind == "quota":
-            self._error(
-                429,
-                4006,
-                "you have used up your daily free allocation of 10,000 neurons, please upgrade",
-            )
-        elif kind == "moderation":
-            self._error(400, 3030, "Input prompt contains NSFW content.")
-        elif kind == "bad_request":
-            self._error(400, 5006, "Error: oneOf at '/' not met")
-        elif kind == "wrong_content_type":
-            self._send(200, b"<html><body>Bad gateway</body></html>", "text/html")
-        elif kind == "envelope_error":
-            self._json(200, envelope_error(3000, "Unknown internal error"))
-        elif kind == "bad_base64":
-            self._json(
-                200,
-                {
-                    "result": {"image": "***not base64***"},
-                    "success": True,
-                    "errors": [],
-                    "messages": [],
-                },
-            )
-        elif kind == "not_image":
-            text = base64.b64encode(b"plain text, not an image").decode()
-            self._json(
-                200,
-                {
-                    "result": {"image": text},
-                    "success": True,
-                    "errors": [],
-                    "messages": [],
-                },
-            )
-        elif kind == "expired":
-            self._send(
-                403,
-                b"<Error><Code>AuthenticationFailed</Code></Error>",
-                "application/xml",
-            )
-        return True
-
-    def _authorised(self) -> bool:
-        header = self.headers.get("Authorization") or ""
-        if not header:
-            self._error(401, 10000, "Authentication error")
-            return False
-        expected = f"Bearer {self.server.fake.api_token}"
-        if not hmac.compare_digest(header.encode(), expected.encode()):
-            self._error(403, 10000, "Authentication error")
-            return False
-        return True
-
-    # Routes
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        fake = self.server.fake
-        fake._count("requests")
-        path = urlsplit(self.path).path
-        prefix = "/client/v4/accounts/"
-        if not path.startswith(prefix) or "/ai/run" not in path:
-            self._error(404, 7000, "No route for that URI")
-            return
-        account, _, rest = path[len(prefix) :].partition("/")
-        endpoint = "proxied" if rest == "ai/run" else "run"
-        kinds = (
-            HTTP_FAULTS | set(PROXIED_OUTCOMES)
-            if endpoint == "proxied"
-            else HTTP_FAULTS
-        )
-        fault = fake._take_fault(endpoint, kinds)
-        outcome = (
-            fault if fault is not None and fault.kind in PROXIED_OUTCOMES else None
-        )
-        if fault is not None and outcome is None and self._http_fault(fault, endpoint):
-            return
-        if not self._authorised():
-            return
-        if account != fake.account_id:
-            self._error(
-                404,
-                7003,
-                f"Could not route to {path}, perhaps your object identifier is invalid?",
-            )
-            return
-        if endpoint == "proxied":
-            self._proxied(raw, outcome)
-            return
-        model = rest.removeprefix("ai/run/@cf/black-forest-labs/")
-        if (
-            not rest.startswith("ai/run/@cf/black-forest-labs/")
-            or model not in HOSTED_MODELS
-        ):
-            self._error(
-                400, 5007, f"No such model {rest.removeprefix('ai/run/')} or task"
-            )
-            return
-        try:
-            parts = parse_multipart(self.headers.get("Content-Type", ""), raw)
-        except ValueError as exc:
-            fake._count("rejected")
-            self._error(400, 5006, f"Type mismatch: {exc}")
-            return
-        fields, files, problems = fake.validate_form(parts)
-        if problems:
-            fake._count("rejected")
-            self._error(400, 5006, "; ".join(problems))
-            return
-        if fake.latency:
-            time.sleep(fake.latency)
-        width, height = int(fields.get("width", 1024)), int(fields.get("height", 768))
-        image = fake.render(width, height, int(fields.get("seed", 0)))
-        with fake._lock:
-            fake._counts["runs"] += 1
-            fake._requests.append(
-                {
-                    "model": model,
-                    "fields": fields,
-                    "files": files,
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                }
-            )
-        body = {
-            "result": {"image": base64.b64encode(image).decode()},
-            "success": True,
-            "errors": [],
-            "messages": [],
-        }
-        self._json(200, body)
-
-    def _proxied(self, raw: bytes, outcome: Fault | None) -> None:
-        fake = self.server.fake
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            self._error(400, 5006, "the body is not JSON")
-            return
-        model = body.get("model") if isinstance(body, dict) else None
-        values = body.get("input") if isinstance(body, dict) else None
-        if model not in PROXIED_MODELS:
-            self._error(400, 5007, f"No such model {model}")
-            return
-        if not isinstance(values, dict) or not str(values.get("prompt") or "").strip():
-            self._error(400, 5006, "input.prompt: required")
-            return
-        with fake._lock:
-            fake._counts["proxied_runs"] += 1
-            fake._requests.append({"model": model, "json": body})
-        if outcome is not None:
-            self._json(
-                200,
-                {
-                    "state": PROXIED_OUTCOMES[outcome.kind],
-                    "result": None,
-                    "gatewayMetadata": {"keySource": "Unified"},
-                },
-            )
-            return
-        if fake.latency:
-            time.sleep(fake.latency)
-        image = fake.render(
-            int(values.get("width") or 1024),
-            int(values.get("height") or 1024),
-            int(values.get("seed") or 0),
-        )
-        url = fake.store_delivery(image)
-        self._json(
-            200,
-            {
-                "state": "Completed",
-                "result": {"image": url},
-                "gatewayMetadata": {"keySource": "Unified"},
-            },
-        )
-
-    def do_GET(self) -> None:
-        fake = self.server.fake
-        path = urlsplit(self.path).path
-        if not path.startswith("/delivery/"):
-            self._error(404, 7000, "No route for that URI")
-            return
-        fake._count("deliveries")
-        fault = fake._take_fault("delivery", HTTP_FAULTS | DELIVERY_FAULTS)
-        if fault is not None and self._http_fault(fault, "delivery"):
-            return
-        with fake._lock:
-            data = fake._deliveries.get(path[len("/delivery/") :])
-        if data is None:
-            self._send(
-                404, b"<Error><Code>BlobNotFound</Code></Error>", "application/xml"
-            )
-            return
-        self._send(200, data, "image/jpeg")
+def _error(
+    ex: Exchange,
+    status: int,
+    code: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer with Cloudflare's v4 error envelope."""
+    ex.json(status, envelope_error(code, message), headers)

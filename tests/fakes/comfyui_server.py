@@ -41,32 +41,30 @@ Faults (`inject(kind, endpoint=..., times=1 | probability=p, **options)`; endpoi
     message), execution_error (options exception_type, exception_message), oom (an
     execution_error with torch.OutOfMemoryError), no_output (success without images).
 
-Thread-safe (one lock around all state).
+Thread-safe (one lock around all state); the server, faults and counters are FakeServer's
+(tests/fakes/base.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hmac
-import io
 import itertools
 import json
 import posixpath
-import random
-import socket
-import threading
 import time
 import uuid
 from base64 import b64encode
-from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from PIL import Image, ImageDraw
-
-from tests.fakes.cloudflare_server import Fault, make_image, parse_multipart
+from tests.fakes.base import (
+    Exchange,
+    FakeServer,
+    Fault,
+    make_image,
+    parse_multipart,
+    result_image,
+)
 
 __all__ = ["FakeComfyUI", "make_image"]
 
@@ -83,6 +81,25 @@ HTTP_FAULTS = {
 }
 OUTCOMES = {"node_errors", "execution_error", "oom", "no_output"}
 ENDPOINTS = ("prompt", "upload", "history", "queue", "interrupt", "view")
+# kind -> (status, body, content type, headers) of the HTTP-level faults.
+FAULT_ANSWERS: dict[str, tuple[int, bytes, str, dict[str, str]]] = {
+    "server_error": (
+        500,
+        b"500 Internal Server Error\n\nServer got itself in trouble",
+        "text/plain",
+        {},
+    ),
+    "unavailable": (
+        503,
+        b"<html><body>503 Service Unavailable</body></html>",
+        "text/html",
+        {"Retry-After": "1"},
+    ),
+    "unauthorized": (401, b"401: Unauthorized", "text/plain", {}),
+    "forbidden": (403, b"403: Forbidden", "text/plain", {}),
+    "not_found": (404, b"404: Not Found", "text/plain", {}),
+    "wrong_content_type": (200, b"<html><body>Login</body></html>", "text/html", {}),
+}
 
 LINK = "link"
 # class_type → {input: kind}; kind LINK, "str", "int", "float", or a model folder name (a value that
@@ -160,18 +177,16 @@ class Job:
         ]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-    block_on_close = False
-    fake: FakeComfyUI
+class FakeComfyUI(FakeServer):
+    server_name = "fake-comfyui"
+    HTTP_FAULTS = frozenset(HTTP_FAULTS)
+    OUTCOMES = frozenset(OUTCOMES)
+    API_ENDPOINTS = ("prompt", "upload", "history", "queue", "interrupt")
+    OTHER_ENDPOINTS = ("view",)
+    OUTCOME_ENDPOINT = "prompt"
+    IMAGE_ENDPOINTS = ("view",)
+    MALFORMED_JSON = b'{"prompt_id": "abc", "numb'
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
-class FakeComfyUI:
     def __init__(
         self,
         *,
@@ -185,18 +200,12 @@ class FakeComfyUI:
         port: int = 0,
         seed: int = 0,
     ) -> None:
+        super().__init__(slow_seconds=slow_seconds, host=host, port=port, seed=seed)
         self.latency = latency
-        self.slow_seconds = slow_seconds
         self.token = token
         self.basic = basic
         self.honour_prompt_id = honour_prompt_id
         self.models = {k: list(v) for k, v in (models or DEFAULT_MODELS).items()}
-        self.host = host
-        self._port = port
-        self._lock = threading.Lock()
-        self._rng = random.Random(seed)
-        self._faults: list[Fault] = []
-        self._counts: Counter[str] = Counter()
         self._files: dict[
             tuple[str, str, str], bytes
         ] = {}  # (type, subfolder, name) → bytes
@@ -206,41 +215,8 @@ class FakeComfyUI:
         self._numbers = itertools.count(0)
         self._image_counter = itertools.count(1)
         self._held = False
-        self._server: _Server | None = None
-
-    # Lifecycle
-
-    def start(self) -> FakeComfyUI:
-        server = _Server((self.host, self._port), _Handler)
-        server.fake = self
-        self._server = server
-        self._port = server.server_address[1]
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeComfyUI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # Where to point a client
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self._port}"
 
     def config(self, **extra: str) -> Any:
         """A BackendConfig for ComfyUIBackend pointing here (with this fake's auth, if any)."""
@@ -255,70 +231,8 @@ class FakeComfyUI:
     def env(self) -> dict[str, str]:
         return {"COMFYUI_URL": self.base_url}
 
-    # Faults
-
-    def inject(
-        self,
-        kind: str,
-        *,
-        endpoint: str | None = None,
-        times: int | None = None,
-        probability: float | None = None,
-        **options: Any,
-    ) -> Fault:
-        """Make the next `times` matching requests (default 1), or each with `probability`, fail."""
-        if endpoint is None:
-            endpoint = "prompt" if kind in OUTCOMES else "api"
-        known = HTTP_FAULTS | OUTCOMES
-        if kind not in known:
-            raise ValueError(
-                f"unknown fault {kind!r}; known: {', '.join(sorted(known))}"
-            )
-        if endpoint not in (*ENDPOINTS, "api"):
-            raise ValueError(f"unknown endpoint {endpoint!r}")
-        if times is None and probability is None:
-            times = 1
-        fault = Fault(kind, endpoint, times, probability, options)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, endpoint: str, kinds: set[str]) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.endpoint != endpoint and not (
-                    fault.endpoint == "api" and endpoint != "view"
-                ):
-                    continue
-                if fault.kind not in kinds:
-                    continue
-                if (
-                    fault.probability is not None
-                    and self._rng.random() >= fault.probability
-                ):
-                    continue
-                fault.fired += 1
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                self._counts["faults"] += 1
-                self._counts[f"fault_{fault.kind}"] += 1
-                return fault
-        return None
-
-    # Control and state for tests
-
-    @property
-    def counts(self) -> Counter[str]:
-        """A snapshot: requests, uploads, prompts, rejected_prompts, history_reads, queue_reads,
-        interrupts, deletes, views, executed, faults, fault_<kind>."""
-        with self._lock:
-            return Counter(self._counts)
+    # Control and state for tests (counts: requests, uploads, prompts, rejected_prompts,
+    # history_reads, queue_reads, interrupts, deletes, views, executed, faults, fault_<kind>)
 
     @property
     def graphs(self) -> dict[str, dict[str, Any]]:
@@ -359,17 +273,12 @@ class FakeComfyUI:
 
     def reset(self) -> None:
         with self._lock:
-            self._faults.clear()
-            self._counts.clear()
+            super().reset()
             self._files.clear()
             self._queue.clear()
             self._history.clear()
             self._graphs.clear()
             self._held = False
-
-    def _count(self, name: str) -> None:
-        with self._lock:
-            self._counts[name] += 1
 
     # Uploads and views
 
@@ -688,24 +597,16 @@ class FakeComfyUI:
         )
         width, height = int(latent.get("width", 1024)), int(latent.get("height", 1024))
         serial = next(self._image_counter)
-        image = Image.new(
-            "RGB",
-            (width, height),
-            (
-                self._rng.randrange(256),
-                self._rng.randrange(256),
-                self._rng.randrange(256),
-            ),
+        colour = (
+            self._rng.randrange(256),
+            self._rng.randrange(256),
+            self._rng.randrange(256),
         )
-        ImageDraw.Draw(image).text(
-            (8, 8), f"fake comfyui #{serial}", fill=(255, 255, 255)
-        )
-        out = io.BytesIO()
-        image.save(out, format="PNG")
+        data, _ = result_image(width, height, "PNG", colour, f"fake comfyui #{serial}")
         prefix = str(job.graph[node_id]["inputs"].get("filename_prefix") or "ComfyUI")
         subfolder, _, stem = prefix.rpartition("/")
         name = f"{stem}_{serial:05}_.png"
-        self._files[("output", subfolder, name)] = out.getvalue()
+        self._files[("output", subfolder, name)] = data
         return {"filename": name, "subfolder": subfolder, "type": "output"}
 
     def queue_snapshot(self) -> tuple[list[list[Any]], list[list[Any]]]:
@@ -751,6 +652,240 @@ class FakeComfyUI:
             self._finish(head, interrupted=True)
             if self._queue:
                 self._queue[0].started = now
+
+    # Faults
+
+    def fault_response(self, ex: Exchange, fault: Fault, endpoint: str) -> None:
+        if fault.kind == "malformed":
+            super().fault_response(ex, fault, endpoint)
+            return
+        status, body, content_type, headers = FAULT_ANSWERS[fault.kind]
+        ex.send(status, body, content_type, headers)
+
+    def _authorised(self, ex: Exchange) -> bool:
+        if self.token is None and self.basic is None:
+            return True
+        header = ex.headers.get("Authorization") or ""
+        expected = []
+        if self.token is not None:
+            expected.append(f"Bearer {self.token}")
+        if self.basic is not None:
+            expected.append(
+                "Basic "
+                + b64encode(f"{self.basic[0]}:{self.basic[1]}".encode()).decode()
+            )
+        if any(hmac.compare_digest(header.encode(), e.encode()) for e in expected):
+            return True
+        ex.send(
+            401,
+            b"401: Unauthorized",
+            "text/plain",
+            {"WWW-Authenticate": 'Basic realm="comfyui"'},
+        )
+        return False
+
+    def _prelude(self, ex: Exchange, endpoint: str) -> bool:
+        """Count, answer an injected fault, check auth. False: already answered."""
+        self.count("requests")
+        return not self.http_fault(ex, endpoint) and self._authorised(ex)
+
+    # Routes (every one also under /api)
+
+    def dispatch(self, ex: Exchange) -> None:
+        route = ex.route
+        path = route.removeprefix("/api") if route.startswith("/api/") else route
+        if ex.command == "GET":
+            self._get(ex, path)
+        elif ex.command == "POST":
+            self._post(ex, path)
+        else:
+            ex.send_error(501, f"Unsupported method ({ex.command!r})")
+
+    def _get(self, ex: Exchange, path: str) -> None:
+        query = ex.query
+        if path.startswith("/history"):
+            if not self._prelude(ex, "history"):
+                return
+            self.count("history_reads")
+            prompt_id = path[len("/history/") :] if path.startswith("/history/") else ""
+            if prompt_id:
+                item = self.history_item(prompt_id)
+                ex.json(200, {prompt_id: item} if item is not None else {})
+            else:
+                max_items = query.get("max_items", "")
+                ex.json(
+                    200,
+                    self.history_all(int(max_items) if max_items.isdigit() else None),
+                )
+        elif path == "/queue":
+            if not self._prelude(ex, "queue"):
+                return
+            self.count("queue_reads")
+            running, pending = self.queue_snapshot()
+            ex.json(200, {"queue_running": running, "queue_pending": pending})
+        elif path == "/view":
+            if not self._prelude(ex, "view"):
+                return
+            self.count("views")
+            self._view(ex, query)
+        elif path == "/prompt":
+            if self._prelude(ex, "queue"):
+                running, pending = self.queue_snapshot()
+                ex.json(
+                    200, {"exec_info": {"queue_remaining": len(running) + len(pending)}}
+                )
+        elif path == "/system_stats":
+            if self._prelude(ex, "queue"):
+                ex.json(
+                    200,
+                    {
+                        "system": {"os": "posix", "comfyui_version": "0.3.99-fake"},
+                        "devices": [],
+                    },
+                )
+        else:
+            ex.send(404, b"404: Not Found", "text/plain")
+
+    def _view(self, ex: Exchange, query: dict[str, str]) -> None:
+        name = query.get("filename", "")
+        subfolder = query.get("subfolder", "")
+        kind = query.get("type", "output")
+        if (
+            not name
+            or ".." in name
+            or name.startswith("/")
+            or kind not in ("output", "input", "temp")
+        ):
+            ex.send(400, b"400: Bad Request", "text/plain")
+            return
+        if posixpath.isabs(subfolder) or ".." in subfolder.split("/"):
+            ex.send(403, b"403: Forbidden", "text/plain")
+            return
+        with self._lock:
+            data = self._files.get((kind, subfolder, name))
+        if data is None:
+            ex.send(404, b"404: Not Found", "text/plain")
+            return
+        ex.send(200, data, "image/png", {"Content-Disposition": f'filename="{name}"'})
+
+    def _post(self, ex: Exchange, path: str) -> None:
+        raw = ex.raw_body
+        if path == "/upload/image":
+            if self._prelude(ex, "upload"):
+                self._upload(ex)
+        elif path == "/prompt":
+            if self._prelude(ex, "prompt"):
+                self._prompt(ex)
+        elif path == "/queue":
+            if not self._prelude(ex, "queue"):
+                return
+            body = _json_or_none(raw) or {}
+            if body.get("clear"):
+                self.clear_queue()
+            if isinstance(body.get("delete"), list):
+                self.delete([str(i) for i in body["delete"]])
+            ex.send(200, b"", "text/plain")
+        elif path == "/interrupt":
+            if not self._prelude(ex, "interrupt"):
+                return
+            body = _json_or_none(raw)
+            prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
+            self.interrupt(str(prompt_id) if prompt_id else None)
+            ex.send(200, b"", "text/plain")
+        else:
+            ex.send(404, b"404: Not Found", "text/plain")
+
+    def _upload(self, ex: Exchange) -> None:
+        try:
+            parts = {
+                part.name: part
+                for part in parse_multipart(
+                    ex.headers.get("Content-Type", ""), ex.raw_body
+                )
+            }
+        except ValueError:
+            ex.send(400, b"400: Bad Request", "text/plain")
+            return
+        image = parts.get("image")
+        if image is None or not image.filename:
+            ex.send(400, b"400: Bad Request", "text/plain")
+            return
+        kind = parts["type"].data.decode() if "type" in parts else "input"
+        subfolder = parts["subfolder"].data.decode() if "subfolder" in parts else ""
+        overwrite = (
+            parts["overwrite"].data.decode().lower() in ("true", "1")
+            if "overwrite" in parts
+            else False
+        )
+        name = posixpath.basename(image.filename)
+        if (
+            kind not in ("input", "temp", "output")
+            or ".." in subfolder.split("/")
+            or posixpath.isabs(subfolder)
+        ):
+            ex.send(400, b"400: Bad Request", "text/plain")
+            return
+        ex.json(200, self.store_upload(image.data, name, kind, subfolder, overwrite))
+
+    def _prompt(self, ex: Exchange) -> None:
+        body = _json_or_none(ex.raw_body)
+        if not isinstance(body, dict) or "prompt" not in body:
+            self.count("rejected_prompts")
+            ex.json(
+                400,
+                {
+                    "error": _error("no_prompt", "No prompt provided", ""),
+                    "node_errors": {},
+                },
+            )
+            return
+        error, node_errors = self.validate(body["prompt"])
+        outcome = None
+        if error is None:
+            outcome = self.take_fault("prompt", self.OUTCOMES)
+            if outcome is not None and outcome.kind == "node_errors":
+                node_id = str(
+                    outcome.options.get("node_id", next(iter(body["prompt"])))
+                )
+                node = body["prompt"].get(node_id, {})
+                error = _error(
+                    "prompt_outputs_failed_validation",
+                    "Prompt outputs failed validation",
+                    "",
+                )
+                message = outcome.options.get("message", "Value not in list")
+                details = outcome.options.get(
+                    "details", "unet_name: 'flux2_dev_fp8mixed.safetensors' not in []"
+                )
+                node_errors = {
+                    node_id: {
+                        "errors": [
+                            {
+                                "type": "value_not_in_list",
+                                "message": message,
+                                "details": details,
+                                "extra_info": {},
+                            }
+                        ],
+                        "dependent_outputs": [],
+                        "class_type": node.get("class_type", "?"),
+                    }
+                }
+                outcome = None
+        if error is not None:
+            self.count("rejected_prompts")
+            ex.json(400, {"error": error, "node_errors": node_errors})
+            return
+        prompt_id = body.get("prompt_id") if self.honour_prompt_id else None
+        job = self.enqueue(
+            body["prompt"],
+            str(body.get("client_id") or ""),
+            str(prompt_id) if prompt_id else None,
+            outcome,
+        )
+        ex.json(
+            200, {"prompt_id": job.prompt_id, "number": job.number, "node_errors": {}}
+        )
 
 
 def _error(kind: str, message: str, details: str) -> dict[str, Any]:
@@ -814,319 +949,6 @@ def _flux_mistake(graph: dict[str, Any]) -> tuple[str, str] | None:
             f"only {chained} of {len(references)} ReferenceLatent nodes are chained into the guider",
         )
     return None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "fake-comfyui/1.0"
-    timeout = 60
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    # Plumbing
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: int, data: Any) -> None:
-        self._send(status, json.dumps(data).encode())
-
-    def _empty(self) -> None:
-        self._send(200, b"", "text/plain")
-
-    def _http_fault(self, fault: Fault, endpoint: str) -> bool:
-        """Answer an HTTP-level fault; False when the request should go on (slow)."""
-        kind = fault.kind
-        if kind == "drop":
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return True
-        if kind == "slow":
-            time.sleep(
-                float(fault.options.get("seconds", self.server.fake.slow_seconds))
-            )
-            return False
-        if kind == "server_error":
-            self._send(
-                500,
-                b"500 Internal Server Error\n\nServer got itself in trouble",
-                "text/plain",
-            )
-        elif kind == "unavailable":
-            self._send(
-                503,
-                b"<html><body>503 Service Unavailable</body></html>",
-                "text/html",
-                {"Retry-After": "1"},
-            )
-        elif kind == "malformed":
-            if endpoint == "view":
-                self._send(200, b"\x89PNG\r\n\x1a\n not really a png", "image/png")
-            else:
-                self._send(200, b'{"prompt_id": "abc", "numb', "application/json")
-        elif kind == "unauthorized":
-            self._send(401, b"401: Unauthorized", "text/plain")
-        elif kind == "forbidden":
-            self._send(403, b"403: Forbidden", "text/plain")
-        elif kind == "not_found":
-            self._send(404, b"404: Not Found", "text/plain")
-        elif kind == "wrong_content_type":
-            self._send(200, b"<html><body>Login</body></html>", "text/html")
-        return True
-
-    def _authorised(self) -> bool:
-        fake = self.server.fake
-        if fake.token is None and fake.basic is None:
-            return True
-        header = self.headers.get("Authorization") or ""
-        expected = []
-        if fake.token is not None:
-            expected.append(f"Bearer {fake.token}")
-        if fake.basic is not None:
-            expected.append(
-                "Basic "
-                + b64encode(f"{fake.basic[0]}:{fake.basic[1]}".encode()).decode()
-            )
-        if any(hmac.compare_digest(header.encode(), e.encode()) for e in expected):
-            return True
-        self._send(
-            401,
-            b"401: Unauthorized",
-            "text/plain",
-            {"WWW-Authenticate": 'Basic realm="comfyui"'},
-        )
-        return False
-
-    def _route(self) -> tuple[str, str, dict[str, list[str]]]:
-        parts = urlsplit(self.path)
-        path = (
-            parts.path.removeprefix("/api")
-            if parts.path.startswith("/api/")
-            else parts.path
-        )
-        return path, parts.query, parse_qs(parts.query)
-
-    def _prelude(self, endpoint: str) -> bool:
-        """Count, answer an injected fault, check auth. False: already answered."""
-        fake = self.server.fake
-        fake._count("requests")
-        fault = fake._take_fault(endpoint, HTTP_FAULTS)
-        if fault is not None and self._http_fault(fault, endpoint):
-            return False
-        return self._authorised()
-
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    # Routes
-
-    def do_GET(self) -> None:
-        fake = self.server.fake
-        path, _, query = self._route()
-        if path.startswith("/history"):
-            if not self._prelude("history"):
-                return
-            fake._count("history_reads")
-            prompt_id = path[len("/history/") :] if path.startswith("/history/") else ""
-            if prompt_id:
-                item = fake.history_item(prompt_id)
-                self._json(200, {prompt_id: item} if item is not None else {})
-            else:
-                max_items = query.get("max_items", [""])[0]
-                self._json(
-                    200,
-                    fake.history_all(int(max_items) if max_items.isdigit() else None),
-                )
-        elif path == "/queue":
-            if not self._prelude("queue"):
-                return
-            fake._count("queue_reads")
-            running, pending = fake.queue_snapshot()
-            self._json(200, {"queue_running": running, "queue_pending": pending})
-        elif path == "/view":
-            if not self._prelude("view"):
-                return
-            fake._count("views")
-            self._view(query)
-        elif path == "/prompt":
-            if self._prelude("queue"):
-                running, pending = fake.queue_snapshot()
-                self._json(
-                    200, {"exec_info": {"queue_remaining": len(running) + len(pending)}}
-                )
-        elif path == "/system_stats":
-            if self._prelude("queue"):
-                self._json(
-                    200,
-                    {
-                        "system": {"os": "posix", "comfyui_version": "0.3.99-fake"},
-                        "devices": [],
-                    },
-                )
-        else:
-            self._send(404, b"404: Not Found", "text/plain")
-
-    def _view(self, query: dict[str, list[str]]) -> None:
-        fake = self.server.fake
-        name = query.get("filename", [""])[0]
-        subfolder = query.get("subfolder", [""])[0]
-        kind = query.get("type", ["output"])[0]
-        if (
-            not name
-            or ".." in name
-            or name.startswith("/")
-            or kind not in ("output", "input", "temp")
-        ):
-            self._send(400, b"400: Bad Request", "text/plain")
-            return
-        if posixpath.isabs(subfolder) or ".." in subfolder.split("/"):
-            self._send(403, b"403: Forbidden", "text/plain")
-            return
-        with fake._lock:
-            data = fake._files.get((kind, subfolder, name))
-        if data is None:
-            self._send(404, b"404: Not Found", "text/plain")
-            return
-        self._send(
-            200, data, "image/png", {"Content-Disposition": f'filename="{name}"'}
-        )
-
-    def do_POST(self) -> None:
-        fake = self.server.fake
-        path, _, _ = self._route()
-        raw = self._body()
-        if path == "/upload/image":
-            if self._prelude("upload"):
-                self._upload(raw)
-        elif path == "/prompt":
-            if self._prelude("prompt"):
-                self._prompt(raw)
-        elif path == "/queue":
-            if not self._prelude("queue"):
-                return
-            body = _json_or_none(raw) or {}
-            if body.get("clear"):
-                fake.clear_queue()
-            if isinstance(body.get("delete"), list):
-                fake.delete([str(i) for i in body["delete"]])
-            self._empty()
-        elif path == "/interrupt":
-            if not self._prelude("interrupt"):
-                return
-            body = _json_or_none(raw)
-            prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
-            fake.interrupt(str(prompt_id) if prompt_id else None)
-            self._empty()
-        else:
-            self._send(404, b"404: Not Found", "text/plain")
-
-    def _upload(self, raw: bytes) -> None:
-        fake = self.server.fake
-        try:
-            parts = {
-                part.name: part
-                for part in parse_multipart(self.headers.get("Content-Type", ""), raw)
-            }
-        except ValueError:
-            self._send(400, b"400: Bad Request", "text/plain")
-            return
-        image = parts.get("image")
-        if image is None or not image.filename:
-            self._send(400, b"400: Bad Request", "text/plain")
-            return
-        kind = parts["type"].data.decode() if "type" in parts else "input"
-        subfolder = parts["subfolder"].data.decode() if "subfolder" in parts else ""
-        overwrite = (
-            parts["overwrite"].data.decode().lower() in ("true", "1")
-            if "overwrite" in parts
-            else False
-        )
-        name = posixpath.basename(image.filename)
-        if (
-            kind not in ("input", "temp", "output")
-            or ".." in subfolder.split("/")
-            or posixpath.isabs(subfolder)
-        ):
-            self._send(400, b"400: Bad Request", "text/plain")
-            return
-        self._json(200, fake.store_upload(image.data, name, kind, subfolder, overwrite))
-
-    def _prompt(self, raw: bytes) -> None:
-        fake = self.server.fake
-        body = _json_or_none(raw)
-        if not isinstance(body, dict) or "prompt" not in body:
-            fake._count("rejected_prompts")
-            self._json(
-                400,
-                {
-                    "error": _error("no_prompt", "No prompt provided", ""),
-                    "node_errors": {},
-                },
-            )
-            return
-        error, node_errors = fake.validate(body["prompt"])
-        outcome = None
-        if error is None:
-            outcome = fake._take_fault("prompt", OUTCOMES)
-            if outcome is not None and outcome.kind == "node_errors":
-                node_id = str(
-                    outcome.options.get("node_id", next(iter(body["prompt"])))
-                )
-                node = body["prompt"].get(node_id, {})
-                error = _error(
-                    "prompt_outputs_failed_validation",
-                    "Prompt outputs failed validation",
-                    "",
-                )
-                message = outcome.options.get("message", "Value not in list")
-                details = outcome.options.get(
-                    "details", "unet_name: 'flux2_dev_fp8mixed.safetensors' not in []"
-                )
-                node_errors = {
-                    node_id: {
-                        "errors": [
-                            {
-                                "type": "value_not_in_list",
-                                "message": message,
-                                "details": details,
-                                "extra_info": {},
-                            }
-                        ],
-                        "dependent_outputs": [],
-                        "class_type": node.get("class_type", "?"),
-                    }
-                }
-                outcome = None
-        if error is not None:
-            fake._count("rejected_prompts")
-            self._json(400, {"error": error, "node_errors": node_errors})
-            return
-        prompt_id = body.get("prompt_id") if fake.honour_prompt_id else None
-        job = fake.enqueue(
-            body["prompt"],
-            str(body.get("client_id") or ""),
-            str(prompt_id) if prompt_id else None,
-            outcome,
-        )
-        self._json(
-            200, {"prompt_id": job.prompt_id, "number": job.number, "node_errors": {}}
-        )
 
 
 def _json_or_none(raw: bytes) -> Any:
