@@ -188,6 +188,19 @@ def parse_multipart(content_type: str, body: bytes) -> list[Part]:
 
 # --- Faults --------------------------------------------------------------------------------------
 
+# The HTTP-level faults every fake answers (each adds its own).
+COMMON_FAULTS = frozenset(
+    {
+        "server_error",
+        "unavailable",
+        "drop",
+        "slow",
+        "malformed",
+        "unauthorized",
+        "forbidden",
+    }
+)
+
 
 @dataclass
 class Fault:
@@ -753,20 +766,11 @@ class FakeProvider(AsyncFake):
     """Requests queued for `queue_latency`, done `latency` seconds after the submit, with
     result images on the delivery host until `url_ttl` seconds after they are done."""
 
-    HTTP_FAULTS: ClassVar[frozenset[str]] = frozenset(
-        {
-            "rate_limit",
-            "server_error",
-            "unavailable",
-            "drop",
-            "slow",
-            "malformed",
-            "unauthorized",
-            "forbidden",
-            "payment_required",
-            "validation",
-        }
-    )
+    HTTP_FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | {
+        "rate_limit",
+        "payment_required",
+        "validation",
+    }
     DELIVERY_FAULTS: ClassVar[frozenset[str]] = frozenset(
         {"expired", "wrong_content_type", "redirect"}
     )
@@ -865,6 +869,19 @@ class FakeProvider(AsyncFake):
 
     def new_id(self) -> str:
         return str(uuid.uuid4())
+
+    def phase(self, task: FakeTask, now: float) -> str:
+        """ "canceled", "queued", "running" or "done" (each fake names them its own way)."""
+        if task.canceled:
+            return "canceled"
+        if now < task.queued_until:
+            return "queued"
+        if now < task.ready_at:
+            return "running"
+        return "done"
+
+    def webhook_ready(self, task: FakeTask, now: float) -> bool:
+        return task.ready_at <= now and not task.canceled
 
     def image_bytes(self, task: FakeTask) -> tuple[bytes, str]:
         """A real image of the request's size and format, unique per request."""

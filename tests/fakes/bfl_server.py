@@ -61,6 +61,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.fakes.base import (
+    COMMON_FAULTS,
     AsyncFake,
     Exchange,
     FakeServer,
@@ -96,15 +97,8 @@ PRICES: dict[str, tuple[float, float, float]] = {
 }
 MAX_PIXELS = 2048 * 2048
 
-HTTP_FAULTS = {
+HTTP_FAULTS = COMMON_FAULTS | {
     "rate_limit",
-    "server_error",
-    "unavailable",
-    "drop",
-    "slow",
-    "malformed",
-    "unauthorized",
-    "forbidden",
     "payment_required",
     "bad_request",
     "validation",
@@ -182,25 +176,13 @@ class FakeBFL(AsyncFake):
         latency: float = 0.0,
         concurrency: int = 24,
         url_ttl: float = 600.0,
-        slow_seconds: float = 2.0,
         retry_after: float | None = None,
         result_size: tuple[int, int] | None = None,
-        webhook_retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0),
         credits: float = 1000.0,
-        host: str = "127.0.0.1",
-        alias: str | None = None,
-        port: int = 0,
-        seed: int = 0,
+        **kw: Any,
     ) -> None:
-        super().__init__(
-            api_key=api_key,
-            slow_seconds=slow_seconds,
-            webhook_retry_delays=webhook_retry_delays,
-            host=host,
-            alias=alias,
-            port=port,
-            seed=seed,
-        )
+        """`kw`: slow_seconds, webhook_retry_delays, host, alias, port, seed (AsyncFake's)."""
+        super().__init__(api_key=api_key, **kw)
         self.latency = latency
         self.concurrency = concurrency
         self.url_ttl = url_ttl

@@ -34,8 +34,8 @@ models), "proxied", "delivery" or "api" = run and proxied):
     (200, base64 of bytes that are no image); proxied only: failed (state "Failed"), moderated
     (state "Content Moderated"); delivery only: expired (403).
 
-Thread-safe (one lock around all state); the server, faults and counters are FakeServer's
-(tests/fakes/base.py).
+Thread-safe: one lock around all state. The HTTP server, fault registry and counters come from
+FakeServer in tests/fakes/base.py.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from typing import Any
 from PIL import Image
 
 from tests.fakes.base import (
+    COMMON_FAULTS,
     Exchange,
     FakeServer,
     Fault,
@@ -73,15 +74,8 @@ MAX_REFERENCES = 4
 REFERENCE_MAX_SIDE = 512
 FORM_FIELDS = {"prompt", "width", "height", "steps", "guidance", "seed"}
 
-HTTP_FAULTS = {
+HTTP_FAULTS = COMMON_FAULTS | {
     "rate_limit",
-    "server_error",
-    "unavailable",
-    "drop",
-    "slow",
-    "malformed",
-    "unauthorized",
-    "forbidden",
     "quota",
     "moderation",
     "bad_request",
@@ -138,18 +132,10 @@ class FakeCloudflare(FakeServer):
         api_token: str = "cf-test-token",
         account_id: str = "0123456789abcdef0123456789abcdef",
         latency: float = 0.0,
-        slow_seconds: float = 2.0,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        seed: int = 0,
+        **kw: Any,
     ) -> None:
-        super().__init__(
-            api_key=api_token,
-            slow_seconds=slow_seconds,
-            host=host,
-            port=port,
-            seed=seed,
-        )
+        """`kw`: slow_seconds, host, port, seed (FakeServer's)."""
+        super().__init__(api_key=api_token, **kw)
         self.account_id = account_id
         self.latency = latency
         self._requests: list[dict[str, Any]] = []

@@ -41,7 +41,7 @@ Faults (`inject(kind, endpoint=..., times=1 | probability=p, **options)`; endpoi
     message), execution_error (options exception_type, exception_message), oom (an
     execution_error with torch.OutOfMemoryError), no_output (success without images).
 
-Thread-safe (one lock around all state); the server, faults and counters are FakeServer's
+Thread-safe (one lock around all state). Serving, faults and counters: FakeServer
 (tests/fakes/base.py).
 """
 
@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes.base import (
+    COMMON_FAULTS,
     Exchange,
     FakeServer,
     Fault,
@@ -68,17 +69,7 @@ from tests.fakes.base import (
 
 __all__ = ["FakeComfyUI", "make_image"]
 
-HTTP_FAULTS = {
-    "server_error",
-    "unavailable",
-    "drop",
-    "slow",
-    "malformed",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "wrong_content_type",
-}
+HTTP_FAULTS = COMMON_FAULTS | {"not_found", "wrong_content_type"}
 OUTCOMES = {"node_errors", "execution_error", "oom", "no_output"}
 ENDPOINTS = ("prompt", "upload", "history", "queue", "interrupt", "view")
 # kind -> (status, body, content type, headers) of the HTTP-level faults.
@@ -191,16 +182,14 @@ class FakeComfyUI(FakeServer):
         self,
         *,
         latency: float = 0.0,
-        slow_seconds: float = 2.0,
         token: str | None = None,
         basic: tuple[str, str] | None = None,
         honour_prompt_id: bool = True,
         models: dict[str, list[str]] | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        seed: int = 0,
+        **kw: Any,
     ) -> None:
-        super().__init__(slow_seconds=slow_seconds, host=host, port=port, seed=seed)
+        """`kw`: slow_seconds, host, port, seed (FakeServer's)."""
+        super().__init__(**kw)
         self.latency = latency
         self.token = token
         self.basic = basic

@@ -131,6 +131,12 @@ FIELDS = {
     "klein": {"prompt", "image_size", "num_inference_steps", "seed", "num_images"}
     | {"output_format", "enable_safety_checker", "sync_mode"},
 }
+STATES = {
+    "canceled": "CANCELED",
+    "queued": "IN_QUEUE",
+    "running": "IN_PROGRESS",
+    "done": "COMPLETED",
+}
 FIELDS["flex"] = FIELDS["bfl"] | {
     "guidance_scale",
     "num_inference_steps",
@@ -435,15 +441,15 @@ class FakeFal(FakeProvider):
         return errors
 
     def state(self, task: FakeTask, now: float) -> str:
-        if task.canceled:
-            return "CANCELED"
-        if now < task.queued_until:
-            return "IN_QUEUE"
-        if now < task.ready_at:
-            return "IN_PROGRESS"
-        return "COMPLETED"
+        return STATES[self.phase(task, now)]
 
-    def _find(self, ex: Exchange, app: str, request_id: str) -> FakeTask | None:
+    def _find(
+        self, ex: Exchange, endpoint: str, app: str, request_id: str
+    ) -> FakeTask | None:
+        """The request a status/result/cancel call names, after its injected faults and the
+        key check; None when the call has been answered."""
+        if self.http_fault(ex, endpoint) or not self._authorised(ex):
+            return None
         with self._lock:
             task = self._tasks.get(request_id)
         if task is None or "/".join(task.model.split("/")[:2]) != app:
@@ -457,9 +463,7 @@ class FakeFal(FakeProvider):
     def _status(self, ex: Exchange, app: str, request_id: str) -> None:
         self.count("status_polls")
         fault = self.take_fault("status", self.OUTCOMES)
-        if self.http_fault(ex, "status") or not self._authorised(ex):
-            return
-        task = self._find(ex, app, request_id)
+        task = self._find(ex, "status", app, request_id)
         if task is None:
             return
         now = time.monotonic()
@@ -536,9 +540,7 @@ class FakeFal(FakeProvider):
 
     def _result(self, ex: Exchange, app: str, request_id: str) -> None:
         self.count("result_requests")
-        if self.http_fault(ex, "result") or not self._authorised(ex):
-            return
-        task = self._find(ex, app, request_id)
+        task = self._find(ex, "result", app, request_id)
         if task is None:
             return
         with self._lock:
@@ -554,9 +556,7 @@ class FakeFal(FakeProvider):
 
     def _cancel(self, ex: Exchange, app: str, request_id: str) -> None:
         self.count("cancels")
-        if self.http_fault(ex, "cancel") or not self._authorised(ex):
-            return
-        task = self._find(ex, app, request_id)
+        task = self._find(ex, "cancel", app, request_id)
         if task is None:
             return
         with self._lock:
@@ -569,9 +569,6 @@ class FakeFal(FakeProvider):
             ex.json(202, {"status": "CANCELLATION_REQUESTED"})
 
     # Webhooks
-
-    def webhook_ready(self, task: FakeTask, now: float) -> bool:
-        return task.ready_at <= now and not task.canceled
 
     def webhook_payload(self, task: FakeTask) -> dict[str, Any]:
         status, output, _ = self.output(task)

@@ -492,12 +492,11 @@ class FakeReplicate(FakeProvider):
         return problems
 
     def status(self, task: FakeTask, now: float) -> str:
-        if task.canceled:
-            return "canceled"
-        if now < task.queued_until:
-            return "starting"
-        if now < task.ready_at:
-            return "processing"
+        phase = self.phase(task, now)
+        if phase != "done":
+            return {"canceled": "canceled", "queued": "starting"}.get(
+                phase, "processing"
+            )
         return {"failed": "failed", "nsfw": "failed", "aborted": "aborted"}.get(
             task.outcome, "succeeded"
         )
@@ -601,9 +600,6 @@ class FakeReplicate(FakeProvider):
         ex.json(200, self.prediction(task))
 
     # Webhooks
-
-    def webhook_ready(self, task: FakeTask, now: float) -> bool:
-        return task.ready_at <= now and not task.canceled
 
     def sign_headers(
         self,
