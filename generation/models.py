@@ -397,17 +397,18 @@ class Asset(models.Model):
             models.Index(
                 fields=["workspace", "-created_at"], name="asset_workspace_recent"
             ),
-            # Gallery pages and the approval progress (review_status included: counts are
-            # index-only scans).
+            # Gallery pages and the approval progress. review_status and workspace are included
+            # so that the status counts are index-only scans (the workspace filter included):
+            # without them the planner reads the workspace's other campaigns' rows as well.
             models.Index(
                 fields=["campaign", "-created_at", "-id"],
-                include=["review_status"],
-                name="asset_campaign_recent",
+                include=["review_status", "workspace"],
+                name="asset_campaign_scope",
             ),
             models.Index(
                 fields=["batch", "-created_at", "-id"],
-                include=["review_status"],
-                name="asset_batch_recent",
+                include=["review_status", "workspace"],
+                name="asset_batch_scope",
             ),
         ]
         constraints = [
