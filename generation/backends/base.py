@@ -20,7 +20,7 @@ generation/tasks.py) decides what to do with it; backends never sleep and never 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -143,6 +143,42 @@ class ParamRule:
         if not low <= value <= high:
             return f"must be between {low:g} and {high:g}"
         return None
+
+
+MEGAPIXEL = 1024 * 1024  # pixels in one billed megapixel (BFL's and fal's unit)
+
+
+def billed_megapixels(width: int, height: int) -> int:
+    """Whole megapixels (1024×1024 px each), rounded up, at least 1."""
+    return max(1, -(-(width * height) // MEGAPIXEL))
+
+
+@dataclass(frozen=True)
+class MegapixelPrice:
+    """The first output megapixel, each further output megapixel, each input megapixel (in one
+    unit: USD, or BFL's cents)."""
+
+    first: Decimal
+    extra: Decimal
+    input: Decimal
+
+    def cost(
+        self, output: tuple[int, int], inputs: Iterable[tuple[int, int]]
+    ) -> Decimal:
+        """first + (output MP − 1) × extra + input MP × input, each image rounded up."""
+        output_mp = billed_megapixels(*output)
+        input_mp = sum(billed_megapixels(width, height) for width, height in inputs)
+        return self.first + (output_mp - 1) * self.extra + input_mp * self.input
+
+
+def check_prompt_and_seed(request: GenerationRequest) -> None:
+    """RuleViolation for an empty prompt or a seed that is not a whole number."""
+    if not request.prompt or not request.prompt.strip():
+        raise RuleViolation("prompt", "The prompt is empty.")
+    if request.seed is not None and (
+        isinstance(request.seed, bool) or not isinstance(request.seed, int)
+    ):
+        raise RuleViolation("seed", f"seed {request.seed!r} must be a whole number.")
 
 
 @dataclass(frozen=True)

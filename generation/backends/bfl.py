@@ -34,26 +34,28 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
 from generation.backends.base import (
+    MEGAPIXEL,
     Backend,
     BackendConfig,
     BackendError,
     Capabilities,
     ErrorClass,
     GenerationRequest,
+    MegapixelPrice,
     ModelSpec,
     ParamRule,
     PollResult,
     ProviderState,
     RuleViolation,
     Submission,
+    check_prompt_and_seed,
 )
-from generation.backends.download import HostPolicy, fetch_result
+from generation.backends.download import HostPolicy, fetch_result, result_cap
 from generation.backends.transport import (
     error_message,
     json_object,
@@ -74,9 +76,6 @@ PROVIDER_HOSTS: tuple[str, ...] = (
     "bfldeliveryprod.blob.core.windows.net",
 )
 
-MEGAPIXEL = (
-    1024 * 1024
-)  # pixels in one billed/limited megapixel (see the module docstring)
 MAX_MEGAPIXELS = (
     4 * MEGAPIXEL / 1_000_000
 )  # "max 4 MP (e.g. 2048×2048)", in ModelSpec's 10^6 units
@@ -130,18 +129,11 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-@dataclass(frozen=True)
-class Price:
-    """Cents: the first output megapixel, each further output megapixel, each input megapixel."""
-
-    first: Decimal
-    extra: Decimal
-    input: Decimal
-
-
+# In cents (MegapixelPrice: first output MP, each further output MP, each input MP).
+Price = MegapixelPrice
 _PRO = Price(Decimal(3), Decimal("1.5"), Decimal("1.5"))
 _KLEIN_9B = Price(Decimal("1.5"), Decimal("0.2"), Decimal("0.2"))
-PRICES: dict[str, Price] = {  # providers.md 1.12
+PRICES: dict[str, MegapixelPrice] = {  # providers.md 1.12
     "flux-2-pro": _PRO,
     "flux-2-pro-preview": _PRO,
     "flux-2-max": Price(Decimal(7), Decimal(3), Decimal(3)),
@@ -150,11 +142,6 @@ PRICES: dict[str, Price] = {  # providers.md 1.12
     "flux-2-klein-9b": _KLEIN_9B,
     "flux-2-klein-9b-preview": _KLEIN_9B,
 }
-
-
-def billed_megapixels(width: int, height: int) -> int:
-    """Whole megapixels (1024×1024 px each), rounded up, at least 1."""
-    return max(1, -(-(width * height) // MEGAPIXEL))
 
 
 def resolve_base_url(value: str) -> str:
@@ -319,7 +306,7 @@ class BFLBackend(Backend):
             PROVIDER_HOSTS,
         )
         self.timeout, self.fetch_timeout = timeouts(extra)
-        self.max_result_bytes = int(extra.get("max_result_bytes") or 64 * 1024 * 1024)
+        self.max_result_bytes = result_cap(extra)
 
     # Capabilities, rules, price
 
@@ -333,14 +320,7 @@ class BFLBackend(Backend):
 
     def validate(self, request: GenerationRequest) -> None:
         super().validate(request)
-        if not request.prompt or not request.prompt.strip():
-            raise RuleViolation("prompt", "The prompt is empty.")
-        if request.seed is not None and (
-            isinstance(request.seed, bool) or not isinstance(request.seed, int)
-        ):
-            raise RuleViolation(
-                "seed", f"seed {request.seed!r} must be a whole number."
-            )
+        check_prompt_and_seed(request)
         if (
             request.webhook_url is not None
             and not 1 <= len(request.webhook_url) <= WEBHOOK_URL_MAX
@@ -357,12 +337,8 @@ class BFLBackend(Backend):
             raise RuleViolation(
                 "model", f"{self.label} has no price for {request.model}."
             )
-        output_mp = billed_megapixels(request.width, request.height)
-        input_mp = sum(
-            billed_megapixels(ref.width, ref.height) for ref in request.references
-        )
-        cents = price.first + (output_mp - 1) * price.extra + input_mp * price.input
-        return cents * CREDIT
+        inputs = ((ref.width, ref.height) for ref in request.references)
+        return price.cost((request.width, request.height), inputs) * CREDIT
 
     # Protocol
 

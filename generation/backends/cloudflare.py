@@ -67,12 +67,14 @@ import httpx
 from PIL import Image
 
 from generation.backends.base import (
+    MEGAPIXEL,
     Backend,
     BackendConfig,
     BackendError,
     Capabilities,
     ErrorClass,
     GenerationRequest,
+    MegapixelPrice,
     ModelSpec,
     ParamRule,
     PollResult,
@@ -80,6 +82,7 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
     Submission,
+    check_prompt_and_seed,
 )
 from generation.backends.bfl import PROVIDER_HOSTS
 from generation.backends.download import HostPolicy, download_image, verify_image
@@ -104,7 +107,6 @@ MAX_REFERENCES = 4  # input_image_0 … input_image_3
 REFERENCE_MAX_SIDE = 512  # "512×512 each"
 TILE = 512
 DEV_DEFAULT_STEPS = 25  # the documented curl example and cost example
-MEGAPIXEL = 1024 * 1024
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 
 # Hosts a proxied model's result URL may point at (BFL delivery, providers.md 1.1), besides the
@@ -190,15 +192,6 @@ class TilePrice:
     per_step: bool
 
 
-@dataclass(frozen=True)
-class MegapixelPrice:
-    """USD: the first output megapixel, each further output megapixel, each input megapixel."""
-
-    first: Decimal
-    extra: Decimal
-    input: Decimal
-
-
 PRICES: dict[str, TilePrice | MegapixelPrice] = {
     "flux-2-dev": TilePrice(Decimal("0.00021"), Decimal("0.00041"), per_step=True),
     "flux-2-klein-4b": TilePrice(
@@ -219,11 +212,6 @@ PRICES: dict[str, TilePrice | MegapixelPrice] = {
 def tiles(width: int, height: int) -> int:
     """512×512 tiles covering width×height, partial tiles counted whole."""
     return math.ceil(width / TILE) * math.ceil(height / TILE)
-
-
-def billed_megapixels(width: int, height: int) -> int:
-    """Whole megapixels (1024×1024 px each), rounded up, at least 1."""
-    return max(1, -(-(width * height) // MEGAPIXEL))
 
 
 def fitted_size(
@@ -399,14 +387,7 @@ class CloudflareBackend(Backend):
 
     def validate(self, request: GenerationRequest) -> None:
         super().validate(request)
-        if not request.prompt or not request.prompt.strip():
-            raise RuleViolation("prompt", "The prompt is empty.")
-        if request.seed is not None and (
-            isinstance(request.seed, bool) or not isinstance(request.seed, int)
-        ):
-            raise RuleViolation(
-                "seed", f"seed {request.seed!r} must be a whole number."
-            )
+        check_prompt_and_seed(request)
 
     def steps_for(self, request: GenerationRequest) -> int | None:
         """The step count sent (and billed) for [dev]; None for models with fixed steps."""
@@ -429,12 +410,8 @@ class CloudflareBackend(Backend):
             )
             cost = in_tiles * price.input + out_tiles * price.output
             return cost * (self.steps_for(request) or 1) if price.per_step else cost
-        output_mp = billed_megapixels(request.width, request.height)
-        input_mp = sum(
-            billed_megapixels(*fitted_size(ref.width, ref.height))
-            for ref in request.references
-        )
-        return price.first + (output_mp - 1) * price.extra + input_mp * price.input
+        inputs = (fitted_size(ref.width, ref.height) for ref in request.references)
+        return price.cost((request.width, request.height), inputs)
 
     # Protocol
 

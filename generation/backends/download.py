@@ -12,7 +12,7 @@ import io
 import ipaddress
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -32,6 +32,11 @@ EXPIRED_MARKERS = (
     "expired",
     "authorizationfailure",
 )
+
+
+def result_cap(extra: Mapping[str, str]) -> int:
+    """The largest result download in bytes: extra's "max_result_bytes", else MAX_RESULT_BYTES."""
+    return int(extra.get("max_result_bytes") or MAX_RESULT_BYTES)
 
 
 def resolve_host(host: str, port: int) -> list[str]:

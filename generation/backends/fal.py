@@ -57,21 +57,28 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from generation.backends.base import (
+    MEGAPIXEL,
     Backend,
     BackendConfig,
     BackendError,
     Capabilities,
     ErrorClass,
     GenerationRequest,
+    MegapixelPrice,
     ModelSpec,
     ParamRule,
     PollResult,
     ProviderState,
     RuleViolation,
     Submission,
+    check_prompt_and_seed,
 )
-from generation.backends.bfl import MEGAPIXEL, billed_megapixels
-from generation.backends.download import HostPolicy, fetch_result, verify_image
+from generation.backends.download import (
+    HostPolicy,
+    fetch_result,
+    result_cap,
+    verify_image,
+)
 from generation.backends.transport import (
     client,
     error_message,
@@ -110,13 +117,7 @@ _MODERATION_WORDS = (
 )
 
 
-@dataclass(frozen=True)
-class Price:
-    """USD: the first output megapixel, each further output megapixel, each input megapixel."""
-
-    first: Decimal
-    extra: Decimal
-    input: Decimal
+Price = MegapixelPrice  # USD
 
 
 @dataclass(frozen=True)
@@ -305,12 +306,8 @@ def decode_data_uri(uri: str) -> tuple[bytes, str]:
 
 def estimate(model: FalModel, request: GenerationRequest) -> Decimal:
     """USD = first MP + (output MP − 1) × extra + Σ input MP × input price, each image rounded up."""
-    output_mp = billed_megapixels(request.width, request.height)
-    input_mp = sum(
-        billed_megapixels(ref.width, ref.height) for ref in request.references
-    )
-    price = model.price
-    return price.first + (output_mp - 1) * price.extra + input_mp * price.input
+    inputs = ((ref.width, ref.height) for ref in request.references)
+    return model.price.cost((request.width, request.height), inputs)
 
 
 # --- Failures (result-time errors, webhook errors, HTTP errors) ---------------------------------
@@ -570,7 +567,7 @@ class FalBackend(Backend):
         self.jwks_policy = HostPolicy.build(self.base_url, allowed, JWKS_HOSTS)
         self.jwks_ttl = float(extra.get("jwks_ttl") or JWKS_TTL)
         self.timeout, self.fetch_timeout = timeouts(extra)
-        self.max_result_bytes = int(extra.get("max_result_bytes") or 64 * 1024 * 1024)
+        self.max_result_bytes = result_cap(extra)
 
     # Capabilities, rules, price
 
@@ -587,14 +584,7 @@ class FalBackend(Backend):
 
     def validate(self, request: GenerationRequest) -> None:
         super().validate(request)
-        if not request.prompt or not request.prompt.strip():
-            raise RuleViolation("prompt", "The prompt is empty.")
-        if request.seed is not None and (
-            isinstance(request.seed, bool) or not isinstance(request.seed, int)
-        ):
-            raise RuleViolation(
-                "seed", f"seed {request.seed!r} must be a whole number."
-            )
+        check_prompt_and_seed(request)
         if request.webhook_url and urlsplit(request.webhook_url).scheme not in (
             "http",
             "https",

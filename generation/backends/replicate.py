@@ -53,21 +53,23 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from generation.backends.base import (
+    MEGAPIXEL,
     Backend,
     BackendConfig,
     BackendError,
     Capabilities,
     ErrorClass,
     GenerationRequest,
+    MegapixelPrice,
     ModelSpec,
     ParamRule,
     PollResult,
     ProviderState,
     RuleViolation,
     Submission,
+    check_prompt_and_seed,
 )
-from generation.backends.bfl import MEGAPIXEL, billed_megapixels
-from generation.backends.download import HostPolicy, fetch_result
+from generation.backends.download import HostPolicy, fetch_result, result_cap
 from generation.backends.transport import (
     error_message,
     http_error,
@@ -103,13 +105,7 @@ _MODERATION_WORDS = (
 )
 
 
-@dataclass(frozen=True)
-class Price:
-    """USD: the first output megapixel, each further output megapixel, each input megapixel."""
-
-    first: Decimal
-    extra: Decimal
-    input: Decimal
+Price = MegapixelPrice  # USD
 
 
 @dataclass(frozen=True)
@@ -244,10 +240,8 @@ def data_uri(content: bytes, content_type: str) -> str:
 
 
 def estimate(model: ReplicateModel, request: GenerationRequest) -> Decimal:
-    output_mp = billed_megapixels(request.width, request.height)
-    input_mp = sum(billed_megapixels(r.width, r.height) for r in request.references)
-    price = model.price
-    return price.first + (output_mp - 1) * price.extra + input_mp * price.input
+    inputs = ((ref.width, ref.height) for ref in request.references)
+    return model.price.cost((request.width, request.height), inputs)
 
 
 # --- Errors ------------------------------------------------------------------------------------
@@ -444,7 +438,7 @@ class ReplicateBackend(Backend):
             ENV_WEBHOOK_SECRET, ""
         )
         self.timeout, self.fetch_timeout = timeouts(extra)
-        self.max_result_bytes = int(extra.get("max_result_bytes") or 64 * 1024 * 1024)
+        self.max_result_bytes = result_cap(extra)
 
     # Capabilities, rules, price
 
@@ -466,11 +460,7 @@ class ReplicateBackend(Backend):
         ):
             raise problem  # before the generic checks: it says why exact sizes matter here
         super().validate(request)
-        if not request.prompt or not request.prompt.strip():
-            raise RuleViolation("prompt", "The prompt is empty.")
-        seed = request.seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise RuleViolation("seed", f"seed {seed!r} must be a whole number.")
+        check_prompt_and_seed(request)
         if request.webhook_url and urlsplit(request.webhook_url).scheme not in (
             "http",
             "https",

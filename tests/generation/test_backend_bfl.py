@@ -24,8 +24,9 @@ from generation.backends.base import (
     ProviderState,
     ReferenceInput,
     RuleViolation,
+    billed_megapixels,
 )
-from generation.backends.bfl import BFLBackend, billed_megapixels, resolve_base_url
+from generation.backends.bfl import BFLBackend, resolve_base_url
 from tests.fakes.bfl_server import FakeBFL, make_image
 
 
