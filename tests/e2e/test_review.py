@@ -129,8 +129,10 @@ def test_a_batch_is_reviewed_with_the_keyboard_alone(
     page.goto(f"{base}/batches/{batch.code}/gallery/")
     cards = page.locator(".asset-card")
     expect(cards).to_have_count(6)
+    # A function, not an expression: Playwright evals bare expressions, which the CSP forbids.
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('.asset-thumb img')).every(i => i.complete && i.naturalWidth > 0)"
+        "() => Array.from(document.querySelectorAll('.asset-thumb img'))"
+        ".every(i => i.complete && i.naturalWidth > 0)"
     )
     shots.take("gallery")
 
@@ -149,19 +151,19 @@ def test_a_batch_is_reviewed_with_the_keyboard_alone(
     expect(page.locator("#review-live")).to_have_text("Approved.")
     # The status chips refresh themselves (HX-Trigger: review-changed).
     expect(page.locator("#status-chips")).to_contain_text("Approved 1")
-    page.wait_for_function(f"document.activeElement.id === 'asset-{order[1].code}'")
+    expect(page.locator(f"#asset-{order[1].code}")).to_be_focused()
     page.keyboard.press("r")
     expect(page.locator(f"#asset-{order[1].code}")).to_have_class(
         re.compile("review-rejected")
     )
-    page.wait_for_function(f"document.activeElement.id === 'asset-{order[2].code}'")
+    expect(page.locator(f"#asset-{order[2].code}")).to_be_focused()
 
     # s stars and stays; k goes back, j forward again.
     page.keyboard.press("s")
     expect(page.locator(f"#asset-{order[2].code}")).to_have_class(
         re.compile("is-starred")
     )
-    page.wait_for_function(f"document.activeElement.id === 'asset-{order[2].code}'")
+    expect(page.locator(f"#asset-{order[2].code}")).to_be_focused()
     page.keyboard.press("k")
     assert _focused_card(page) == f"asset-{order[1].code}"
     page.keyboard.press("j")
@@ -176,7 +178,7 @@ def test_a_batch_is_reviewed_with_the_keyboard_alone(
     expect(page.locator(f"#asset-{order[2].code}")).to_have_class(
         re.compile("review-changes_requested")
     )
-    page.wait_for_function(f"document.activeElement.id === 'asset-{order[3].code}'")
+    expect(page.locator(f"#asset-{order[3].code}")).to_be_focused()
     shots.take("after-decisions")
 
     statuses = dict(Asset.objects.values_list("pk", "review_status"))
@@ -206,7 +208,8 @@ def test_a_batch_is_reviewed_with_the_keyboard_alone(
     expect(page.locator(".word-diff ins").first).to_be_visible()
     expect(page.locator(".compare-table mark.differs").first).to_be_visible()
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('.compare-image img')).every(i => i.complete && i.naturalWidth > 0)"
+        "() => Array.from(document.querySelectorAll('.compare-image img'))"
+        ".every(i => i.complete && i.naturalWidth > 0)"
     )
     shots.take("compare")
 
@@ -225,7 +228,8 @@ def test_a_batch_is_reviewed_with_the_keyboard_alone(
         order[0].generation.variables["headline"]
     )
     page.wait_for_function(
-        "document.querySelector('.viewer-stage img').complete && document.querySelector('.viewer-stage img').naturalWidth > 0"
+        "() => document.querySelector('.viewer-stage img').complete"
+        " && document.querySelector('.viewer-stage img').naturalWidth > 0"
     )
     shots.take("asset-page")
     # Zoom without a mouse: Tab to the zoom radios, arrow to 200%.
