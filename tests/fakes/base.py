@@ -883,6 +883,29 @@ class FakeProvider(AsyncFake):
     def webhook_ready(self, task: FakeTask, now: float) -> bool:
         return task.ready_at <= now and not task.canceled
 
+    def webhook_message(
+        self, task: FakeTask, fault: str | None
+    ) -> tuple[bytes, dict[str, str]]:
+        """The callback of a finished request: signed, unless the webhook `fault` is unsigned;
+        stale dates it 10 minutes back, bad_signature signs it with another key."""
+        body = json.dumps(self.webhook_payload(task)).encode()
+        headers = {"Content-Type": "application/json"}
+        if fault != "unsigned":
+            stamp = int(time.time()) - (600 if fault == "stale" else 0)
+            forged = fault == "bad_signature"
+            headers |= self.webhook_signature(task, body, stamp, forged=forged)
+        return body, headers
+
+    def webhook_payload(self, task: FakeTask) -> dict[str, Any]:
+        """The JSON body of a request's callback."""
+        raise NotImplementedError
+
+    def webhook_signature(
+        self, task: FakeTask, body: bytes, timestamp: int, *, forged: bool
+    ) -> dict[str, str]:
+        """The signature headers of a callback (`forged`: signed with the wrong key)."""
+        raise NotImplementedError
+
     def image_bytes(self, task: FakeTask) -> tuple[bytes, str]:
         """A real image of the request's size and format, unique per request."""
         with self._lock:

@@ -602,16 +602,11 @@ class FakeFal(FakeProvider):
             "X-Fal-Webhook-Signature": signature,
         }
 
-    def webhook_message(
-        self, task: FakeTask, fault: str | None
-    ) -> tuple[bytes, dict[str, str]]:
-        body = json.dumps(self.webhook_payload(task)).encode()
-        headers = {"Content-Type": "application/json"}
-        if fault != "unsigned":
-            stamp = int(time.time()) - (600 if fault == "stale" else 0)
-            key = self.other_key if fault == "bad_signature" else None
-            headers |= self.sign(task.id, body, timestamp=stamp, key=key)
-        return body, headers
+    def webhook_signature(
+        self, task: FakeTask, body: bytes, timestamp: int, *, forged: bool
+    ) -> dict[str, str]:
+        key = self.other_key if forged else None
+        return self.sign(task.id, body, timestamp=timestamp, key=key)
 
 
 if __name__ == "__main__":

@@ -620,16 +620,14 @@ class FakeReplicate(FakeProvider):
             ),
         }
 
-    def webhook_message(
-        self, task: FakeTask, fault: str | None
-    ) -> tuple[bytes, dict[str, str]]:
-        body = json.dumps(self.prediction(task)).encode()
-        headers = {"Content-Type": "application/json"}
-        if fault != "unsigned":
-            stamp = int(time.time()) - (600 if fault == "stale" else 0)
-            secret = self.other_secret if fault == "bad_signature" else None
-            headers |= self.sign_headers(body, timestamp=stamp, secret=secret)
-        return body, headers
+    def webhook_payload(self, task: FakeTask) -> dict[str, Any]:
+        return self.prediction(task)
+
+    def webhook_signature(
+        self, task: FakeTask, body: bytes, timestamp: int, *, forged: bool
+    ) -> dict[str, str]:
+        secret = self.other_secret if forged else None
+        return self.sign_headers(body, timestamp=timestamp, secret=secret)
 
 
 if __name__ == "__main__":
