@@ -55,10 +55,12 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
+        # Each start gets its own beat schedule file: a SIGKILLed beat can leave Python 3.13's
+        # sqlite-backed shelve in a state the next beat fails to open ("locking protocol").
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [CELERY, "-A", "studio", "worker", "-Q", "celery,dispatch,ingest", "-c", "2", "-B",
-             "-s", str(self.folder / "beat-schedule"), "-l", self.env.get("LOG_LEVEL", "WARNING"), "-n", f"{self.name}-{uuid.uuid4().hex[:6]}@%h",
+             "-s", str(self.folder / f"beat-schedule-{uuid.uuid4().hex[:8]}"), "-l", self.env.get("LOG_LEVEL", "WARNING"), "-n", f"{self.name}-{uuid.uuid4().hex[:6]}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
