@@ -89,6 +89,10 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
 
+# Beat's schedule only remembers when the periodic sweep last ran; a copy left by a killed run can
+# fail to open (Python 3.13's sqlite-backed shelve), so every start begins with a fresh one.
+rm -f "$DATA_DIR"/celerybeat-schedule*
+
 # Each server in its own process group (job control on only while starting them), so that one
 # kill reaches all of its processes, and Ctrl-C reaches this script, which stops them in order.
 set -m
