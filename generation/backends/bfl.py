@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -61,6 +60,7 @@ from generation.backends.transport import (
     json_object,
     send,
     timeouts,
+    webhook_json,
 )
 
 REGIONS: dict[str, str] = {
@@ -451,20 +451,7 @@ class BFLBackend(Backend):
                     "webhook: X-BFL-Signature does not match.",
                     status_code=401,
                 )
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"webhook: body is not JSON ({exc}).",
-                status_code=400,
-            ) from exc
-        if not isinstance(data, dict):
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                "webhook: body is not a JSON object.",
-                status_code=400,
-            )
+        data = webhook_json(body)
         task_id = data.get("id") or data.get("task_id")
         if not isinstance(task_id, str) or not task_id:
             raise BackendError(

@@ -42,7 +42,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 import threading
 import time
@@ -88,6 +87,7 @@ from generation.backends.transport import (
     send,
     timeouts,
     transport_error,
+    webhook_json,
 )
 
 ENV_API_KEY = "FAL_KEY"
@@ -782,20 +782,7 @@ class FalBackend(Backend):
                 "webhook: fal signature does not match.",
                 status_code=401,
             )
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"webhook: body is not JSON ({exc}).",
-                status_code=400,
-            ) from exc
-        if not isinstance(data, dict):
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                "webhook: body is not a JSON object.",
-                status_code=400,
-            )
+        data = webhook_json(body)
         body_id = data.get("request_id")
         if body_id is not None and body_id != request_id:
             raise BackendError(

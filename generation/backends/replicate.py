@@ -39,7 +39,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import os
 import re
 import threading
@@ -77,6 +76,7 @@ from generation.backends.transport import (
     json_or_none,
     send,
     timeouts,
+    webhook_json,
 )
 
 ENV_API_KEY = "REPLICATE_API_TOKEN"
@@ -593,20 +593,7 @@ class ReplicateBackend(Backend):
         that is a `whsec_…` value, else the configured one, else fetched once from the API.
         """
         verify_webhook(headers, body, self._signing_secrets(secret))
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                f"webhook: body is not JSON ({exc}).",
-                status_code=400,
-            ) from exc
-        if not isinstance(data, dict):
-            raise BackendError(
-                ErrorClass.BAD_RESULT,
-                "webhook: body is not a JSON object.",
-                status_code=400,
-            )
+        data = webhook_json(body)
         prediction_id = data.get("id")
         if not isinstance(prediction_id, str) or not prediction_id:
             raise BackendError(

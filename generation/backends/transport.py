@@ -10,6 +10,7 @@ Result downloads (host policy, redirects, size caps, image checks) are in downlo
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -217,6 +218,25 @@ def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
             ErrorClass.BAD_RESULT,
             f"{what}: the answer is not a JSON object.",
             retryable=True,
+        )
+    return data
+
+
+def webhook_json(body: bytes) -> dict[str, Any]:
+    """The JSON object of a provider callback; BAD_RESULT (answered 400) when it is anything else."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise BackendError(
+            ErrorClass.BAD_RESULT,
+            f"webhook: body is not JSON ({exc}).",
+            status_code=400,
+        ) from exc
+    if not isinstance(data, dict):
+        raise BackendError(
+            ErrorClass.BAD_RESULT,
+            "webhook: body is not a JSON object.",
+            status_code=400,
         )
     return data
 
