@@ -20,16 +20,17 @@ from tests.base import StudioTestCase
 
 HTMX = {"HX-Request": "true"}
 
-# Every request: session, user, membership (middleware) and the brand stamp (context processor).
+# Every request: session, user, membership (middleware); full pages also the brand stamp (the
+# palette stylesheet's version, evaluated only where base.html renders it).
 # A gallery adds its campaign, the cards and their tags; the full page also the status counts,
 # the filter choices (templates, references, tags) and the workspace switcher's memberships; the
 # results partial only the counts. A card action: the asset, the actor's membership (the service
 # checks the role itself), lock + conditional UPDATE + audit INSERT (with savepoints here, as the
 # test runs in a transaction), then the card re-read with its tags.
 FIRST_PAGE = 12
-NEXT_PAGE = 7
-FILTERED_RESULTS = 8
-CARD_ACTION = 13
+NEXT_PAGE = 6
+FILTERED_RESULTS = 7
+CARD_ACTION = 12
 
 
 def bulk_assets(campaign: Any, n: int) -> list[Asset]:
