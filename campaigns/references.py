@@ -120,7 +120,7 @@ def reference_create(
                 tags_for_workspace(workspace=brand.workspace, names=tags)
             )
     except IntegrityError as exc:
-        _delete_files([reference.file.name, reference.thumbnail.name])
+        reference_files_delete([reference.file.name, reference.thumbnail.name])
         # The unique (brand, sha256) constraint: the same file arrived twice at the same moment.
         existing = ReferenceImage.objects.filter(
             brand=brand, sha256=cleaned.sha256
@@ -129,7 +129,7 @@ def reference_create(
             raise DuplicateReference(existing) from exc
         raise
     except BaseException:
-        _delete_files([reference.file.name, reference.thumbnail.name])
+        reference_files_delete([reference.file.name, reference.thumbnail.name])
         raise
     return reference
 
@@ -159,7 +159,7 @@ def reference_delete(*, reference: ReferenceImage) -> None:
         if reference.brand.logo_id == reference.pk:
             reference.brand.logo = None
         reference.delete()
-        transaction.on_commit(lambda: _delete_files(names))
+        transaction.on_commit(lambda: reference_files_delete(names))
 
 
 def _original_name(name: str) -> str:
@@ -167,7 +167,8 @@ def _original_name(name: str) -> str:
     return base[:255]
 
 
-def _delete_files(names: Iterable[str | None]) -> None:
+def reference_files_delete(names: Iterable[str | None]) -> None:
+    """Remove stored reference files (call once the rows' delete has committed)."""
     for name in names:
         if not name:
             continue

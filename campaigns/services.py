@@ -59,15 +59,19 @@ def _brand_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 def brand_delete(*, brand: Brand) -> None:
     """Delete a brand with its references (files included), campaigns and templates."""
-    from django.core.files.storage import default_storage
+    from campaigns.references import reference_files_delete
 
-    names = []
-    for reference in ReferenceImage.objects.filter(brand=brand):
-        names += [f.name for f in (reference.file, reference.thumbnail) if f]
-    brand.delete()
-    # Files go after the rows: a failed delete must not leave rows pointing at missing files.
-    for name in names:
-        default_storage.delete(name)
+    names = [
+        name
+        for pair in ReferenceImage.objects.filter(brand=brand).values_list(
+            "file", "thumbnail"
+        )
+        for name in pair
+    ]
+    with transaction.atomic():
+        brand.delete()
+        # Files go after the rows: a failed delete must not leave rows pointing at missing files.
+        transaction.on_commit(lambda: reference_files_delete(names))
 
 
 def campaign_create(*, brand: Brand, user: User, fields: dict[str, Any]) -> Campaign:
