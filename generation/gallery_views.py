@@ -23,14 +23,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.db.models.fields.files import FieldFile
 from django.http import (
-    FileResponse,
     Http404,
     HttpResponse,
-    HttpResponseRedirect,
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -47,12 +44,12 @@ from campaigns.models import (
 from generation import gallery
 from generation.models import Asset, Batch, Generation
 from studio.http import StudioRequest, wants_partial
+from studio.private_files import serve_private_file
 from studio.tenancy import get_in_workspace, member_required
 
 # An asset's files never change once ingested, and their URLs carry the file's sha256 (?v=):
 # the browser may keep them for a year, privately (never in a shared cache).
 FILE_MAX_AGE = 365 * 24 * 3600
-REDIRECT_MAX_AGE = 60
 
 # The htmx event a review action sends; the status chips refresh themselves on it.
 REVIEW_CHANGED = "review-changed"
@@ -302,32 +299,14 @@ def asset_image(request: StudioRequest, code: UUID) -> HttpResponse:
 def _serve(
     file: FieldFile, *, content_type: str, filename: str, as_attachment: bool = False
 ) -> HttpResponse:
-    if not file.name:
-        raise Http404
-    storage = file.storage
-    response: HttpResponse
-    if not as_attachment:
-        try:
-            url = storage.url(file.name)
-        except NotImplementedError:
-            url = ""
-        if url.startswith(("http://", "https://")):
-            # Object storage hands out a short-lived signed URL: the bytes skip this process.
-            response = HttpResponseRedirect(url)
-            patch_cache_control(response, private=True, max_age=REDIRECT_MAX_AGE)
-            return response
-    try:
-        handle = storage.open(file.name, "rb")
-    except FileNotFoundError as exc:
-        raise Http404 from exc
-    response = FileResponse(
-        handle,
+    return serve_private_file(
+        file,
         content_type=content_type,
-        as_attachment=as_attachment,
         filename=filename,
+        max_age=FILE_MAX_AGE,
+        immutable=True,
+        as_attachment=as_attachment,
     )
-    patch_cache_control(response, private=True, max_age=FILE_MAX_AGE, immutable=True)
-    return response
 
 
 # --- Review actions ----------------------------------------------------------------------------

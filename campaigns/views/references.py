@@ -10,20 +10,17 @@ workspace's objects answer 404.
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.core.files.storage import Storage
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
@@ -33,6 +30,7 @@ from campaigns.images import ACCEPT_ATTRIBUTE, ACCEPTED_LABEL
 from campaigns.models import Brand, ReferenceImage, ReferenceRole, Tag
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
+from studio.private_files import serve_private_file
 from studio.tenancy import get_in_workspace, member_required, require_role
 
 PAGE_SIZE = 48
@@ -41,8 +39,6 @@ MAX_FILES_PER_POST = 20
 # The stored files of a reference never change (an edit changes only role, tags and title), so a
 # browser may keep them a while; "private" keeps them out of shared caches.
 FILE_MAX_AGE = 3600
-# A redirect to a presigned URL must not outlive the URL's signature.
-REDIRECT_MAX_AGE = 60
 
 
 class TagsField(forms.Field):
@@ -377,38 +373,10 @@ def _download_name(reference: ReferenceImage) -> str:
 def _serve(
     file: FieldFile, *, content_type: str, filename: str, as_attachment: bool = False
 ) -> HttpResponse:
-    if not file.name:
-        raise Http404
-    storage = file.storage
-    response: HttpResponse
-    url = None if as_attachment else _direct_url(storage, file.name)
-    if url is not None:
-        # Object storage hands the browser a short-lived signed URL: the bytes skip this process.
-        response = HttpResponseRedirect(url)
-        patch_cache_control(response, private=True, max_age=REDIRECT_MAX_AGE)
-        return response
-    try:
-        handle = storage.open(file.name, "rb")
-    except FileNotFoundError as exc:
-        raise Http404 from exc
-    response = FileResponse(
-        handle,
+    return serve_private_file(
+        file,
         content_type=content_type,
-        as_attachment=as_attachment,
         filename=filename,
+        max_age=FILE_MAX_AGE,
+        as_attachment=as_attachment,
     )
-    patch_cache_control(response, private=True, max_age=FILE_MAX_AGE)
-    return response
-
-
-def _direct_url(storage: Storage, name: str) -> str | None:
-    """An absolute URL the storage serves itself (an S3 presigned URL), or None.
-
-    FileSystemStorage answers with a path under MEDIA_URL, which is deliberately not served, so
-    local files are streamed by `_serve` instead.
-    """
-    try:
-        url = storage.url(name)
-    except NotImplementedError:
-        return None
-    return url if urlsplit(url).scheme in ("http", "https") else None
