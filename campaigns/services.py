@@ -27,6 +27,8 @@ def brand_create(*, workspace: Workspace, user: User, fields: dict[str, Any]) ->
 
 
 def brand_update(*, brand: Brand, fields: dict[str, Any]) -> Brand:
+    """Change the kit fields given in `fields`; others keep their value. The logo is always
+    set to `fields["logo"]` (absent or None clears it)."""
     values = _brand_fields(fields)
     logo = fields.get("logo")
     if logo is not None and (logo.brand_id != brand.pk or logo.role != "logo"):
@@ -38,7 +40,7 @@ def brand_update(*, brand: Brand, fields: dict[str, Any]) -> Brand:
                 setattr(brand, name, value)
             brand.save()
     except IntegrityError as exc:
-        raise BrandNameTaken(fields["name"]) from exc
+        raise BrandNameTaken(brand.name) from exc
     return brand
 
 

@@ -189,9 +189,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             logo = references.get("logo")
             if logo is not None and brand.logo_id != logo.pk:
-                brand = brand_update(
-                    brand=brand, fields={**_current_fields(brand), "logo": logo}
-                )
+                brand = brand_update(brand=brand, fields={"logo": logo})
             campaign = self._campaign(brand, users["demo"])
             templates = self._templates(brand, campaign, users["demo"])
         self._report(workspace, brand, references, campaign, templates)
@@ -313,23 +311,6 @@ class Command(BaseCommand):
         out.write(
             f"  Also:   dana (editor), alex (approver), vera (viewer), password {DEMO_PASSWORD}"
         )
-
-
-def _current_fields(brand: Brand) -> dict[str, Any]:
-    return {
-        key: getattr(brand, key)
-        for key in (
-            "name",
-            "description",
-            "palette",
-            "fonts",
-            "typography_hints",
-            "tone_of_voice",
-            "words_to_use",
-            "words_to_avoid",
-            "default_formats",
-        )
-    }
 
 
 # -- the reference images, drawn with Pillow ---------------------------------------------------
