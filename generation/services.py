@@ -605,31 +605,23 @@ def _on_result(
         if callback:
             del fields["poll_count"]
             where = {"provider_task_id": generation.provider_task_id}
-        if result.result_bytes is not None:
-            # Synchronous backend: the bytes are here, ingest in the same step (nothing to keep).
-            claim = now + _claim_ttl()
-            if not _transition(
-                generation.pk,
-                source=AT_PROVIDER,
-                target=S.INGESTING,
-                where=where,
-                due_at=claim,
-                **fields,
-            ):
-                return Next(wake=(key,))
-            generation.state = S.INGESTING
-            nxt = _store(generation, result.result_bytes)
-            return Next(nxt.action, nxt.countdown, nxt.poll_seq, wake=(key, *nxt.wake))
+        # Synchronous backend: the bytes are here, ingest in this same step (claimed for it);
+        # otherwise an ingest task downloads the result at once.
+        inline = result.result_bytes is not None
         if not _transition(
             generation.pk,
             source=AT_PROVIDER,
             target=S.INGESTING,
             where=where,
-            due_at=now,
+            due_at=now + _claim_ttl() if inline else now,
             **fields,
         ):
             return Next(wake=(key,))
-        return Next(INGEST, wake=(key,))
+        if not inline:
+            return Next(INGEST, wake=(key,))
+        generation.state = S.INGESTING
+        nxt = _store(generation, result.result_bytes)
+        return Next(nxt.action, nxt.countdown, nxt.poll_seq, wake=(key, *nxt.wake))
 
     error = result.error or BackendError(
         ErrorClass.PROVIDER_ERROR, "The provider reported a failure without details."
