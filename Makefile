@@ -4,16 +4,17 @@
 #   make run                  set up .venv, migrate, load the demo data, start web + worker (Ctrl-C stops both)
 #   make test [ARGS="-k x"]   set up .venv (dev extra), ruff, pytest on PostgreSQL + Redis
 #   make lint                 ruff check + ruff format --check only
+#   make lock                 re-pin requirements/*.lock from pyproject.toml (after changing a dependency)
 #   make demo                 (re)load the demo data only
 #   make clean                remove .venv and var/ (the SQLite database, media, queue, artefacts)
 
 ARGS ?=
 
-.PHONY: run test lint demo clean help
+.PHONY: run test lint lock demo clean help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '4,9p' Makefile | sed 's/^#  *//'
+	@sed -n '4,10p' Makefile | sed 's/^#  *//'
 
 run:
 	@scripts/run.sh
@@ -23,6 +24,9 @@ test:
 
 lint:
 	@scripts/lint.sh
+
+lock:
+	@scripts/lock.sh
 
 demo:
 	@scripts/run.sh --setup-only

@@ -1,9 +1,9 @@
 # Shared helpers for scripts/run.sh and scripts/test.sh (sourced, not executed).
 #
 # ensure_venv [dev]   create .venv with a Python >= 3.12 (scripts/find-python.sh) and install the
-#                     dependencies listed in pyproject.toml (plus the dev extra when asked).
-#                     pip runs only when pyproject.toml changed since the last install, or when the
-#                     dev extra is wanted and was not installed yet (stamp file .venv/.studio-install).
+#                     locked dependencies (requirements/runtime.lock, or dev.lock with the dev extra;
+#                     hashes required; `make lock` makes them from pyproject.toml). pip runs only when
+#                     the lock changed since the last install (stamp file .venv/.studio-install).
 # free_port           print a free TCP port on 127.0.0.1.
 # say MESSAGE         print a progress line.
 
@@ -26,23 +26,22 @@ _venv_ok() {
     [ -x "$VPY" ] && "$VPY" -c 'import sys; raise SystemExit(sys.version_info < (3, 12))' 2>/dev/null
 }
 
-_pyproject_hash() {
-    "$VPY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$ROOT/pyproject.toml"
-}
-
-# The dependency list of pyproject.toml (and its dev extra) as requirement lines. The project itself
-# is not installed: it runs from the checkout (manage.py, pytest's pythonpath), so no build backend
-# runs and nothing is written into the tree.
-_requirements() {
-    "$VPY" - "$ROOT/pyproject.toml" "$1" <<'PY'
-import sys, tomllib
+# The hash of pyproject.toml's dependency lists (runtime, plus the extras named): what a lock was made
+# from. VPY may be any Python >= 3.11 (tomllib).
+deps_hash() {
+    "$VPY" - "$ROOT/pyproject.toml" "${1:-}" <<'PY'
+import hashlib, json, sys, tomllib
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)["project"]
-reqs = list(project.get("dependencies", []))
+lists = {"dependencies": sorted(project.get("dependencies", []))}
 for extra in filter(None, sys.argv[2].split(",")):
-    reqs += project.get("optional-dependencies", {}).get(extra, [])
-print("\n".join(reqs))
+    lists[extra] = sorted(project.get("optional-dependencies", {}).get(extra, []))
+print(hashlib.sha256(json.dumps(lists, sort_keys=True).encode()).hexdigest())
 PY
+}
+
+_file_hash() {
+    "$VPY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$1"
 }
 
 ensure_venv() {
@@ -58,22 +57,29 @@ ensure_venv() {
         "$py" -m venv "$VENV" || die "could not create $VENV (on Debian/Ubuntu: apt-get install python3-venv)"
     fi
 
-    local hash want have_hash="" have_extras=""
-    hash="$(_pyproject_hash)"
-    want="$extras"
+    local want="$extras" have_hash="" have_extras=""
     if [ -f "$STAMP" ]; then
         read -r have_hash have_extras <"$STAMP" || true
     fi
-    if [ "$have_hash" = "$hash" ] && { [ -z "$want" ] || [ "$have_extras" = "$want" ]; }; then
-        return 0  # pyproject.toml unchanged since the last install: no pip at all
-    fi
     # Once the dev extra is installed keep it (a `make run` after `make test` must not drop it).
     if [ "$have_extras" = "dev" ]; then want="dev"; fi
-
-    local reqfile="$VENV/requirements.txt"
-    _requirements "$want" >"$reqfile" || die "could not read the dependencies from pyproject.toml"
-    say "Installing dependencies from pyproject.toml${want:+ (with the $want extra)} into $VENV (the first time takes a minute or two)"
-    "$VPY" -m pip install --disable-pip-version-check --quiet --progress-bar off -r "$reqfile" \
+    local lock="$ROOT/requirements/runtime.lock"
+    if [ "$want" = "dev" ]; then lock="$ROOT/requirements/dev.lock"; fi
+    [ -f "$lock" ] || die "$lock is missing: run 'make lock' (scripts/lock.sh)"
+    # The lock must have been made from the dependency lists pyproject.toml has now.
+    local made_from
+    made_from="$(sed -n 's/^# pyproject-deps-sha256: //p' "$lock")"
+    if [ "$made_from" != "$(deps_hash "$want")" ]; then
+        die "pyproject.toml's dependencies changed since $lock was made: run 'make lock' and commit the lock"
+    fi
+    local hash
+    hash="$(_file_hash "$lock")"
+    if [ "$have_hash" = "$hash" ] && [ "$have_extras" = "$want" ]; then
+        return 0  # the lock is unchanged since the last install: no pip at all
+    fi
+    say "Installing the locked dependencies (${lock#"$ROOT"/}) into $VENV (the first time takes a minute or two)"
+    "$VPY" -m pip install --disable-pip-version-check --quiet --progress-bar off \
+        --require-hashes --no-deps -r "$lock" \
         || die "pip install failed (see above); is PyPI reachable?"
     printf '%s %s\n' "$hash" "$want" >"$STAMP"
 }
