@@ -51,11 +51,16 @@ def _plausible(quad: np.ndarray, scene_area: float) -> bool:
     return scene_area * 0.0005 <= area <= scene_area * 1.05
 
 
+def scene_features(picture: Picture) -> tuple[list[Any], np.ndarray | None]:
+    """The image's keypoints, computed once for every reference looked for."""
+    return _features(_grey(picture.fitted(MATCH_SIDE)), SCENE_FEATURES)
+
+
 def find(
     picture: Picture,
     reference: Picture,
     *,
-    scene_features: tuple[list[Any], np.ndarray | None] | None = None,
+    features: tuple[list[Any], np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
     scene = picture.fitted(MATCH_SIDE)
     scale = picture.width / scene.shape[1]
@@ -66,7 +71,7 @@ def find(
         # Transparent parts of a logo carry no pixels of it: grey them out of the descriptors.
         ref_grey = np.where(ref_mask > 0, ref_grey, 127).astype(np.uint8)
     ref_kp, ref_desc = _features(ref_grey, REFERENCE_FEATURES)
-    scene_kp, scene_desc = scene_features or _features(_grey(scene), SCENE_FEATURES)
+    scene_kp, scene_desc = features or scene_features(picture)
     result: dict[str, Any] = {
         "score": 0.0,
         "found": False,

@@ -54,6 +54,7 @@ def measure(picture: Picture, inputs: Inputs) -> dict[str, Any]:
     timed("text", started)
 
     started = time.perf_counter()
+    features = matching.scene_features(picture) if inputs.references else None
     for role in ("logo", "product"):
         refs = [ref for ref in inputs.references if ref.role == role]
         if not refs:
@@ -61,7 +62,7 @@ def measure(picture: Picture, inputs: Inputs) -> dict[str, Any]:
             continue
         found = []
         for ref in refs:
-            row = matching.find(picture, ref.picture)
+            row = matching.find(picture, ref.picture, features=features)
             row.update(label=ref.label, code=ref.code)
             if role == "product" and row["region"]:
                 row["colour"] = matching.product_colour(

@@ -2,7 +2,7 @@
 
 Every check reads pixels, none needs all of them: the palette is a statistic (160 px on the long
 side, 19,200 pixels at 4:3, keeps every colour that covers a noticeable share of the image), feature matching and OCR
-need detail (1280 and 2000 px). Downscaling with INTER_AREA averages, so small areas keep
+need detail (1280 px: headline text stays legible, small print may not). Downscaling with INTER_AREA averages, so small areas keep
 their colour instead of aliasing.
 """
 
@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 # Long sides the checks work at (the original is used when it is smaller).
 PALETTE_SIDE = 160
 MATCH_SIDE = 1280
-OCR_SIDE = 2000
+OCR_SIDE = 1280
 
 
 @dataclass
