@@ -19,7 +19,7 @@ import datetime as dt
 import difflib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -172,6 +172,13 @@ def _after(queryset: QuerySet[Asset], sort: Sort, cursor: str) -> QuerySet[Asset
 # --- Filters -----------------------------------------------------------------------------------
 
 
+# Apps above generation extend the gallery here from their AppConfig.ready() (checks does), so
+# generation never imports them: named filters (`?flag=key`: a label and a function narrowing
+# the assets) and related rows each card selects in its one query (reverse one-to-ones).
+FLAG_FILTERS: dict[str, tuple[str, Callable[[QuerySet[Asset]], QuerySet[Asset]]]] = {}
+CARD_RELATED: list[str] = []
+
+
 def _backend_choices() -> list[tuple[str, str]]:
     return [(key, cls.label) for key, cls in BACKENDS.items()]
 
@@ -213,6 +220,7 @@ class Filters:
     since: dt.date | None = None
     until: dt.date | None = None
     variables: tuple[tuple[str, str], ...] = ()
+    flag: str = ""
     sort: str = DEFAULT_SORT
 
     @classmethod
@@ -240,6 +248,7 @@ class Filters:
             since=data.get("since"),
             until=data.get("until"),
             variables=tuple(variables[:MAX_VARIABLE_FILTERS]),
+            flag=flag if (flag := str(query.get("flag") or "")) in FLAG_FILTERS else "",
             sort=data.get("sort") or DEFAULT_SORT,
         )
 
@@ -262,6 +271,8 @@ class Filters:
                 items.append((name, getattr(self, name)))
         if self.starred and "starred" not in skip:
             items.append(("starred", "1"))
+        if self.flag and "flag" not in skip:
+            items.append(("flag", self.flag))
         for name in ("since", "until"):
             if getattr(self, name) and name not in skip:
                 items.append((name, getattr(self, name).isoformat()))
@@ -311,6 +322,8 @@ class Filters:
             )
         if self.starred:
             assets = assets.filter(starred=True)
+        if self.flag in FLAG_FILTERS:
+            assets = FLAG_FILTERS[self.flag][1](assets)
         if self.since:
             assets = assets.filter(created_at__gte=_day_start(self.since))
         if self.until:
@@ -345,6 +358,7 @@ def card_queryset(assets: QuerySet[Asset]) -> QuerySet[Asset]:
             "generation",
             "generation__template_version",
             "generation__template_version__template",
+            *CARD_RELATED,
         )
         .defer(
             "generation__provider_details",
@@ -476,6 +490,7 @@ class FilterChoices:
     models: list[tuple[str, str]]
     statuses: list[tuple[str, str]]
     sorts: list[Sort]
+    flags: list[tuple[str, str]] = field(default_factory=list)
 
 
 def filter_choices(*, scope: Scope) -> FilterChoices:
@@ -504,6 +519,7 @@ def filter_choices(*, scope: Scope) -> FilterChoices:
         models=list(MODELS.items()),
         statuses=list(ReviewStatus.choices),
         sorts=list(SORTS.values()),
+        flags=[(key, label) for key, (label, _narrow) in FLAG_FILTERS.items()],
     )
 
 

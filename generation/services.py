@@ -39,7 +39,17 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from generation import accounts, breaker, caps, engine, fair, imaging, routing, webhooks
+from generation import (
+    accounts,
+    breaker,
+    caps,
+    engine,
+    fair,
+    imaging,
+    routing,
+    signals,
+    webhooks,
+)
 from generation.backends.base import (
     Backend,
     BackendError,
@@ -742,13 +752,13 @@ def _store(generation: Generation, content: bytes) -> Next:
     }
     # One INSERT ... ON CONFLICT (generation) DO UPDATE: a rerun, even a concurrent one,
     # leaves exactly one Asset, in one round trip.
-    Asset.objects.bulk_create(
+    (asset,) = Asset.objects.bulk_create(
         [Asset(generation=generation, **defaults)],
         update_conflicts=True,
         unique_fields=["generation"],
         update_fields=[name.removesuffix("_id") for name in defaults],
     )
-    _transition(
+    stored = _transition(
         generation.pk,
         source=[S.INGESTING],
         target=S.SUCCEEDED,
@@ -757,6 +767,11 @@ def _store(generation: Generation, content: bytes) -> Next:
         error_class="",
         error_message="",
     )
+    if stored:
+        # Brand checks (checks/) listen: they queue their own task, the image is in the gallery now.
+        # (PostgreSQL returns the row's id from the upsert; other databases need a query.)
+        asset_id = asset.pk or Asset.objects.get(generation=generation).pk
+        signals.asset_stored.send(sender=Asset, asset_id=asset_id)
     return Next()
 
 

@@ -5,7 +5,8 @@
 #
 # 1. finds Python >= 3.12 and creates/updates .venv with the dev extra (pip only when pyproject.toml
 #    changed since the last install);
-# 2. installs Debian's chromium with apt-get when /usr/bin/chromium is missing (browser tests);
+# 2. installs Debian's chromium with apt-get when /usr/bin/chromium is missing (browser tests), and
+#    tesseract-ocr when `tesseract` is missing (brand checks' OCR);
 # 3. ruff check . and ruff format --check .;
 # 4. pytest on PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise throwaway servers
 #    started from the local binaries for this run (stopped again on exit, Ctrl-C and failure too);
@@ -167,6 +168,32 @@ ensure_chromium() {
     fi
 }
 
+ensure_tesseract() {
+    # Brand checks read rendered text with Debian's tesseract-ocr (checks/text.py); without it
+    # the OCR tests are skipped.
+    command -v tesseract >/dev/null 2>&1 && return 0
+    [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1 || {
+        warn "tesseract is missing: the OCR tests are skipped (install tesseract-ocr)"
+        return 0
+    }
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo"
+        else
+            warn "tesseract is missing and apt-get needs root: run 'sudo apt-get install -y tesseract-ocr' (OCR tests are skipped)"
+            return 0
+        fi
+    fi
+    say "Tesseract is missing: ${sudo:+$sudo }apt-get install -y tesseract-ocr"
+    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q tesseract-ocr; then
+        say "The install failed: ${sudo:+$sudo }apt-get update, then again"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -q \
+            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q tesseract-ocr \
+            || warn "could not install tesseract-ocr: the OCR tests are skipped"
+    fi
+}
+
 # Which servers does this run need to start, and are their binaries here?
 need_pg=""
 need_redis=""
@@ -184,6 +211,7 @@ fi
 
 ensure_venv dev
 ensure_chromium
+ensure_tesseract
 
 export STUDIO_TEST_ARTIFACTS="${STUDIO_TEST_ARTIFACTS:-$ROOT/var/test-artifacts}"
 mkdir -p "$STUDIO_TEST_ARTIFACTS"

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "studio",
     "campaigns",
     "generation",
+    "checks",
 ]
 
 MIDDLEWARE = [
@@ -377,6 +378,8 @@ CELERY_TASK_ROUTES = (
     "generation.tasks.route_by_backend",
     {
         "generation.tasks.generation_ingest": {"queue": "ingest"},
+        # Brand checks are CPU work too; they run after the asset is stored, never before.
+        "checks.tasks.*": {"queue": "ingest"},
         "generation.tasks.*": {"queue": "dispatch"},
     },
 )
@@ -393,6 +396,16 @@ CELERY_BEAT_SCHEDULE = {
 # most of our tasks. With it, a worker process keeps its connection for up to this many tasks
 # (generation/tasks.py drops a connection that broke meanwhile).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 200)
+
+# Brand checks (checks/, docs/brand-checks.md): run after every ingest; default thresholds (0..1)
+# under which a score flags an asset for review, and the CIEDE2000 colour tolerance. A brand's own
+# thresholds (admin: Brand check thresholds) replace these.
+CHECKS_ENABLED = env_bool("CHECKS_ENABLED", True)
+CHECKS_PALETTE_MIN = env_float("CHECKS_PALETTE_MIN", 0.6)
+CHECKS_TEXT_MIN = env_float("CHECKS_TEXT_MIN", 0.9)
+CHECKS_LOGO_MIN = env_float("CHECKS_LOGO_MIN", 0.5)
+CHECKS_PRODUCT_MIN = env_float("CHECKS_PRODUCT_MIN", 0.5)
+CHECKS_DELTA_E = env_float("CHECKS_DELTA_E", 10.0)
 
 # Variant batches: the most generations one batch may make (the builder refuses bigger ones).
 STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)

@@ -1,0 +1,178 @@
+"""Rendered text: the strings a prompt quotes, read back from the image with Tesseract OCR.
+
+Each quoted string is compared with the best-matching stretch of the OCR text (approximate
+substring matching: the least edit distance between the string and any substring of what was
+read, Sellers' algorithm), divided by the string's length: 0 is an exact rendering, 1 nothing
+alike. Both sides are normalised first (Unicode NFKC, case folded, runs of whitespace made one
+space), so "50 % OFF" rendered as "50% off" on two lines still counts as read. The string's
+score is 1 minus that distance; the text score is the lowest string score (one misspelled
+headline is a misspelled ad).
+
+Tesseract runs through pytesseract on a grey copy at OCR_SIDE with page segmentation mode 11
+(sparse text: posters and ads, not paragraphs); when that misses a string, once more on the
+inverted copy, so that light text on a dark ground reads as well as dark on light. OMP_THREAD_LIMIT=1: Tesseract's own
+threads only contend with the worker's other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from typing import Any
+
+import cv2
+import numpy as np
+
+from checks.pixels import OCR_SIDE, Picture
+
+# Quoted text in a prompt: "…", “…”, «…». Single quotes are left out: they are apostrophes too.
+QUOTED_RE = re.compile(r"\"([^\"\n]{1,200})\"|“([^”\n]{1,200})”|«([^»\n]{1,200})»")
+# Keys of a structured (JSON) prompt whose string value is text to render.
+TEXT_KEYS = {
+    "text",
+    "headline",
+    "title",
+    "subtitle",
+    "caption",
+    "tagline",
+    "cta",
+    "label",
+}
+MIN_LENGTH = 2
+
+
+def quoted_strings(prompt: str) -> list[str]:
+    """The text a prompt asks to be rendered, in order, without repeats."""
+    found: list[str] = []
+    stripped = (prompt or "").lstrip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError:
+            data = None
+        if data is not None:
+            _walk_json(data, found)
+            return _unique(found)
+    for match in QUOTED_RE.finditer(prompt or ""):
+        found.append(next(group for group in match.groups() if group is not None))
+    return _unique(found)
+
+
+def _walk_json(node: Any, found: list[str], key: str = "") -> None:
+    if isinstance(node, dict):
+        for k, value in node.items():
+            _walk_json(value, found, str(k).lower())
+    elif isinstance(node, list):
+        for value in node:
+            _walk_json(value, found, key)
+    elif isinstance(node, str):
+        if key in TEXT_KEYS:
+            found.append(node)
+        else:
+            found.extend(
+                next(g for g in m.groups() if g is not None)
+                for m in QUOTED_RE.finditer(node)
+            )
+
+
+def _unique(items: list[str]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        item = item.strip()
+        if len(normalise(item)) >= MIN_LENGTH and item not in out:
+            out.append(item)
+    return out
+
+
+def normalise(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def best_substring(needle: str, haystack: str) -> tuple[int, str]:
+    """The least edit distance from `needle` to any substring of `haystack`, and that substring."""
+    if not needle:
+        return 0, ""
+    n = len(needle)
+    # prev[i]: distance of needle[:i] against a substring ending at the previous column;
+    # start[i]: where that substring starts. Row 0 is free anywhere (Sellers).
+    prev = list(range(n + 1))
+    start = [0] * (n + 1)
+    best, best_end, best_start = prev[n], 0, 0
+    for j, ch in enumerate(haystack, 1):
+        cur = [0] * (n + 1)
+        cur_start = [j] * (n + 1)
+        for i in range(1, n + 1):
+            cost = 0 if needle[i - 1] == ch else 1
+            options = (
+                (prev[i - 1] + cost, start[i - 1] if i > 1 else j - 1),
+                (prev[i] + 1, start[i]),
+                (cur[i - 1] + 1, cur_start[i - 1] if i > 1 else j),
+            )
+            cur[i], cur_start[i] = min(options)
+        if cur[n] < best or (cur[n] == best and cur_start[n] == best_start):
+            # On a tie from the same start, the longer stretch shows more of what was rendered.
+            best, best_end, best_start = cur[n], j, cur_start[n]
+        prev, start = cur, cur_start
+    return best, haystack[best_start:best_end]
+
+
+def compare(expected: str, read: str) -> dict[str, Any]:
+    want, got = normalise(expected), normalise(read)
+    # Also against the text with all spaces removed: OCR splits and joins words freely.
+    distance, rendered = best_substring(want, got)
+    squeezed, squeezed_rendered = best_substring(
+        want.replace(" ", ""), got.replace(" ", "")
+    )
+    if squeezed < distance:
+        distance, rendered = squeezed, squeezed_rendered
+        length = len(want.replace(" ", ""))
+    else:
+        length = len(want)
+    ratio = min(1.0, distance / max(1, length))
+    return {
+        "expected": expected,
+        "rendered": rendered,
+        "distance": round(ratio, 3),
+        "score": round(1 - ratio, 3),
+        "exact": distance == 0,
+    }
+
+
+def read_text(picture: Picture, *, inverted: bool = False) -> str:
+    import pytesseract
+
+    os.environ["OMP_THREAD_LIMIT"] = "1"  # inherited by the tesseract process
+    grey = cv2.cvtColor(picture.fitted(OCR_SIDE), cv2.COLOR_RGB2GRAY)
+    return pytesseract.image_to_string(
+        np.invert(grey) if inverted else grey, config="--psm 11"
+    ).strip()
+
+
+def check_text(picture: Picture, strings: list[str]) -> dict[str, Any] | None:
+    """None when the prompt asked for no text (then nothing is read)."""
+    if not strings:
+        return None
+    import pytesseract
+
+    try:
+        read = read_text(picture)
+    except pytesseract.TesseractNotFoundError:
+        # The other checks still count; the card says why this one is missing.
+        return {
+            "score": None,
+            "strings": [],
+            "ocr": "",
+            "error": "Tesseract is not installed (apt-get install tesseract-ocr).",
+        }
+    rows = [compare(expected, read) for expected in strings]
+    if not all(row["exact"] for row in rows):
+        # The inverted pass costs a second OCR run: only when the first one missed something.
+        read = f"{read}\n{read_text(picture, inverted=True)}".strip()
+        rows = [compare(expected, read) for expected in strings]
+    return {
+        "score": min(row["score"] for row in rows),
+        "strings": rows,
+        "ocr": read[:2000],
+    }
