@@ -418,4 +418,6 @@ STUDIO_UI_HOOKS = {
     "gallery_bulk_actions": ["exports/hooks/gallery_bulk.html"],
     "campaign_actions": ["exports/hooks/campaign_actions.html"],
     "batch_actions": ["exports/hooks/batch_actions.html"],
+    "brand_actions": ["exports/hooks/brand_actions.html"],
+    "main_nav": ["exports/hooks/main_nav.html"],
 }
