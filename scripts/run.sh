@@ -98,7 +98,7 @@ rm -f "$DATA_DIR"/celerybeat-schedule*
 set -m
 "$VPY" manage.py runserver "$HOST:$PORT" &
 WEB_PID=$!
-"$VENV/bin/celery" -A studio worker -Q celery,dispatch,ingest -c 2 -B -l INFO \
+"$VENV/bin/celery" -A studio worker -Q celery,dispatch,ingest,export -c 2 -B -l INFO \
     -s "$DATA_DIR/celerybeat-schedule" &
 WORKER_PID=$!
 set +m

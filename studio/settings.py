@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "campaigns",
     "generation",
     "checks",
+    "exports",
 ]
 
 MIDDLEWARE = [
@@ -111,6 +112,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "studio.tenancy.workspace_context",
+                "studio.ui_hooks.ui_hooks",
             ],
         },
     },
@@ -380,6 +382,7 @@ CELERY_TASK_ROUTES = (
         "generation.tasks.generation_ingest": {"queue": "ingest"},
         # Brand checks are CPU work too; they run after the asset is stored, never before.
         "checks.tasks.*": {"queue": "ingest"},
+        "exports.tasks.export_pack_build_task": {"queue": "export"},
         "generation.tasks.*": {"queue": "dispatch"},
     },
 )
@@ -389,6 +392,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": ENGINE_SWEEP_INTERVAL,
         # A sweep not started by the next one is pointless: do not let them pile up.
         "options": {"expires": ENGINE_SWEEP_INTERVAL},
+    },
+    "export-packs-sweep": {
+        "task": "exports.tasks.export_packs_sweep_task",
+        "schedule": 600.0,
+        "options": {"expires": 600.0},
     },
 }
 # Celery's Django fixup closes the database connection before and after every task unless this is
@@ -409,3 +417,20 @@ CHECKS_DELTA_E = env_float("CHECKS_DELTA_E", 10.0)
 
 # Variant batches: the most generations one batch may make (the builder refuses bigger ones).
 STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)
+
+# Asset packs (exports/): how far a rendition may be upscaled before it is flagged "too small"
+# (and exported at that scale, smaller than the preset); hours a finished pack is kept (0: for
+# ever); the build task's time limit in seconds (a big pack takes minutes).
+EXPORT_MAX_UPSCALE = env_float("EXPORT_MAX_UPSCALE", 1.25)
+EXPORT_PACK_TTL_HOURS = env_int("EXPORT_PACK_TTL_HOURS", 168)
+EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3600)
+
+# Templates of feature apps that lower layers include without importing them (studio/ui_hooks.py):
+# the gallery's bulk bar, a campaign's and a batch's action buttons.
+STUDIO_UI_HOOKS = {
+    "gallery_bulk_actions": ["exports/hooks/gallery_bulk.html"],
+    "campaign_actions": ["exports/hooks/campaign_actions.html"],
+    "batch_actions": ["exports/hooks/batch_actions.html"],
+    "brand_actions": ["exports/hooks/brand_actions.html"],
+    "main_nav": ["exports/hooks/main_nav.html"],
+}

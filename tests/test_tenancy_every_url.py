@@ -53,6 +53,10 @@ OBJECT_URLS: dict[str, str] = {
     "generation:asset-tags": "asset",
     "generation:asset-comment": "asset",
     "generation:asset-focal-point": "asset",
+    "exports:pack-detail": "pack",
+    "exports:pack-cancel": "pack",
+    "exports:pack-download": "pack",
+    "exports:brand-presets": "brand",
 }
 # URLs with parameters that do not name a workspace object (checked elsewhere or public by design).
 NOT_OBJECT_URLS: set[str] = {
@@ -108,7 +112,19 @@ class EveryUrlTenancyTests(StudioTestCase):
             "template": template,
             "batch": batch,
             "asset": batch.generations.get(asset__isnull=False).asset,
+            "pack": self._pack(),
         }
+
+    def _pack(self) -> Any:
+        from django.core.files.base import ContentFile
+
+        from exports.models import ExportPack
+
+        pack = ExportPack.objects.create(
+            workspace=self.workspace, title="Tenancy pack", state="succeeded"
+        )
+        pack.file.save("tenancy.zip", ContentFile(b"PK\x05\x06" + bytes(18)))
+        return pack
 
     def test_every_parametrised_url_is_covered(self) -> None:
         missing = []
