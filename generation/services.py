@@ -500,11 +500,13 @@ def generation_poll(*, generation_id: int, seq: int) -> Next:
         return Next()
     now = timezone.now()
     # The previous wait (for the duration estimate): the row's due time minus when it was set.
-    last_delay = 0.0
+    last_delay = lateness = 0.0
     if generation.due_at is not None and generation.updated_at is not None:
         last_delay = max(
             0.0, (generation.due_at - generation.updated_at).total_seconds()
         )
+        # How late this poll runs: a late poll's answer times the worker, not the provider.
+        lateness = (now - generation.due_at).total_seconds()
     # The provider still counts this task: keep (or restore) its slot.
     caps.cap_for(generation.cap_key).renew(generation.pk, ttl=_lease_ttl())
     deadline = engine.conf("ENGINE_PROVIDER_DEADLINE", 900.0)
@@ -525,7 +527,13 @@ def generation_poll(*, generation_id: int, seq: int) -> Next:
     except BackendError as exc:
         return _on_error(generation, exc, step=POLL, seq=seq)
     return _on_result(
-        generation, backend, result, seq=seq, now=timezone.now(), last_delay=last_delay
+        generation,
+        backend,
+        result,
+        seq=seq,
+        now=timezone.now(),
+        last_delay=last_delay,
+        lateness=lateness,
     )
 
 
@@ -542,6 +550,7 @@ def _on_result(
     seq: int,
     now: datetime,
     last_delay: float,
+    lateness: float = 0.0,
     callback: bool = False,
 ) -> Next:
     """Apply one provider answer. `callback`: it came by webhook, not by poll number `seq`, so
@@ -582,12 +591,9 @@ def _on_result(
         # generation can be submitted while this one is ingested.
         caps.cap_for(key).release(generation.pk)
         breaker.record_success(key)
-        if generation.submitted_at is not None and result.result_bytes is None:
-            # It became ready somewhere during the last wait: count half of it.
-            observed = (now - generation.submitted_at).total_seconds() - (
-                last_delay / 2 if seq > 0 else 0.0
-            )
-            engine.record_duration(generation.backend, generation.model, observed)
+        _learn_duration(
+            generation, result, now=now, seq=seq, last_delay=last_delay, late=lateness
+        )
         details = dict(generation.provider_details)
         if result.seed is not None:
             details["seed"] = result.seed
@@ -627,6 +633,34 @@ def _on_result(
         ErrorClass.PROVIDER_ERROR, "The provider reported a failure without details."
     )
     return _on_error(generation, error, step="resubmit", seq=seq)
+
+
+def _learn_duration(
+    generation: Generation,
+    result: PollResult,
+    *,
+    now: datetime,
+    seq: int,
+    last_delay: float,
+    late: float,
+) -> None:
+    """Teach the first-poll estimate what this answer says about the provider, and only that
+    (engine.record_duration): the provider's own processing time when it reports one; else a
+    poll that ran on time after a pending one (the finish lies in the last wait: count half of
+    it); else, ready at the first poll, an upper bound. A late poll teaches nothing."""
+    backend, model = generation.backend, generation.model
+    if result.duration is not None:
+        engine.record_duration(backend, model, result.duration)
+        return
+    if generation.submitted_at is None or result.result_bytes is not None:
+        return
+    elapsed = (now - generation.submitted_at).total_seconds()
+    if not engine.poll_was_on_time(lateness=late, last_delay=last_delay):
+        return
+    if seq > 0:
+        engine.record_duration(backend, model, elapsed - last_delay / 2)
+    else:
+        engine.record_upper_bound(backend, model, elapsed)
 
 
 # --- ingest -------------------------------------------------------------------------------------

@@ -328,6 +328,9 @@ ENGINE_POLL_INITIAL = env_float("ENGINE_POLL_INITIAL", 0.5)
 ENGINE_POLL_MIN = env_float("ENGINE_POLL_MIN", 0.1)
 ENGINE_POLL_MAX = env_float("ENGINE_POLL_MAX", 8.0)
 ENGINE_POLL_AIM = env_float("ENGINE_POLL_AIM", 0.95)
+# The learned provider duration (engine.record_duration) stays within these bounds (seconds).
+ENGINE_ESTIMATE_MIN = env_float("ENGINE_ESTIMATE_MIN", 0.1)
+ENGINE_ESTIMATE_MAX = env_float("ENGINE_ESTIMATE_MAX", 300.0)
 # Retries of network errors, timeouts and 5xx: full-jitter exponential backoff from BASE up to
 # CAP seconds, at most MAX_RETRIES times, then the generation fails with the last error. 429s
 # wait out Retry-After (at most RETRY_AFTER_MAX, below the broker's visibility_timeout so a waiting
