@@ -3,7 +3,8 @@
 Pure decisions, so they are tested without a provider:
 
 - `decide(error, ...)`: terminal or retry, after how long. Moderation is terminal and never
-  retried; an expired result URL is terminal (`expired`); a 429 waits out Retry-After (plus up to
+  retried; an expired result is terminal (`expired`) unless the provider still keeps it (then
+  the download is retried with backoff, each time with a fresh poll); a 429 waits out Retry-After (plus up to
   10% jitter so a crowd of workers does not come back in the same millisecond) and has its own,
   larger budget (ENGINE_MAX_RATE_LIMITED) because it is flow control, not failure; network
   errors, timeouts and 5xx back off exponentially with full jitter (delay drawn uniformly from
@@ -69,7 +70,12 @@ def decide(
     if error.error_class == ErrorClass.MODERATED:
         return Decision("moderated")
     if error.error_class == ErrorClass.EXPIRED:
-        return Decision("expired")
+        # Retryable: the download failed but the provider still keeps the result (services
+        # re-polls it for a fresh URL); only when it is gone, or after the retries, is it lost.
+        if not error.retryable or retries >= conf("ENGINE_MAX_RETRIES", 5):
+            return Decision("expired")
+        delay = max(conf("ENGINE_RETRY_BASE", 1.0), backoff(retries, rng=rng))
+        return Decision("retry", delay, "retries")
     if not error.retryable:
         return Decision("failed")
     if error.error_class == ErrorClass.RATE_LIMITED:

@@ -402,6 +402,8 @@ def generation_submit(*, generation_id: int) -> Next:
     try:
         submission = backend.submit(request)
     except BackendError as exc:
+        if exc.details.get("maybe_submitted"):
+            _record_uncertain_submit(generation, exc, now=now)
         return _on_error(generation, exc, step=SUBMIT)
 
     sync = submission.result is not None
@@ -456,6 +458,31 @@ def generation_submit(*, generation_id: int) -> Next:
             generation, backend, submission.result, seq=0, now=done, last_delay=0.0
         )
     return Next(POLL, countdown=first, poll_seq=0)
+
+
+def _record_uncertain_submit(
+    generation: Generation, error: BackendError, *, now: datetime
+) -> None:
+    """A submit whose answer was lost after the request went out (a read timeout, a dropped
+    connection): the provider may have created, and charged, a task we will never hear of.
+
+    None of the hosted providers (providers.md: BFL, fal, Replicate, Cloudflare) documents a way
+    to find a task by anything but the id that was lost, or to submit idempotently, so the retry
+    has to submit again; each such submit is kept in provider_details["uncertain_submits"] and a
+    later submission that succeeds makes it a possible paid duplicate, which the operator page
+    counts with its estimated cost (generation/losses.py)."""
+    details = dict(generation.provider_details)
+    details.setdefault("uncertain_submits", []).append(
+        {
+            "at": now.isoformat(),
+            "attempt": generation.attempts + 1,
+            "error": f"{error.error_class}: {error.message}"[:300],
+        }
+    )
+    generation.provider_details = _jsonable(details)
+    Generation.objects.filter(pk=generation.pk).update(
+        provider_details=generation.provider_details
+    )
 
 
 def _request_for(generation: Generation) -> Any:
@@ -699,6 +726,11 @@ def generation_ingest(*, generation_id: int) -> Next:
 
 
 def _download(generation: Generation, backend: Backend) -> bytes:
+    """The result's bytes. A result URL that fails as expired (a 403 from the delivery host: a
+    lapsed signature, or a transient refusal) is not the end while the provider keeps the task:
+    poll it again for a (fresh) URL and fetch that; if that fails too, the error is retryable
+    and the ingest retries with backoff, polling again each time. Only a provider that no longer
+    has the result, or the retries running out, make it `expired` (a paid image lost)."""
     synchronous = backend.capabilities().synchronous
     if generation.result_url:
         try:
@@ -709,9 +741,9 @@ def _download(generation: Generation, backend: Backend) -> bytes:
         except BackendError as exc:
             if exc.error_class != ErrorClass.EXPIRED:
                 raise
-            # The signed URL lapsed (ingest backlog, outage): ask the provider for a fresh one once.
             log.info(
-                "result URL of %s expired; polling for a fresh one", generation.code
+                "result URL of %s refused as expired; polling for a fresh one",
+                generation.code,
             )
     if synchronous:
         raise _ResultLost("the synchronous result was lost before it was stored")
@@ -721,15 +753,29 @@ def _download(generation: Generation, backend: Backend) -> bytes:
     if result.state == ProviderState.READY and (
         result.result_url or result.result_bytes is not None
     ):
-        if result.result_url and result.result_url == generation.result_url:
+        try:
+            content, _type = backend.fetch(result)
+        except BackendError as exc:
+            if exc.error_class != ErrorClass.EXPIRED:
+                raise
+            # The provider still lists the result: worth another try after a backoff.
             raise BackendError(
                 ErrorClass.EXPIRED,
-                "The provider's result URL expired before it was downloaded.",
+                f"{exc.message} (the provider still keeps the result: retrying)",
+                retryable=True,
+                status_code=exc.status_code,
+            ) from exc
+        if result.result_url and result.result_url != generation.result_url:
+            Generation.objects.filter(pk=generation.pk).update(
+                result_url=result.result_url
             )
-        content, _type = backend.fetch(result)
         return content
     if result.state == ProviderState.FAILED and result.error is not None:
-        raise result.error
+        error = result.error
+        if error.error_class in (ErrorClass.NOT_FOUND, ErrorClass.EXPIRED):
+            # The provider no longer has it: the paid image is lost.
+            raise BackendError(ErrorClass.EXPIRED, error.message, details=error.details)
+        raise error
     raise BackendError(
         ErrorClass.EXPIRED, "The result is no longer available at the provider."
     )

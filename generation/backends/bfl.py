@@ -489,6 +489,13 @@ class BFLBackend(Backend):
     ) -> dict[str, Any]:
         headers = {"x-key": self.config.api_key, "accept": "application/json"}
         response = send(
-            method, url, what, timeout=self.timeout, json=json, headers=headers
+            method,
+            url,
+            what,
+            timeout=self.timeout,
+            json=json,
+            headers=headers,
+            # A submit whose answer was lost may still have created (and charged) a task.
+            maybe_submitted=what == "submit",
         )
         return json_object(response, what)
