@@ -375,7 +375,9 @@ ROUTING_SPEED_TTL = env_int("ROUTING_SPEED_TTL", 60)
 # Queues by kind of work: "dispatch" (submit/poll: short I/O, many in flight), "ingest"
 # (download, Pillow, storage: CPU), "gpu" (the diffusers backend's submits, which run the
 # pipeline in-process: generation.tasks.route_by_backend); later "export".
-# Workers: -Q celery,dispatch,ingest; on each GPU machine also -Q gpu -c 1 (one per GPU).
+# Workers (README, deploy/systemd): the I/O worker -Q dispatch -P threads -c 32 (waiting on a
+# provider holds a thread, not a process), the CPU worker -Q celery,ingest -P prefork; on each GPU
+# machine also -Q gpu -c 1 (one per GPU).
 CELERY_TASK_ROUTES = (
     "generation.tasks.route_by_backend",
     {
