@@ -1,12 +1,14 @@
 """Engine throughput: N generations against the fake BFL server (latency L, C tasks at once) with
-a real Celery worker of at most 2 processes; wall time against the limit N/C·L, and CPU time.
+real Celery workers; wall time against the limit ceil(N/C)·L, and CPU time.
 
     .venv/bin/python bench/engine_throughput.py -n 500 -c 24 -l 2
 
-The limit: the provider runs at most C tasks at once and each takes L seconds, so no client can
-finish N generations in less than N/C·L. The ratio wall/limit says how much the engine adds
+The limit: the provider runs at most C tasks at once and each takes L seconds; with N identical
+jobs the last of ceil(N/C) rounds ends no earlier than ceil(N/C)·L (N/C·L is only the fluid bound,
+below it whenever C does not divide N). The ratio wall/limit says how much the engine adds
 (dispatch latency, poll granularity, ingest of the last ones). CPU time per generation is the
-worker's processes' user+system time (from /proc, the whole process group) divided by N.
+workers' user+system time (from /proc, each worker's whole process group) divided by N, given
+per worker.
 
 Needs PostgreSQL and Redis, given by their own variables so that a development database is never
 touched by accident:
@@ -14,14 +16,17 @@ touched by accident:
                         at the start (default: `engine_bench` on 127.0.0.1:5432, created when missing)
     BENCH_REDIS_URL     a Redis database the bench may FLUSH (default redis://127.0.0.1:6379/6): it
                         carries the broker queues, so stale messages of other runs must go.
-The worker: `celery -A studio worker -P prefork -c 2 -Q celery,dispatch,ingest`, no beat (the
-sweep only re-drives stuck work; nothing gets stuck here), settings as they are by default.
+The workers (the production split, README): the I/O worker `celery -A studio worker -Q dispatch
+-P threads -c 32` and the CPU worker `celery -A studio worker -Q celery,ingest -P prefork -c 2`;
+`--single` runs the former single worker (`-P prefork -c 2 -Q celery,dispatch,ingest`) instead.
+No beat (the sweep only re-drives stuck work; nothing gets stuck here), default settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -58,6 +63,14 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=2,
         help="worker pool processes (at most 2 here)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=32, help="I/O worker threads (default 32)"
+    )
+    parser.add_argument(
+        "--single",
+        action="store_true",
+        help="one prefork worker on all queues (the layout before the split)",
     )
     parser.add_argument(
         "--json", default="", help="also write the figures to this file"
@@ -202,24 +215,38 @@ def main() -> int:
         **fake.env(),
         "LOG_LEVEL": "INFO" if args.keep_logs else "WARNING",
     }
-    command = [str(Path(sys.executable).parent / "celery"), "-A", "studio", "worker", "-P", "prefork",
-               "-c", str(args.processes), "-Q", "celery,dispatch,ingest", "-l", env["LOG_LEVEL"],
-               "-n", f"bench-{prefix}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    celery = str(Path(sys.executable).parent / "celery")
+    common = ["-A", "studio", "worker", "-l", env["LOG_LEVEL"], "--without-gossip",
+              "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    if args.single:
+        commands = {"worker": [celery, *common, "-P", "prefork", "-c", str(args.processes),
+                               "-Q", "celery,dispatch,ingest", "-n", f"bench-{prefix}@%h"]}  # fmt: skip
+    else:
+        commands = {
+            "io": [celery, *common, "-P", "threads", "-c", str(args.threads), "-Q", "dispatch",
+                   "-n", f"bench-io-{prefix}@%h"],
+            "cpu": [celery, *common, "-P", "prefork", "-c", str(args.processes),
+                    "-Q", "celery,ingest", "-n", f"bench-cpu-{prefix}@%h"],
+        }  # fmt: skip
     if args.worker_command:
-        command = args.worker_command.split()
+        commands = {"worker": args.worker_command.split()}
+    workers: dict[str, subprocess.Popen[bytes]] = {}
     with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        for role, command in commands.items():
+            workers[role] = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
     try:
         deadline = time.monotonic() + 60
-        while not app.control.ping(timeout=0.5):
-            if worker.poll() is not None or time.monotonic() > deadline:
+        while len(app.control.ping(timeout=0.5)) < len(workers):
+            if any(w.poll() is not None for w in workers.values()) or (
+                time.monotonic() > deadline
+            ):
                 print(log_path.read_text()[-3000:])
                 raise SystemExit("the worker did not start")
         time.sleep(1.0)  # let the pool processes finish importing
@@ -246,7 +273,7 @@ def main() -> int:
                 ).pk
                 for i in range(args.generations)
             ]
-            cpu_before = group_cpu_seconds(worker.pid)
+            cpu_before = {r: group_cpu_seconds(w.pid) for r, w in workers.items()}
             # The clock starts when the rows commit (that wakes the dispatcher).
         start = time.monotonic()
         print(f"created in {start - created:.1f} s; running...", flush=True)
@@ -263,16 +290,21 @@ def main() -> int:
                 print("giving up: too slow")
                 break
         wall = time.monotonic() - start
-        cpu = group_cpu_seconds(worker.pid) - cpu_before
+        cpu_by = {
+            r: group_cpu_seconds(w.pid) - cpu_before[r] for r, w in workers.items()
+        }
+        cpu = sum(cpu_by.values())
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        for worker in workers.values():
+            os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers.values():
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
         fake.stop()
 
-    limit = args.generations / args.concurrency * args.latency
+    limit = math.ceil(args.generations / args.concurrency) * args.latency
     states = Counter(
         Generation.objects.filter(pk__in=ids).values_list("state", flat=True)
     )
@@ -283,12 +315,18 @@ def main() -> int:
         "concurrency": args.concurrency,
         "latency_s": args.latency,
         "image": f"{args.size}x{args.size}",
+        "workers": "single prefork"
+        if args.single
+        else f"io threads x{args.threads} + cpu prefork x{args.processes}",
         "worker_processes": args.processes,
         "wall_s": round(wall, 2),
         "limit_s": round(limit, 2),
         "ratio": round(wall / limit, 3),
         "worker_cpu_s": round(cpu, 2),
         "cpu_ms_per_generation": round(cpu / args.generations * 1000, 1),
+        "cpu_ms_per_generation_by_worker": {
+            r: round(c / args.generations * 1000, 1) for r, c in cpu_by.items()
+        },
         "states": dict(states),
         "provider_submissions": counts["submissions"],
         "polls_per_generation": round(counts["polls"] / args.generations, 2),
@@ -297,9 +335,10 @@ def main() -> int:
         "where_time_goes": where,
     }
     print(
-        f"\nN={args.generations} C={args.concurrency} L={args.latency:g}s, {args.processes} worker processes\n"
-        f"wall {wall:.2f} s   limit N/C·L {limit:.2f} s   ratio {wall / limit:.3f}\n"
-        f"worker CPU {cpu:.2f} s = {cpu / args.generations * 1000:.1f} ms per generation\n"
+        f"\nN={args.generations} C={args.concurrency} L={args.latency:g}s, workers: {figures['workers']}\n"
+        f"wall {wall:.2f} s   limit ceil(N/C)·L {limit:.2f} s   ratio {wall / limit:.3f}\n"
+        f"worker CPU {cpu:.2f} s = {cpu / args.generations * 1000:.1f} ms per generation "
+        f"({', '.join(f'{r} {c / args.generations * 1000:.1f}' for r, c in cpu_by.items())})\n"
         f"states {dict(states)}; submissions {counts['submissions']}; polls/generation "
         f"{counts['polls'] / args.generations:.2f}; 429s {counts['rate_limited']}; "
         f"max active at provider {fake.max_active}\n"

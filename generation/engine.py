@@ -3,7 +3,8 @@
 Pure decisions, so they are tested without a provider:
 
 - `decide(error, ...)`: terminal or retry, after how long. Moderation is terminal and never
-  retried; an expired result URL is terminal (`expired`); a 429 waits out Retry-After (plus up to
+  retried; an expired result is terminal (`expired`) unless the provider still keeps it (then
+  the download is retried with backoff, each time with a fresh poll); a 429 waits out Retry-After (plus up to
   10% jitter so a crowd of workers does not come back in the same millisecond) and has its own,
   larger budget (ENGINE_MAX_RATE_LIMITED) because it is flow control, not failure; network
   errors, timeouts and 5xx back off exponentially with full jitter (delay drawn uniformly from
@@ -15,6 +16,8 @@ Pure decisions, so they are tested without a provider:
   exponentially weighted mean kept in the cache, aimed slightly early: an early poll costs one
   HTTP call, a late one holds a concurrency slot), else a backoff from ENGINE_POLL_INITIAL
   growing by half the time already waited. Always clamped to ENGINE_POLL_MIN..ENGINE_POLL_MAX.
+- `record_duration` / `record_upper_bound`: what the estimate learns from, and what not (a poll
+  that ran late measures the worker, not the provider); see the comment above them.
 """
 
 from __future__ import annotations
@@ -67,7 +70,12 @@ def decide(
     if error.error_class == ErrorClass.MODERATED:
         return Decision("moderated")
     if error.error_class == ErrorClass.EXPIRED:
-        return Decision("expired")
+        # Retryable: the download failed but the provider still keeps the result (services
+        # re-polls it for a fresh URL); only when it is gone, or after the retries, is it lost.
+        if not error.retryable or retries >= conf("ENGINE_MAX_RETRIES", 5):
+            return Decision("expired")
+        delay = max(conf("ENGINE_RETRY_BASE", 1.0), backoff(retries, rng=rng))
+        return Decision("retry", delay, "retries")
     if not error.retryable:
         return Decision("failed")
     if error.error_class == ErrorClass.RATE_LIMITED:
@@ -117,10 +125,30 @@ def _duration_key(backend: str, model: str) -> str:
     return f"{getattr(settings, 'ENGINE_REDIS_PREFIX', 'engine')}:duration:{backend}:{model}"
 
 
-_EWMA = """
+# The estimate learns only from observations that measure the provider, never from when a poll
+# happened to run: after a stall (a crash, a broker backlog) every poll is late and "ready at the
+# first poll, 44 s after submit" says nothing about the provider, yet fed into the mean it made
+# the next first polls wait longer, found the next generations ready late again, and kept the
+# estimate high for hundreds of generations. So (services._on_result):
+# - a measurement (the provider's own processing time, or a poll that ran on time after a
+#   pending answer, which brackets the finish) moves the mean (EWMA, weight 0.3), clamped to
+#   ENGINE_ESTIMATE_MIN..ENGINE_ESTIMATE_MAX;
+# - "ready at the first poll" is only an upper bound: when the estimate is above it the estimate
+#   is plainly wrong and drops below the bound (×0.7), so the next first polls come early enough
+#   to see a pending answer and measure again; otherwise it changes nothing;
+# - a late poll teaches nothing.
+_LEARN = """
 local old = redis.call('GET', KEYS[1])
-local new = tonumber(ARGV[1])
-if old then new = 0.7 * tonumber(old) + 0.3 * new end
+local value = tonumber(ARGV[1])
+local new
+if ARGV[2] == 'bound' then
+  if (not old) or tonumber(old) <= value then return old end
+  new = value * 0.7
+else
+  new = value
+  if old then new = 0.7 * tonumber(old) + 0.3 * value end
+end
+new = math.max(tonumber(ARGV[3]), math.min(tonumber(ARGV[4]), new))
 redis.call('SET', KEYS[1], tostring(new), 'EX', 86400)
 return tostring(new)
 """
@@ -138,20 +166,44 @@ def duration_estimate(backend: str, model: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def record_duration(backend: str, model: str, seconds: float) -> None:
-    """Fold one observed provider duration into the running estimate (EWMA, weight 0.3), shared
-    by all workers (one atomic Redis script; the Django cache without Redis)."""
+def _learn(backend: str, model: str, seconds: float, kind: str) -> None:
     from generation import caps
 
     if seconds <= 0:
         return
+    low, high = conf("ENGINE_ESTIMATE_MIN", 0.1), conf("ENGINE_ESTIMATE_MAX", 300.0)
     client = caps.redis_client()
     if client is not None:
-        client.eval(_EWMA, 1, _duration_key(backend, model), seconds)
+        client.eval(_LEARN, 1, _duration_key(backend, model), seconds, kind, low, high)
         return
     old = duration_estimate(backend, model)
-    new = seconds if old is None else 0.7 * old + 0.3 * seconds
-    cache.set(_duration_key(backend, model), round(new, 4), timeout=24 * 3600)
+    if kind == "bound":
+        if old is None or old <= seconds:
+            return
+        new = seconds * 0.7
+    else:
+        new = seconds if old is None else 0.7 * old + 0.3 * seconds
+    cache.set(
+        _duration_key(backend, model), round(max(low, min(high, new)), 4), 24 * 3600
+    )
+
+
+def record_duration(backend: str, model: str, seconds: float) -> None:
+    """Fold one measured provider duration into the running estimate (EWMA, weight 0.3, bounded),
+    shared by all workers (one atomic Redis script; the Django cache without Redis)."""
+    _learn(backend, model, seconds, "measured")
+
+
+def record_upper_bound(backend: str, model: str, seconds: float) -> None:
+    """The provider finished within `seconds` (ready at the first poll): an estimate above that
+    is wrong and drops below it; one at or below it stays."""
+    _learn(backend, model, seconds, "bound")
+
+
+def poll_was_on_time(*, lateness: float, last_delay: float) -> bool:
+    """Whether a poll ran close enough to its due time for its answer to time the provider:
+    late by at most a quarter of the wait before it (ENGINE_POLL_MIN at least)."""
+    return lateness <= max(conf("ENGINE_POLL_MIN", 0.1), 0.25 * last_delay)
 
 
 # --- the request a generation row stands for ----------------------------------------------------

@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from generation import accounts, operator, routing, webhooks
+from generation import accounts, losses, operator, routing, webhooks
 from generation.backends import registry
 from generation.models import ProviderAccount
 from generation.operator_forms import ProviderAccountForm
@@ -40,6 +40,11 @@ def _accounts_context(
     }
 
 
+def _losses(request: StudioRequest) -> dict[str, Any]:
+    by_backend = losses.month_losses(request.workspace, since=operator.month_start())
+    return {"by_backend": by_backend, "total": losses.total(by_backend)}
+
+
 def _page_context(
     request: StudioRequest, form: ProviderAccountForm | None = None
 ) -> dict[str, Any]:
@@ -48,6 +53,7 @@ def _page_context(
         "statuses": statuses,
         "total_spend": operator.total_spend(statuses),
         "open_breakers": [b for s in statuses for b in s.breakers],
+        "losses": _losses(request),
         "backend_names": list(registry.BACKENDS),
         "model_rows": routing.model_table(),
         "recent_days": operator.RECENT_DAYS,
@@ -68,6 +74,7 @@ def operator_page(request: StudioRequest) -> HttpResponse:
             "statuses": statuses,
             "total_spend": operator.total_spend(statuses),
             "open_breakers": [b for s in statuses for b in s.breakers],
+            "losses": _losses(request),
             "recent_days": operator.RECENT_DAYS,
             "month_start": operator.month_start(),
         }

@@ -412,6 +412,8 @@ def generation_submit(*, generation_id: int) -> Next:
     try:
         submission = backend.submit(request)
     except BackendError as exc:
+        if exc.details.get("maybe_submitted"):
+            _record_uncertain_submit(generation, exc, now=now)
         return _on_error(generation, exc, step=SUBMIT)
 
     sync = submission.result is not None
@@ -468,6 +470,31 @@ def generation_submit(*, generation_id: int) -> Next:
     return Next(POLL, countdown=first, poll_seq=0)
 
 
+def _record_uncertain_submit(
+    generation: Generation, error: BackendError, *, now: datetime
+) -> None:
+    """A submit whose answer was lost after the request went out (a read timeout, a dropped
+    connection): the provider may have created, and charged, a task we will never hear of.
+
+    None of the hosted providers (providers.md: BFL, fal, Replicate, Cloudflare) documents a way
+    to find a task by anything but the id that was lost, or to submit idempotently, so the retry
+    has to submit again; each such submit is kept in provider_details["uncertain_submits"] and a
+    later submission that succeeds makes it a possible paid duplicate, which the operator page
+    counts with its estimated cost (generation/losses.py)."""
+    details = dict(generation.provider_details)
+    details.setdefault("uncertain_submits", []).append(
+        {
+            "at": now.isoformat(),
+            "attempt": generation.attempts + 1,
+            "error": f"{error.error_class}: {error.message}"[:300],
+        }
+    )
+    generation.provider_details = _jsonable(details)
+    Generation.objects.filter(pk=generation.pk).update(
+        provider_details=generation.provider_details
+    )
+
+
 def _request_for(generation: Generation) -> Any:
     references = engine.load_references(
         workspace_id=generation.workspace_id, specs=list(generation.references)
@@ -510,11 +537,13 @@ def generation_poll(*, generation_id: int, seq: int) -> Next:
         return Next()
     now = timezone.now()
     # The previous wait (for the duration estimate): the row's due time minus when it was set.
-    last_delay = 0.0
+    last_delay = lateness = 0.0
     if generation.due_at is not None and generation.updated_at is not None:
         last_delay = max(
             0.0, (generation.due_at - generation.updated_at).total_seconds()
         )
+        # How late this poll runs: a late poll's answer times the worker, not the provider.
+        lateness = (now - generation.due_at).total_seconds()
     # The provider still counts this task: keep (or restore) its slot.
     caps.cap_for(generation.cap_key).renew(generation.pk, ttl=_lease_ttl())
     deadline = engine.conf("ENGINE_PROVIDER_DEADLINE", 900.0)
@@ -535,7 +564,13 @@ def generation_poll(*, generation_id: int, seq: int) -> Next:
     except BackendError as exc:
         return _on_error(generation, exc, step=POLL, seq=seq)
     return _on_result(
-        generation, backend, result, seq=seq, now=timezone.now(), last_delay=last_delay
+        generation,
+        backend,
+        result,
+        seq=seq,
+        now=timezone.now(),
+        last_delay=last_delay,
+        lateness=lateness,
     )
 
 
@@ -552,6 +587,7 @@ def _on_result(
     seq: int,
     now: datetime,
     last_delay: float,
+    lateness: float = 0.0,
     callback: bool = False,
 ) -> Next:
     """Apply one provider answer. `callback`: it came by webhook, not by poll number `seq`, so
@@ -592,12 +628,9 @@ def _on_result(
         # generation can be submitted while this one is ingested.
         caps.cap_for(key).release(generation.pk)
         breaker.record_success(key)
-        if generation.submitted_at is not None and result.result_bytes is None:
-            # It became ready somewhere during the last wait: count half of it.
-            observed = (now - generation.submitted_at).total_seconds() - (
-                last_delay / 2 if seq > 0 else 0.0
-            )
-            engine.record_duration(generation.backend, generation.model, observed)
+        _learn_duration(
+            generation, result, now=now, seq=seq, last_delay=last_delay, late=lateness
+        )
         details = dict(generation.provider_details)
         if result.seed is not None:
             details["seed"] = result.seed
@@ -639,6 +672,34 @@ def _on_result(
     return _on_error(generation, error, step="resubmit", seq=seq)
 
 
+def _learn_duration(
+    generation: Generation,
+    result: PollResult,
+    *,
+    now: datetime,
+    seq: int,
+    last_delay: float,
+    late: float,
+) -> None:
+    """Teach the first-poll estimate what this answer says about the provider, and only that
+    (engine.record_duration): the provider's own processing time when it reports one; else a
+    poll that ran on time after a pending one (the finish lies in the last wait: count half of
+    it); else, ready at the first poll, an upper bound. A late poll teaches nothing."""
+    backend, model = generation.backend, generation.model
+    if result.duration is not None:
+        engine.record_duration(backend, model, result.duration)
+        return
+    if generation.submitted_at is None or result.result_bytes is not None:
+        return
+    elapsed = (now - generation.submitted_at).total_seconds()
+    if not engine.poll_was_on_time(lateness=late, last_delay=last_delay):
+        return
+    if seq > 0:
+        engine.record_duration(backend, model, elapsed - last_delay / 2)
+    else:
+        engine.record_upper_bound(backend, model, elapsed)
+
+
 # --- ingest -------------------------------------------------------------------------------------
 
 
@@ -675,6 +736,11 @@ def generation_ingest(*, generation_id: int) -> Next:
 
 
 def _download(generation: Generation, backend: Backend) -> bytes:
+    """The result's bytes. A result URL that fails as expired (a 403 from the delivery host: a
+    lapsed signature, or a transient refusal) is not the end while the provider keeps the task:
+    poll it again for a (fresh) URL and fetch that; if that fails too, the error is retryable
+    and the ingest retries with backoff, polling again each time. Only a provider that no longer
+    has the result, or the retries running out, make it `expired` (a paid image lost)."""
     synchronous = backend.capabilities().synchronous
     if generation.result_url:
         try:
@@ -685,9 +751,9 @@ def _download(generation: Generation, backend: Backend) -> bytes:
         except BackendError as exc:
             if exc.error_class != ErrorClass.EXPIRED:
                 raise
-            # The signed URL lapsed (ingest backlog, outage): ask the provider for a fresh one once.
             log.info(
-                "result URL of %s expired; polling for a fresh one", generation.code
+                "result URL of %s refused as expired; polling for a fresh one",
+                generation.code,
             )
     if synchronous:
         raise _ResultLost("the synchronous result was lost before it was stored")
@@ -697,15 +763,29 @@ def _download(generation: Generation, backend: Backend) -> bytes:
     if result.state == ProviderState.READY and (
         result.result_url or result.result_bytes is not None
     ):
-        if result.result_url and result.result_url == generation.result_url:
+        try:
+            content, _type = backend.fetch(result)
+        except BackendError as exc:
+            if exc.error_class != ErrorClass.EXPIRED:
+                raise
+            # The provider still lists the result: worth another try after a backoff.
             raise BackendError(
                 ErrorClass.EXPIRED,
-                "The provider's result URL expired before it was downloaded.",
+                f"{exc.message} (the provider still keeps the result: retrying)",
+                retryable=True,
+                status_code=exc.status_code,
+            ) from exc
+        if result.result_url and result.result_url != generation.result_url:
+            Generation.objects.filter(pk=generation.pk).update(
+                result_url=result.result_url
             )
-        content, _type = backend.fetch(result)
         return content
     if result.state == ProviderState.FAILED and result.error is not None:
-        raise result.error
+        error = result.error
+        if error.error_class in (ErrorClass.NOT_FOUND, ErrorClass.EXPIRED):
+            # The provider no longer has it: the paid image is lost.
+            raise BackendError(ErrorClass.EXPIRED, error.message, details=error.details)
+        raise error
     raise BackendError(
         ErrorClass.EXPIRED, "The result is no longer available at the provider."
     )

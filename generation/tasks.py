@@ -8,7 +8,9 @@ same task (no round trip through the broker, where it would queue behind polls a
 slot is idle for milliseconds between two generations.
 
 Queues (settings.CELERY_TASK_ROUTES): "dispatch" for submit, poll, the dispatcher and the sweep
-(short I/O, many in flight), "ingest" for download + Pillow + storage (CPU). Later: "export".
+(short I/O, many in flight: run by the I/O worker on a threads pool, so a provider that answers
+slowly holds one thread and never the other generations), "ingest" for download + Pillow +
+storage (CPU: the prefork CPU worker). Later: "export".
 A backend that names a `celery_queue` (diffusers: "gpu") has its submits sent there instead:
 its submit IS the work (an in-process pipeline run), so it runs on that queue's workers
 (`celery -A studio worker -Q gpu -c 1`, one per GPU) and never inline in another task.

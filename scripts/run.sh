@@ -4,10 +4,16 @@
 # 1. finds Python >= 3.12 and creates/updates .venv (pip only when pyproject.toml changed);
 # 2. creates the data folders (var/: SQLite database, media, the filesystem Celery broker);
 # 3. migrates and loads the demo data (idempotent; prints the login);
-# 4. starts the web server (runserver, DEBUG=1) and a Celery worker with embedded beat, prints the
-#    URL and the login, and stops both on Ctrl-C.
+# 4. starts and supervises four processes: the web server (runserver, DEBUG=1), the I/O worker
+#    (queue dispatch: submit, poll, download; a threads pool, waiting on a provider costs a thread,
+#    not a process), the CPU worker (queues celery, ingest, export: decode, thumbnails, asset packs; prefork) and beat.
+#    A worker or beat that dies is restarted (after 1 s, doubling up to 30 s while it keeps
+#    dying); the web server is never stopped because of them. Ctrl-C or SIGTERM stops all four
+#    (warm shutdown, 15 s, then killed) and exits 0; if the web server itself exits, the rest are
+#    stopped and the script exits 1.
 #
-# Environment: PORT (8000), STUDIO_HOST (127.0.0.1), and everything in .env.example; with
+# Environment: PORT (8000), STUDIO_HOST (127.0.0.1), WORKER_IO_THREADS (32 with PostgreSQL, 4 on
+# SQLite, whose single writer would only make more threads wait), WORKER_CPU_PROCESSES (2), and everything in .env.example; with
 # DATABASE_URL and REDIS_URL set the studio uses PostgreSQL and Redis instead of SQLite and the
 # filesystem broker.   scripts/run.sh --setup-only  stops after step 3.
 set -euo pipefail
@@ -46,67 +52,86 @@ if "$VPY" -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys
     die "Port $PORT on $HOST is already in use: stop what runs there, or choose another port: PORT=8001 make run"
 fi
 
-WEB_PID=""
-WORKER_PID=""
+# The worker split (the same commands as the production section of the README and
+# deploy/systemd/): I/O-bound steps on threads, CPU-bound ones in processes.
+if [ -n "${DATABASE_URL:-}" ]; then io_default=32; else io_default=4; fi
+IO_THREADS="${WORKER_IO_THREADS:-$io_default}"
+CPU_PROCS="${WORKER_CPU_PROCESSES:-2}"
+CELERY="$VENV/bin/celery"
+NAMES=(web worker-io worker-cpu beat)
+declare -A PID=() STARTED=() DELAY=()
 
-stop_group() {
-    # stop_group PID SIGNAL: signal the whole process group (runserver's reloader child, the
-    # worker's pool processes and embedded beat).
-    [ -n "$1" ] && kill "-$2" -- "-$1" 2>/dev/null || true
+start() {
+    # Each process in its own process group (job control on only while starting it), so one
+    # kill reaches all of its processes and Ctrl-C reaches only this script.
+    set -m
+    case "$1" in
+        web) "$VPY" manage.py runserver "$HOST:$PORT" & ;;
+        worker-io) "$CELERY" -A studio worker -Q dispatch -P threads -c "$IO_THREADS" -l INFO -n "io@%h" & ;;
+        worker-cpu) "$CELERY" -A studio worker -Q celery,ingest,export -P prefork -c "$CPU_PROCS" -l INFO -n "cpu@%h" & ;;
+        # Beat's schedule only remembers when the sweep last ran; a copy left by a killed run can
+        # fail to open (Python 3.13's sqlite-backed shelve), so every start begins with a fresh one.
+        beat) rm -f "$DATA_DIR"/celerybeat-schedule*
+              "$CELERY" -A studio beat -l INFO -s "$DATA_DIR/celerybeat-schedule" & ;;
+    esac
+    PID[$1]=$!
+    set +m
+    STARTED[$1]=$SECONDS
 }
 
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+alive() { [ -n "${PID[$1]:-}" ] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
+any_alive() {
+    local name
+    for name in "${NAMES[@]}"; do alive "$name" && return 0; done
+    return 1
+}
+
+signal_group() {
+    # signal_group NAME SIGNAL: the whole process group (runserver's reloader child, a pool).
+    [ -n "${PID[$1]:-}" ] && kill "-$2" -- "-${PID[$1]}" 2>/dev/null || true
+}
+
+STOPPING=""
 cleanup() {
     local rc=$?
     set +e
+    STOPPING=1
     trap - EXIT HUP
     trap '' PIPE  # output may be gone (a closed pipe or terminal): stop the servers all the same
     # A second Ctrl-C does not wait for the warm shutdown.
-    trap 'stop_group "$WEB_PID" KILL; stop_group "$WORKER_PID" KILL; exit 130' INT TERM
-    if alive "$WEB_PID" || alive "$WORKER_PID"; then
+    trap 'for n in "${NAMES[@]}"; do signal_group "$n" KILL; done; exit 130' INT TERM
+    if any_alive; then
         echo
-        say "Stopping the web server and the worker (Ctrl-C again to kill them at once)"
-        stop_group "$WEB_PID" TERM
-        # The worker's main process only: a warm shutdown lets its pool finish the current tasks
-        # (TERM to the whole group would kill the pool children mid-task).
-        if alive "$WORKER_PID"; then kill -TERM "$WORKER_PID" 2>/dev/null || true; fi
-        # Give them 15 s, then kill whatever is left of both groups.
+        say "Stopping the web server, the workers and beat (Ctrl-C again to kill them at once)"
+        signal_group web TERM
+        # Celery's main processes only: a warm shutdown lets the pools finish their current
+        # tasks (TERM to the whole group would kill prefork children mid-task).
+        local name
+        for name in worker-io worker-cpu beat; do
+            alive "$name" && kill -TERM "${PID[$name]}" 2>/dev/null
+        done
         for _ in $(seq 150); do
-            alive "$WEB_PID" || alive "$WORKER_PID" || break
+            any_alive || break
             sleep 0.1
         done
-        stop_group "$WEB_PID" KILL
-        stop_group "$WORKER_PID" KILL
+        for name in "${NAMES[@]}"; do signal_group "$name" KILL; done
     fi
     wait 2>/dev/null || true
     say "Stopped."
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Ctrl-C and SIGTERM are the normal way to stop: a clean stop exits 0.
+trap 'exit 0' INT TERM
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
 
-# Beat's schedule only remembers when the periodic sweep last ran; a copy left by a killed run can
-# fail to open (Python 3.13's sqlite-backed shelve), so every start begins with a fresh one.
-rm -f "$DATA_DIR"/celerybeat-schedule*
-
-# Each server in its own process group (job control on only while starting them), so that one
-# kill reaches all of its processes, and Ctrl-C reaches this script, which stops them in order.
-set -m
-"$VPY" manage.py runserver "$HOST:$PORT" &
-WEB_PID=$!
-"$VENV/bin/celery" -A studio worker -Q celery,dispatch,ingest,export -c 2 -B -l INFO \
-    -s "$DATA_DIR/celerybeat-schedule" &
-WORKER_PID=$!
-set +m
+for name in "${NAMES[@]}"; do start "$name"; done
 
 if ! wait_port "$HOST" "$PORT" 60; then
     die "The web server did not come up on $HOST:$PORT (see the output above)"
 fi
-alive "$WORKER_PID" || die "The Celery worker did not start (see the output above)"
 
 url_host="$HOST"
 case "$HOST" in 0.0.0.0 | ::) url_host="127.0.0.1" ;; esac
@@ -117,15 +142,30 @@ cat <<BANNER
     Log in as:          demo / studio-demo   (workspace admin; dev-only demo login)
     Other demo users:   dana (editor), alex (approver), vera (viewer), same password
     Database:           $db
-    Worker:             Celery (queues celery, dispatch, ingest) + beat, broker $broker
-    Stop:               Ctrl-C (stops the web server and the worker)
+    Workers:            I/O (queue dispatch, $IO_THREADS threads), CPU (queues celery, ingest, export,
+                        $CPU_PROCS processes) and beat; broker $broker; restarted if they die
+    Stop:               Ctrl-C (stops everything)
   ==============================================================================
 
 BANNER
 
-# Run until Ctrl-C, or until one of the two exits on its own (then stop the other).
-while alive "$WEB_PID" && alive "$WORKER_PID"; do
+# Supervise: restart a worker or beat that exits; the web server's exit ends the run.
+while :; do
     sleep 1
+    if ! alive web; then
+        warn "The web server exited: stopping the workers"
+        exit 1
+    fi
+    for name in worker-io worker-cpu beat; do
+        alive "$name" && continue
+        code=0
+        wait "${PID[$name]}" 2>/dev/null || code=$?
+        # Kept up a minute: start over from a 1 s delay; else double it (at most 30 s).
+        if (( SECONDS - STARTED[$name] > 60 )); then DELAY[$name]=1; fi
+        delay=${DELAY[$name]:-1}
+        warn "The $name process exited (status $code): restarting it in $delay s"
+        sleep "$delay"
+        DELAY[$name]=$(( delay * 2 > 30 ? 30 : delay * 2 ))
+        [ -z "$STOPPING" ] && start "$name"
+    done
 done
-if ! alive "$WEB_PID"; then warn "The web server exited"; else warn "The Celery worker exited"; fi
-exit 1

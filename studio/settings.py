@@ -331,6 +331,9 @@ ENGINE_POLL_INITIAL = env_float("ENGINE_POLL_INITIAL", 0.5)
 ENGINE_POLL_MIN = env_float("ENGINE_POLL_MIN", 0.1)
 ENGINE_POLL_MAX = env_float("ENGINE_POLL_MAX", 8.0)
 ENGINE_POLL_AIM = env_float("ENGINE_POLL_AIM", 0.95)
+# The learned provider duration (engine.record_duration) stays within these bounds (seconds).
+ENGINE_ESTIMATE_MIN = env_float("ENGINE_ESTIMATE_MIN", 0.1)
+ENGINE_ESTIMATE_MAX = env_float("ENGINE_ESTIMATE_MAX", 300.0)
 # Retries of network errors, timeouts and 5xx: full-jitter exponential backoff from BASE up to
 # CAP seconds, at most MAX_RETRIES times, then the generation fails with the last error. 429s
 # wait out Retry-After (at most RETRY_AFTER_MAX, below the broker's visibility_timeout so a waiting
@@ -375,7 +378,9 @@ ROUTING_SPEED_TTL = env_int("ROUTING_SPEED_TTL", 60)
 # Queues by kind of work: "dispatch" (submit/poll: short I/O, many in flight), "ingest"
 # (download, Pillow, storage: CPU), "gpu" (the diffusers backend's submits, which run the
 # pipeline in-process: generation.tasks.route_by_backend); later "export".
-# Workers: -Q celery,dispatch,ingest; on each GPU machine also -Q gpu -c 1 (one per GPU).
+# Workers (README, deploy/systemd): the I/O worker -Q dispatch -P threads -c 32 (waiting on a
+# provider holds a thread, not a process), the CPU worker -Q celery,ingest,export -P prefork; on each GPU
+# machine also -Q gpu -c 1 (one per GPU).
 CELERY_TASK_ROUTES = (
     "generation.tasks.route_by_backend",
     {

@@ -221,6 +221,9 @@ class PollResult:
     provider_prompt: str | None = None  # the final prompt, e.g. after upsampling
     error: BackendError | None = None  # set when state is FAILED
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds the provider itself says it worked on the task (BFL result.duration, Replicate
+    # metrics.predict_time): what the engine's first-poll estimate learns from first.
+    duration: float | None = None
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,13 @@ def _int_or_none(value: Any) -> int | None:
     return None
 
 
+def _seconds_or_none(value: Any) -> float | None:
+    """A positive number of seconds (result.duration is optional, seen in captures only)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value > 0 else None
+
+
 def result_from_payload(data: Mapping[str, Any], *, what: str = "poll") -> PollResult:
     """Map a `ResultResponse` (poll) or a webhook payload onto a PollResult."""
     raw = dict(data)
@@ -227,6 +234,7 @@ def result_from_payload(data: Mapping[str, Any], *, what: str = "poll") -> PollR
             seed=_int_or_none(result.get("seed")),
             provider_prompt=prompt if isinstance(prompt, str) else None,
             raw=raw,
+            duration=_seconds_or_none(result.get("duration")),
         )
 
     if key in ("request moderated", "content moderated"):
@@ -481,6 +489,13 @@ class BFLBackend(Backend):
     ) -> dict[str, Any]:
         headers = {"x-key": self.config.api_key, "accept": "application/json"}
         response = send(
-            method, url, what, timeout=self.timeout, json=json, headers=headers
+            method,
+            url,
+            what,
+            timeout=self.timeout,
+            json=json,
+            headers=headers,
+            # A submit whose answer was lost may still have created (and charged) a task.
+            maybe_submitted=what == "submit",
         )
         return json_object(response, what)

@@ -33,7 +33,7 @@ BACKENDS: dict[str, type[Backend]] = {
 
 # (key variable, base URL variable, extra variables) per backend, as each provider names them.
 ENV_NAMES: dict[str, tuple[str, str, dict[str, str]]] = {
-    "bfl": ("BFL_API_KEY", "BFL_API_URL", {}),
+    "bfl": ("BFL_API_KEY", "BFL_API_URL", {"read_timeout": "BFL_READ_TIMEOUT"}),
     "fal": ("FAL_KEY", "FAL_QUEUE_URL", {"jwks_url": "FAL_JWKS_URL"}),
     "replicate": (
         "REPLICATE_API_TOKEN",

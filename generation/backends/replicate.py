@@ -314,11 +314,18 @@ def result_from_prediction(
                     details={"provider_status": status},
                 )
             return PollResult(ProviderState.FAILED, error=error, raw=raw)
+        metrics = data.get("metrics")
+        predict = metrics.get("predict_time") if isinstance(metrics, dict) else None
         return PollResult(
             ProviderState.READY,
             progress=1.0,
             result_url=url,
             raw=raw,
+            duration=float(predict)
+            if isinstance(predict, int | float)
+            and not isinstance(predict, bool)
+            and predict > 0
+            else None,
         )
     if status == "failed":
         message = str(data.get("error") or "no details")

@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from datetime import timedelta
+from decimal import Decimal
 from unittest import mock
 
 import redis
@@ -282,15 +283,34 @@ class RetryServiceTests(EngineTestCase):
         self.assertEqual(self.lease_members(row.cap_key), set())
         self.assertEqual(ScriptedBackend.calls["submit"], 1)
 
-    def test_an_expired_result_url_is_refreshed_once_then_expired(self) -> None:
+    def test_an_expired_result_url_is_retried_while_the_provider_keeps_it(self) -> None:
+        # Issue 10 item 5: one 403 on the result URL must not lose a paid image. The provider
+        # still answers Ready (same URL): retried with backoff, re-polled, then downloaded.
         expired = err(ErrorClass.EXPIRED)
-        ScriptedBackend.fetches = [expired]
+        ScriptedBackend.fetches = [expired, expired]
+        ScriptedBackend.polls = [ready("https://delivery.example/a.png")] * 3
+        row = self.run_to_end(self.create())
+        self.assertEqual((row.state, row.retries), (S.SUCCEEDED, 1))
+        self.assertEqual(ScriptedBackend.calls["fetch"], 3)
+
+    def test_an_expired_result_url_expires_after_the_retries(self) -> None:
+        expired = err(ErrorClass.EXPIRED)
+        ScriptedBackend.fetches = [expired] * 20
+        ScriptedBackend.polls = [ready("https://delivery.example/a.png")] * 20
+        with override_settings(ENGINE_MAX_RETRIES=2):
+            row = self.run_to_end(self.create())
+        self.assertEqual((row.state, row.error_class), (S.EXPIRED, "expired"))
+        self.assertEqual(row.retries, 2)
+        self.assertEqual(row.actual_cost, Decimal("0.045"))  # paid, and lost
+
+    def test_a_result_the_provider_no_longer_has_expires_at_once(self) -> None:
+        ScriptedBackend.fetches = [err(ErrorClass.EXPIRED)]
         ScriptedBackend.polls = [
             ready("https://delivery.example/a.png"),
-            ready("https://delivery.example/a.png"),
+            failed(err(ErrorClass.NOT_FOUND)),
         ]
         row = self.run_to_end(self.create())
-        self.assertEqual((row.state, row.error_class), (S.EXPIRED, "expired"))
+        self.assertEqual((row.state, row.retries), (S.EXPIRED, 0))
 
     def test_an_expired_result_url_with_a_fresh_one_succeeds(self) -> None:
         ScriptedBackend.fetches = [err(ErrorClass.EXPIRED)]

@@ -259,11 +259,25 @@ class GenerateCommandTests(CommandTestCase):
             self.fake.counts["submissions"], 1
         )  # polls are retried, not the submit
 
-    def test_an_expired_result_url_exits_with_expired(self) -> None:
+    def test_a_few_expired_downloads_are_retried_and_succeed(self) -> None:
+        # Two 403s per attempt (the stored URL, then the re-polled one): the third attempt wins.
         self.fake.inject("expired", endpoint="delivery", times=5)
-        code, _out, err = self.generate(
-            "--backend", "bfl", "--prompt", "x", "--width", "256", "--height", "256"
-        )
+        with override_settings(ENGINE_RETRY_BASE=0.05, ENGINE_RETRY_CAP=0.2):
+            code, _out, err = self.generate(
+                "--backend", "bfl", "--prompt", "x", "--width", "256", "--height", "256"
+            )
+        self.assertEqual(code, 0, err)
+        self.assertEqual(Generation.objects.get().state, GenerationState.SUCCEEDED)
+        self.assertEqual(self.fake.counts["submissions"], 1)
+
+    def test_an_expired_result_url_exits_with_expired(self) -> None:
+        self.fake.inject("expired", endpoint="delivery", times=100)
+        with override_settings(
+            ENGINE_RETRY_BASE=0.05, ENGINE_RETRY_CAP=0.2, ENGINE_MAX_RETRIES=2
+        ):
+            code, _out, err = self.generate(
+                "--backend", "bfl", "--prompt", "x", "--width", "256", "--height", "256"
+            )
         self.assertEqual(code, 1)
         self.assertOneLine(err, "expired: ")
         self.assertEqual(Generation.objects.get().state, GenerationState.EXPIRED)
