@@ -8,6 +8,7 @@ name, so inviting never tells the admin whether an account exists.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,6 +22,7 @@ from studio.models import Invitation, Membership, Role, Workspace
 from studio.services import membership_change
 
 SALT = "studio.invitation"
+logger = logging.getLogger(__name__)
 
 
 def invitation_lifetime() -> timedelta:
@@ -74,15 +76,17 @@ def invitation_send(*, invitation: Invitation, link: str) -> None:
         f"{timezone.localtime(invitation.expires_at):%Y-%m-%d %H:%M %Z}):\n{link}\n\n"
         "If you did not expect this, ignore this e-mail.\n"
     )
-    transaction.on_commit(
-        lambda: send_mail(
-            subject,
-            body,
-            settings.DEFAULT_FROM_EMAIL,
-            [invitation.email],
-            fail_silently=False,
-        )
-    )
+
+    def send() -> None:
+        # After commit, and never fatal: the admin already has the link to pass on.
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [invitation.email])
+        except Exception:
+            logger.warning(
+                "invitation mail to %s failed", invitation.email, exc_info=True
+            )
+
+    transaction.on_commit(send)
 
 
 def invitation_revoke(*, invitation: Invitation) -> None:

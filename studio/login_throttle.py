@@ -9,7 +9,9 @@ are locked out, and the unlock a workspace admin may give one of her members.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from axes.backends import AxesStandaloneBackend
 from axes.models import AccessAttempt
 from axes.utils import reset
 from django.conf import settings
@@ -17,6 +19,25 @@ from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+
+
+class ThrottledLoginBackend(AxesStandaloneBackend):
+    """Axes' check for every login that comes with a request (the login page, Django admin).
+
+    Axes refuses authenticate() calls without a request; those come from code (management
+    commands, tests), not from the network, so they skip the throttle instead of failing.
+    """
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)
 
 
 def client_address(request: HttpRequest) -> str | None:

@@ -152,7 +152,7 @@ LOGIN_URL = "login"
 # have passed without another failure. Admins unlock in Django admin (Access attempts) or, for a
 # member of their workspace, on the Members page.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "studio.login_throttle.ThrottledLoginBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
@@ -168,12 +168,15 @@ LOGIN_PROXY_COUNT = env_int(
 )
 # Invitations (studio/invitations.py): days an accept link works.
 STUDIO_INVITATION_DAYS = env_int("STUDIO_INVITATION_DAYS", 7)
-# Outgoing e-mail (invitations) through Django's mail framework (MAILERS, Django >= 6.1). The
-# console backend prints mail to the web process's output; the inviting admin also sees every
-# link, so nothing depends on mail. The SMTP options apply to the SMTP backend only (other
-# backends refuse options they do not know).
-_mail_backend = os.environ.get(
-    "EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+# Outgoing e-mail (invitations) through Django's mail framework (MAILERS, Django >= 6.1). In
+# development the console backend prints mail to the web process's output; in production SMTP
+# (`check --deploy` refuses the console there). The inviting admin also sees every link, so
+# nothing depends on mail. The SMTP options apply to the SMTP backend only (other backends
+# refuse options they do not know).
+_mail_backend = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if not (DEBUG or TESTING)
+    else "django.core.mail.backends.console.EmailBackend"
 )
 MAILERS = {
     "default": {

@@ -77,6 +77,21 @@ class InvitingTests(StudioTestCase):
         self._invite("pub@example.com")
         self.assertIn("https://studio.example.com/invitations/", mail.outbox[0].body)
 
+    @override_settings(
+        MAILERS={
+            "default": {
+                "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "OPTIONS": {"host": "127.0.0.1", "port": 9, "timeout": 2},
+            }
+        }
+    )
+    def test_a_mail_server_that_is_down_does_not_lose_the_invitation(self) -> None:
+        with self.assertLogs("studio.invitations", "WARNING"):
+            r = self._invite("offline@example.com")
+        self.assertEqual(r.status_code, 200)
+        self.assertIsNotNone(LINK.search(r.content.decode()))
+        self.assertTrue(Invitation.objects.filter(email="offline@example.com"))
+
     def test_only_admins_invite(self) -> None:
         self.client.force_login(self.eddie)
         r = self.client.post("/members/", {"email": "x@example.com", "role": "admin"})
