@@ -175,6 +175,18 @@ class CampaignForm(forms.ModelForm):
             # Disabled fields ignore posted values: an editor cannot raise the cap by crafting a POST.
             self.fields["budget_cap"].disabled = True
 
+    @property
+    def budget_change_ignored(self) -> bool:
+        """True when a non-admin posted a budget different from the current one (it was dropped)."""
+        field = self.fields["budget_cap"]
+        if not field.disabled or "budget_cap" not in self.data:
+            return False
+        try:
+            posted = field.to_python(self.data.get("budget_cap"))
+        except forms.ValidationError:
+            return True
+        return posted != self.get_initial_for_field(field, "budget_cap")
+
 
 class CampaignStatusForm(forms.Form):
     status = forms.ChoiceField(choices=Campaign.Status.choices)

@@ -162,6 +162,9 @@ class TemplateCreateForm(TemplateContentForm):
 class TemplateVersionForm(TemplateContentForm):
     # The latest version number when the form was opened: saving refuses if a newer one appeared.
     based_on = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+    HIDDEN_FIELD_LABELS = {
+        "based_on": "The version this edit started from (a hidden field) is not valid",
+    }
 
     @classmethod
     def initial_from(

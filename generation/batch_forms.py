@@ -66,6 +66,14 @@ def size_presets(
     return presets
 
 
+# What a hidden field's error is about, said at the top of the builder (studio/form_errors.py).
+HIDDEN_FIELD_LABELS = {
+    "rng_seed": "The batch's random seed (a hidden field) was refused",
+    "token": "The form's one-time token (a hidden field) is missing or invalid",
+    "parent": "The batch this one re-runs (a hidden field) is not valid",
+}
+
+
 class BatchBuilderForm(forms.Form):
     name = forms.CharField(
         required=False,

@@ -23,6 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from campaigns.models import Campaign, PromptTemplate, ReferenceImage, TemplateVersion
 from generation import batch_services as services
 from generation.batch_forms import (
+    HIDDEN_FIELD_LABELS,
     BatchBuilderForm,
     RerunForm,
     VariantForm,
@@ -31,6 +32,7 @@ from generation.batch_forms import (
 )
 from generation.batches import BatchSpec
 from generation.models import Asset, Batch, Generation
+from studio.form_errors import surface_hidden_errors
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
 from studio.tenancy import get_in_workspace, member_required
@@ -289,6 +291,7 @@ def _bound_builder(
         parent = _batch_for_user(request, parent_code)
     preview = None
     valid = form.is_valid()
+    surface_hidden_errors(form, labels=HIDDEN_FIELD_LABELS)
     # Even with a field that did not parse, the rest is checked: every problem shows at once.
     if form.spec is not None and parts["campaign"] is not None:
         preview = services.batch_preview(

@@ -391,8 +391,10 @@ def asset_comment(request: StudioRequest, code: UUID) -> HttpResponse:
             error = " ".join(exc.messages)
         else:
             form = CommentForm()
-    else:
+    elif form.has_error("body", "required"):
         error = "Write something first."
+    else:  # too long, or a NUL character: the form's own message says which
+        error = " ".join(form.errors["body"])
     if wants_partial(request):
         context = {
             "asset": asset,

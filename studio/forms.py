@@ -1,33 +1,27 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
 
 from studio.models import Role
 
 
-class MemberAddForm(forms.Form):
-    username = forms.CharField(
-        max_length=150, help_text="An existing user's username or e-mail address."
+class InvitationForm(forms.Form):
+    # Deliberately no account look-up here: the answer must be the same whether or not an
+    # account with this address exists (docs/security.md).
+    email = forms.EmailField(
+        max_length=254,
+        help_text="They get a link by e-mail; you also see the link here to pass on.",
     )
     role = forms.ChoiceField(choices=Role.choices, initial=Role.EDITOR)
-
-    def clean(self) -> dict:
-        data = super().clean() or {}
-        name = data.get("username", "").strip()
-        user_model = get_user_model()
-        user = (
-            user_model.objects.filter(username=name).first()
-            or user_model.objects.filter(email__iexact=name).first()
-        )
-        if name and user is None:
-            self.add_error(
-                "username",
-                f"No user called “{name}”. An operator creates accounts in the admin.",
-            )
-        data["user"] = user
-        return data
 
 
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class InvitationSignupForm(UserCreationForm):
+    """A new account for the invitee; its e-mail is the invited address."""
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username",)

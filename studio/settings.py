@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -80,6 +81,7 @@ INSTALLED_APPS = [
     "generation",
     "checks",
     "exports",
+    "axes",  # login throttling (studio/login_throttle.py)
 ]
 
 MIDDLEWARE = [
@@ -94,6 +96,8 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "studio.tenancy.CurrentWorkspaceMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "studio.urls"
@@ -146,6 +150,54 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Login throttling with django-axes (docs/security.md): LOGIN_FAILURE_LIMIT failed logins for one
+# username, or from one address, lock that username or address out until LOGIN_LOCKOUT_MINUTES
+# have passed without another failure. Admins unlock in Django admin (Access attempts) or, for a
+# member of their workspace, on the Members page.
+AUTHENTICATION_BACKENDS = [
+    "studio.login_throttle.ThrottledLoginBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "studio.login_throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "studio.login_throttle.client_address"
+# Successful logins are not logged by axes (the table would only grow); failures are what counts.
+AXES_DISABLE_ACCESS_LOG = True
+# Proxies in front of the studio that append to X-Forwarded-For (0: the peer address is the client).
+LOGIN_PROXY_COUNT = env_int(
+    "LOGIN_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0
+)
+# Invitations (studio/invitations.py): days an accept link works.
+STUDIO_INVITATION_DAYS = env_int("STUDIO_INVITATION_DAYS", 7)
+# Outgoing e-mail (invitations) through Django's mail framework (MAILERS, Django >= 6.1). In
+# development the console backend prints mail to the web process's output; in production SMTP
+# (`check --deploy` refuses the console there). The inviting admin also sees every link, so
+# nothing depends on mail. The SMTP options apply to the SMTP backend only (other backends
+# refuse options they do not know).
+_mail_backend = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if not (DEBUG or TESTING)
+    else "django.core.mail.backends.console.EmailBackend"
+)
+MAILERS = {
+    "default": {
+        "BACKEND": _mail_backend,
+        "OPTIONS": {
+            "host": os.environ.get("EMAIL_HOST", "localhost"),
+            "port": env_int("EMAIL_PORT", 25),
+            "username": os.environ.get("EMAIL_HOST_USER", ""),
+            "password": env_secret("EMAIL_HOST_PASSWORD"),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "use_ssl": env_bool("EMAIL_USE_SSL", False),
+            "timeout": env_int("EMAIL_TIMEOUT", 10),
+        }
+        if _mail_backend.endswith("smtp.EmailBackend")
+        else {},
+    }
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "studio@localhost")
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from studio import views
+from studio import invitation_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,6 +16,21 @@ urlpatterns = [
     path("workspaces/none/", views.no_workspace, name="no-workspace"),
     path("members/", views.members, name="members"),
     path("members/<int:membership_id>/", views.member_update, name="member-update"),
+    path(
+        "members/<int:membership_id>/unlock/",
+        views.member_unlock,
+        name="member-unlock",
+    ),
+    path(
+        "members/invitations/<uuid:code>/withdraw/",
+        views.invitation_revoke_view,
+        name="invitation-revoke",
+    ),
+    path(
+        "invitations/<str:token>/",
+        invitation_views.invitation_accept_view,
+        name="invitation-accept",
+    ),
     path("healthz", views.healthz, name="healthz"),
     path("", include("campaigns.urls")),
     path("", include("generation.urls")),

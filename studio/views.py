@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.models import Brand, Campaign, PromptTemplate, ReferenceImage
 from studio import services
-from studio.forms import MemberAddForm, MemberRoleForm
+from studio.forms import InvitationForm, MemberRoleForm
 from studio.http import StudioRequest
-from studio.models import Membership, Role
-from studio.tenancy import SESSION_KEY, member_required
+from studio.invitations import (
+    invitation_create,
+    invitation_revoke,
+    invitation_send,
+    invitation_token,
+)
+from studio.login_throttle import locked_usernames, login_unlock
+from studio.models import Invitation, Membership, Role
+from studio.tenancy import SESSION_KEY, get_in_workspace, member_required
 
 
 @require_GET
@@ -59,32 +70,56 @@ def no_workspace(request: StudioRequest) -> HttpResponse:
 @member_required()
 def members(request: StudioRequest) -> HttpResponse:
     assert request.workspace is not None and request.membership is not None
-    form = MemberAddForm()
+    form = InvitationForm()
     if request.method == "POST":
         if not request.membership.is_admin:
-            return HttpResponse("Only admins can add members.", status=403)
-        form = MemberAddForm(request.POST)
+            return HttpResponse("Only admins can invite members.", status=403)
+        form = InvitationForm(request.POST)
         if form.is_valid():
-            services.membership_add(
+            invitation = invitation_create(
                 workspace=request.workspace,
-                user=form.cleaned_data["user"],
+                email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
+                invited_by=request.user,
             )
-            messages.success(request, f"{form.cleaned_data['user'].username} added.")
+            path = reverse("invitation-accept", args=[invitation_token(invitation)])
+            link = (
+                settings.STUDIO_PUBLIC_URL + path
+                if settings.STUDIO_PUBLIC_URL
+                else request.build_absolute_uri(path)
+            )
+            invitation_send(invitation=invitation, link=link)
+            # The same answer whether or not the address has an account; the link is shown so
+            # the invitation works without e-mail.
+            messages.success(
+                request,
+                f"Invitation sent to {invitation.email}. If it does not arrive, give them "
+                f"this link (it works once, for {settings.STUDIO_INVITATION_DAYS} days): {link}",
+            )
             return redirect("members")
-    memberships = (
+    memberships = list(
         Membership.objects.filter(workspace=request.workspace)
         .select_related("user")
         .order_by("user__username")
+    )
+    can_manage = request.membership.is_admin
+    locked = (
+        locked_usernames(m.user.username for m in memberships) if can_manage else set()
     )
     return render(
         request,
         "studio/members.html",
         {
             "memberships": memberships,
+            "locked": locked,
+            "invitations": Invitation.objects.pending()
+            .filter(workspace=request.workspace)
+            .select_related("invited_by")
+            if can_manage
+            else [],
             "form": form,
             "roles": Role.choices,
-            "can_manage": request.membership.is_admin,
+            "can_manage": can_manage,
         },
     )
 
@@ -106,6 +141,29 @@ def member_update(request: StudioRequest, membership_id: int) -> HttpResponse:
         error = "Choose a valid role."
     if error:
         messages.error(request, error)
+    return redirect("members")
+
+
+@require_POST
+@member_required(Role.ADMIN)
+def member_unlock(request: StudioRequest, membership_id: int) -> HttpResponse:
+    """Lift a member's login lockout (their username's failed logins are forgotten)."""
+    membership = get_object_or_404(
+        Membership.objects.select_related("user"),
+        pk=membership_id,
+        workspace=request.workspace,
+    )
+    login_unlock(username=membership.user.username)
+    messages.success(request, f"{membership.user.username} can log in again.")
+    return redirect("members")
+
+
+@require_POST
+@member_required(Role.ADMIN)
+def invitation_revoke_view(request: StudioRequest, code: UUID) -> HttpResponse:
+    invitation = get_in_workspace(request, Invitation.objects.pending(), code=code)
+    invitation_revoke(invitation=invitation)
+    messages.success(request, f"Invitation to {invitation.email} withdrawn.")
     return redirect("members")
 
 

@@ -2,15 +2,24 @@
 
 The test walks the whole URL configuration. A URL with parameters that is not listed in
 OBJECT_URLS fails the test, so a new view cannot ship without this check.
+
+Ids outside the path too: every parameter a view reads from the query string or the body is
+found in its source (tests/id_params_scan.py) and must be listed in ID_PARAMS (with the kinds of
+object it names, or none) or be one of NOT_ID_NAMES; each listed id is then sent with another
+workspace's object, by a member of this one, and must be refused without leaking or touching it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
+from django.db.models import F, ForeignKey
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from studio.tenancy import SESSION_KEY
 from tests.base import StudioTestCase
+from tests.id_params_scan import reads, view_function
 
 # URL name -> the kind of Acme object its `code` names (see _objects below).
 OBJECT_URLS: dict[str, str] = {
@@ -57,10 +66,15 @@ OBJECT_URLS: dict[str, str] = {
     "exports:pack-cancel": "pack",
     "exports:pack-download": "pack",
     "exports:brand-presets": "brand",
+    "invitation-revoke": "invitation",
 }
 # URLs with parameters that do not name a workspace object (checked elsewhere or public by design).
 NOT_OBJECT_URLS: set[str] = {
     "member-update",  # integer membership id; tests/studio/test_workspaces.py checks the 404
+    "member-unlock",  # integer membership id; tests/studio/test_login_throttle.py checks the 404
+    # The signed token names one invitation and is the whole credential; tests/studio/
+    # test_invitations.py checks forged, expired, used and withdrawn ones.
+    "invitation-accept",
     # Provider callbacks: public by design (no login); a per-generation token and the provider's
     # signature guard them (tests/generation/test_webhooks.py).
     "generation:webhook",
@@ -104,7 +118,16 @@ class EveryUrlTenancyTests(StudioTestCase):
         account = ProviderAccount.objects.create(
             workspace=self.workspace, backend="fal", label="tenancy"
         )
+        from studio.invitations import invitation_create
+
+        invitation = invitation_create(
+            workspace=self.workspace,
+            email="tenancy@example.com",
+            role="editor",
+            invited_by=self.alice,
+        )
         return {
+            "invitation": invitation,
             "account": account,
             "brand": self.brand,
             "campaign": self.campaign,
@@ -166,3 +189,318 @@ class EveryUrlTenancyTests(StudioTestCase):
 
     def _extra_kwargs(self, name: str) -> dict[str, Any]:
         return {"number": 1} if name == "campaigns:template-version" else {}
+
+
+# Parameter names that never carry an object id, whatever the view (checked by their own tests).
+NOT_ID_NAMES: set[str] = {
+    "page",  # pagination
+    "after",  # gallery cursor (a position, filtered by the workspace like the rest)
+    "next",  # where to go back to (same-site paths only)
+    "status",  # a choice
+    "month",  # spend report month
+    "download",  # a flag
+    "confirm_name",  # typed brand name
+    "remove",  # a flag (members) or tag names (asset tags)
+    "add",  # tag names
+    "join",  # flags of the invitation page
+    "signup",
+    "starred",  # a flag
+}
+
+# URL name -> {(method, parameter): kinds of object the id may name}. An empty tuple: the
+# parameter is not a workspace object's id (say why).
+ID_PARAMS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
+    "workspace-switch": {("POST", "workspace"): ("workspace",)},
+    "campaigns:brand-create": {("POST", "logo"): ("reference",)},
+    "campaigns:brand-edit": {("POST", "logo"): ("reference",)},
+    "campaigns:campaign-list": {("GET", "brand"): ("brand",)},
+    "campaigns:template-list": {("GET", "brand"): ("brand",)},
+    "campaigns:template-create": {
+        ("GET", "brand"): ("brand",),
+        ("GET", "campaign"): ("campaign",),
+        ("POST", "brand"): ("brand",),
+        ("POST", "campaign"): ("campaign",),
+    },
+    # Version numbers inside the template the path names (already workspace-checked).
+    "campaigns:template-version-create": {("GET", "from"): ()},
+    "campaigns:template-diff": {("GET", "from"): (), ("GET", "to"): ()},
+    "campaigns:template-preview": {("POST", "version"): ()},
+    "generation:batch-create": {
+        ("GET", "campaign"): ("campaign",),
+        ("GET", "template"): ("template",),
+        ("GET", "from"): ("batch", "asset_generation"),
+        ("GET", "version"): (),  # a number inside ?template=
+        ("POST", "campaign"): ("campaign",),
+        ("POST", "template"): ("template",),
+        ("POST", "parent"): ("batch",),
+        ("POST", "version"): (),
+        ("POST", "token"): (),  # the form's one-time token, not an object
+    },
+    "generation:batch-preview": {
+        ("POST", "campaign"): ("campaign",),
+        ("POST", "template"): ("template",),
+        ("POST", "parent"): ("batch",),
+        ("POST", "version"): (),
+        ("POST", "token"): (),
+    },
+    "generation:gallery": {
+        ("GET", "ref"): ("reference",),
+        ("GET", "template"): ("template",),
+    },
+    "generation:brand-gallery": {
+        ("GET", "ref"): ("reference",),
+        ("GET", "template"): ("template",),
+    },
+    "generation:campaign-gallery": {
+        ("GET", "ref"): ("reference",),
+        ("GET", "template"): ("template",),
+    },
+    "generation:batch-gallery": {
+        ("GET", "ref"): ("reference",),
+        ("GET", "template"): ("template",),
+    },
+    "generation:asset-compare": {
+        ("GET", "asset"): ("asset",),
+        ("POST", "asset"): ("asset",),
+    },
+    "generation:asset-bulk": {("POST", "asset"): ("asset",)},
+}
+
+MARKER = "Globex Secret"
+
+
+def scanned_id_reads() -> dict[str, set[tuple[str, str]]]:
+    """URL name -> the (method, parameter) pairs its view reads that may carry an id."""
+    found: dict[str, set[tuple[str, str]]] = {}
+    for name, pattern in _walk(get_resolver().url_patterns):
+        if name.startswith("admin:"):
+            continue
+        view = view_function(pattern.callback)
+        if view is None:
+            continue
+        pairs = {(m, p) for m, p in reads(view) if p not in NOT_ID_NAMES}
+        if pairs:
+            found[name] = pairs
+    return found
+
+
+class IdsOutsideThePathTests(StudioTestCase):
+    def test_every_id_a_view_reads_from_the_query_or_body_is_listed(self) -> None:
+        scanned = scanned_id_reads()
+        missing = {
+            name: sorted(pairs - set(ID_PARAMS.get(name, {})))
+            for name, pairs in scanned.items()
+            if pairs - set(ID_PARAMS.get(name, {}))
+        }
+        self.assertEqual(
+            missing,
+            {},
+            "these views read parameters that may be ids: list them in ID_PARAMS "
+            "(with the kinds of object they name) or, if no view ever reads an id under "
+            "that name, in NOT_ID_NAMES",
+        )
+        stale = {
+            name: sorted(set(params) - scanned.get(name, set()))
+            for name, params in ID_PARAMS.items()
+            if set(params) - scanned.get(name, set())
+        }
+        self.assertEqual(stale, {}, "ID_PARAMS lists reads the views no longer make")
+
+    def test_the_scan_finds_reads_in_a_new_view_and_its_helpers(self) -> None:
+        from campaigns.forms_templates import TemplateCreateForm
+
+        def _helper(data: Any) -> Any:
+            return data.get("campaign")
+
+        def new_view(request: Any) -> Any:
+            TemplateCreateForm(request.POST)
+            _helper(request.GET)
+            return request.GET.getlist("asset"), "batch" in request.POST
+
+        self.assertTrue(
+            {
+                ("GET", "campaign"),
+                ("GET", "asset"),
+                ("POST", "batch"),
+                ("POST", "brand"),
+            }
+            <= reads(new_view)
+        )
+
+    # -- sending the listed ids with another workspace's objects ---------------------------
+
+    def _objects(
+        self, workspace: Any, brand: Any, campaign: Any, user: Any, tag: str
+    ) -> dict[str, Any]:
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from campaigns.references import reference_create
+        from tests.factories import image_bytes
+        from tests.generation.batch_helpers import make_batch_with_asset, make_version
+
+        version = make_version(brand, campaign=campaign, name=f"{tag} template")
+        batch = make_batch_with_asset(campaign, version, user)
+        asset = batch.generations.get(asset__isnull=False).asset
+        return {
+            "workspace": workspace,
+            "brand": brand,
+            "campaign": campaign,
+            "template": version.template,
+            "version": version,
+            "batch": batch,
+            "asset": asset,
+            "asset_generation": asset.generation,
+            "reference": reference_create(
+                brand=brand,
+                uploaded_file=SimpleUploadedFile(
+                    f"{tag.replace(' ', '-')}-logo.png", image_bytes(), "image/png"
+                ),
+                user=user,
+                role="logo",
+                tags=[],
+            ),
+        }
+
+    def _snapshot(self, workspace: Any) -> dict[str, list[dict[str, Any]]]:
+        return {
+            model._meta.label: list(
+                model.objects.filter(workspace=workspace).order_by("pk").values()
+            )
+            for model in apps.get_models()
+            if any(f.name == "workspace" for f in model._meta.fields)
+        }
+
+    def _cross_workspace_rows(self) -> list[str]:
+        """Rows of one workspace that point at another workspace's object."""
+        bad = []
+        for model in apps.get_models():
+            names = {f.name for f in model._meta.fields}
+            if "workspace" not in names:
+                continue
+            for field in model._meta.fields:
+                target = field.related_model if isinstance(field, ForeignKey) else None
+                if target is None or field.name == "workspace":
+                    continue
+                if not any(f.name == "workspace" for f in target._meta.fields):
+                    continue
+                n = (
+                    model.objects.exclude(**{f"{field.name}__isnull": True})
+                    .exclude(**{f"{field.name}__workspace": F("workspace")})
+                    .count()
+                )
+                if n:
+                    bad.append(f"{model._meta.label}.{field.name}: {n}")
+        return bad
+
+    def _request(
+        self, name: str, method: str, param: str, value: str, own: dict[str, Any]
+    ) -> Any:
+        kwargs = {}
+        if name in OBJECT_URLS:
+            kwargs = {"code": own[OBJECT_URLS[name]].code}
+        url = reverse(name, kwargs=kwargs)
+        data: dict[str, Any] = {}
+        if name in ("generation:batch-create", "generation:batch-preview"):
+            data = {
+                "template": str(own["template"].code),
+                "version": "1",
+                "campaign": str(own["campaign"].code),
+                "mode": "matrix",
+                "matrix_headline": "Autumn",
+                "matrix_scene": "here",
+                "seed_mode": "random",
+                "seed_count": "1",
+                "rng_seed": "1",
+                "targets": ["preview:flux-2-pro"],
+                "custom_sizes": "1024x1024",
+                "token": "7c5b6f0e-2a43-4a57-9a5e-0d6f1f1c2b3a",
+            }
+            if method == "GET":
+                data = {"template": str(own["template"].code)}
+        elif name == "campaigns:template-create" and method == "POST":
+            data = {
+                "name": "Tenancy template",
+                "kind": "text",
+                "body": "A {product}",
+                "brand": str(own["brand"].pk),
+                "campaign": "",
+            }
+        elif name in ("campaigns:brand-create", "campaigns:brand-edit"):
+            data = {"name": "Tenancy brand"}
+        elif name == "generation:asset-bulk":
+            data = {"action": "approved"}
+        if name.startswith("generation:asset-"):
+            data[param] = [value, str(own["asset"].code)]
+        else:
+            data[param] = value
+        if method == "GET":
+            return self.client.get(url, data)
+        return self.client.post(url, data)
+
+    def _value(self, name: str, param: str, obj: Any) -> str:
+        # Model choice fields take primary keys; everything else takes the public code.
+        from campaigns.forms_templates import TemplateCreateForm
+
+        if (
+            name == "campaigns:template-create"
+            and param in TemplateCreateForm.base_fields
+        ):
+            return str(obj.pk)
+        if name in ("campaigns:brand-create", "campaigns:brand-edit"):
+            return str(obj.pk)
+        return str(obj.code)
+
+    def test_foreign_ids_in_the_query_or_body_are_refused_and_touch_nothing(
+        self,
+    ) -> None:
+        own = self._objects(
+            self.workspace, self.brand, self.campaign, self.alice, "Acme own"
+        )
+        from tests.factories import make_brand, make_campaign
+
+        globex_brand = make_brand(self.other_workspace, name=f"{MARKER} brand")
+        foreign = self._objects(
+            self.other_workspace,
+            globex_brand,
+            make_campaign(globex_brand, name=f"{MARKER} campaign"),
+            self.carol,
+            MARKER,
+        )
+        self.client.force_login(self.alice)
+        self.client.get("/")  # the session now holds the current workspace
+        checked = 0
+        for name, params in ID_PARAMS.items():
+            for (method, param), kinds in params.items():
+                for kind in kinds:
+                    where = f"{method} {name} {param}=<Globex {kind}>"
+                    before = self._snapshot(self.other_workspace)
+                    session_workspace = self.client.session.get(SESSION_KEY)
+                    r = self._request(
+                        name,
+                        method,
+                        param,
+                        self._value(name, param, foreign[kind]),
+                        own,
+                    )
+                    self.assertLess(r.status_code, 500, where)
+                    self.assertNotIn(MARKER, r.content.decode(), where)
+                    if r.status_code in (301, 302) and r["Location"].startswith("/"):
+                        # Where it leads (e.g. compare echoes the codes into its query).
+                        landing = self.client.get(r["Location"])
+                        self.assertLess(landing.status_code, 500, where)
+                        self.assertNotIn(MARKER, landing.content.decode(), where)
+                    self.assertEqual(
+                        self._snapshot(self.other_workspace), before, where
+                    )
+                    self.assertEqual(self._cross_workspace_rows(), [], where)
+                    self.assertEqual(
+                        self.client.session.get(SESSION_KEY), session_workspace, where
+                    )
+                    # The same request with this workspace's object is served: the parameter
+                    # really is read, and the refusal above is about the workspace.
+                    mine = self._request(
+                        name, method, param, self._value(name, param, own[kind]), own
+                    )
+                    self.assertNotIn(mine.status_code, (404, 500), f"{where} (own)")
+                    checked += 1
+        self.assertGreaterEqual(checked, 25)

@@ -59,6 +59,22 @@ def campaign_list(request: StudioRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+def _say_budget_ignored(
+    request: StudioRequest, form: CampaignForm, campaign: Campaign
+) -> None:
+    # The budget field is disabled for non-admins, so a posted value is dropped: say so.
+    if form.budget_change_ignored:
+        cap = (
+            f"${campaign.budget_cap}"
+            if campaign.budget_cap is not None
+            else "no budget cap"
+        )
+        messages.warning(
+            request,
+            f"The budget was not changed: only admins set it. It stays at {cap}.",
+        )
+
+
 def _is_uuid(value: str) -> bool:
     try:
         UUID(value)
@@ -82,6 +98,7 @@ def campaign_create(request: StudioRequest, code: UUID) -> HttpResponse:
             brand=brand, user=request.user, fields=form.cleaned_data
         )
         messages.success(request, f"Campaign “{campaign.name}” created.")
+        _say_budget_ignored(request, form, campaign)
         return redirect("campaigns:campaign-detail", campaign.code)
     return render(
         request,
@@ -117,8 +134,9 @@ def campaign_edit(request: StudioRequest, code: UUID) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         # Plain CRUD on one row with no side effects: ModelForm.save() is the house rule's exception.
-        form.save()
+        campaign = form.save()
         messages.success(request, "Campaign saved.")
+        _say_budget_ignored(request, form, campaign)
         return redirect("campaigns:campaign-detail", campaign.code)
     return render(
         request,
@@ -133,18 +151,29 @@ def campaign_edit(request: StudioRequest, code: UUID) -> HttpResponse:
 def campaign_status(request: StudioRequest, code: UUID) -> HttpResponse:
     campaign, _ = _campaign_for_user(request, code)
     form = CampaignStatusForm(request.POST)
+    error = ""
     if form.is_valid():
         campaign = services.campaign_set_status(
             campaign=campaign, status=form.cleaned_data["status"]
+        )
+    else:
+        # An unknown status changes nothing, and the answer says so instead of "Status: Draft."
+        error = (
+            f"Status not changed: “{request.POST.get('status', '')[:40]}” is not a "
+            f"campaign status. It is still {campaign.get_status_display()}."
         )
     if wants_partial(request):
         context = {
             "campaign": campaign,
             "can_edit": True,
             "status_form": CampaignStatusForm(initial={"status": campaign.status}),
+            "status_error": error,
         }
         return render(
             request, "campaigns/campaigns/detail.html#campaign_status", context
         )
-    messages.success(request, f"Status: {campaign.get_status_display()}.")
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"Status: {campaign.get_status_display()}.")
     return redirect("campaigns:campaign-detail", campaign.code)

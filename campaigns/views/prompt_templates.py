@@ -36,6 +36,7 @@ from campaigns.prompting import (
     placeholder_parts,
 )
 from generation.gallery import template_version_approvals
+from studio.form_errors import surface_hidden_errors
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
 from studio.tenancy import get_in_workspace, member_required
@@ -303,7 +304,9 @@ def template_version_create(request: StudioRequest, code: UUID) -> HttpResponse:
     if start.number != latest.number:
         initial["change_note"] = f"Restore version {start.number}"
     form = TemplateVersionForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
+    valid = request.method == "POST" and form.is_valid()
+    surface_hidden_errors(form, labels=TemplateVersionForm.HIDDEN_FIELD_LABELS)
+    if valid:
         data = form.cleaned_data
         try:
             version = services.template_version_create(

@@ -38,7 +38,7 @@ from campaigns.prompt_templates import prompt_template_create
 from campaigns.references import DuplicateReference, reference_create
 from campaigns.services import brand_create, brand_update, campaign_create
 from studio.models import Role, Workspace
-from studio.services import membership_add
+from studio.services import membership_change
 
 DEMO_PASSWORD = (
     "studio-demo"  # dev-only demo login, printed by `make run` and in the README
@@ -213,7 +213,7 @@ class Command(BaseCommand):
                 # The demo admin may also open Django's admin (/admin/).
                 user.is_staff = user.is_superuser = True
             user.save()
-            membership_add(workspace=workspace, user=user, role=role)
+            membership_change(workspace=workspace, user=user, role=role)
             users[username] = user
         return workspace, users
 
