@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "studio",
     "campaigns",
     "generation",
+    "ninja",  # Django Ninja: serves the API docs' Swagger UI files from static/
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -396,3 +398,21 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 200)
 
 # Variant batches: the most generations one batch may make (the builder refuses bigger ones).
 STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)
+
+# JSON API (api/, docs/api.md).
+API_RATE_LIMIT = env_int(
+    "API_RATE_LIMIT", 600
+)  # requests per token per window (0: off)
+API_RATE_WINDOW = env_int("API_RATE_WINDOW", 60)  # seconds
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)  # JSON bodies
+API_IDEMPOTENCY_TTL = env_int("API_IDEMPOTENCY_TTL", 24 * 3600)
+API_WAIT_MAX = env_int("API_WAIT_MAX", 60)  # the most `Prefer: wait=N` may ask for
+API_WAIT_RECHECK = env_float("API_WAIT_RECHECK", 5.0)  # re-read a waited row this often
+API_FILE_URL_TTL = env_int("API_FILE_URL_TTL", 3600)  # signed download URLs
+# Hosts webhooks may reach although private (an internal receiver); they may use plain http.
+API_WEBHOOK_ALLOWED_HOSTS = env_list("API_WEBHOOK_ALLOWED_HOSTS")
+API_WEBHOOK_RETRY_SCHEDULE = [
+    int(s)
+    for s in env_list("API_WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000")
+]
+API_WEBHOOK_TIMEOUT = env_float("API_WEBHOOK_TIMEOUT", 10.0)

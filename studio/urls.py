@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from api.main import api
 from studio import views
 
 urlpatterns = [
@@ -19,5 +20,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("", include("campaigns.urls")),
     path("", include("generation.urls")),
+    path("api/v1/", api.urls),
+    path("", include("api.urls")),
     path("admin/", admin.site.urls),
 ]
