@@ -17,6 +17,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from generation.backends.base import BackendError, RuleViolation
+from generation.backends.registry import UnknownBackend
 from generation.batch_services import FIELD_BUDGET, BatchRefused
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ def install(api: NinjaAPI) -> None:
             )
         if isinstance(exc, BackendError):
             return problem_response(422, "validation", exc.message)
+        if isinstance(exc, UnknownBackend):
+            return problem_response(422, "validation", str(exc).strip("'\""))
         if isinstance(exc, DjangoValidationError):
             return problem_response(422, "validation", _messages(exc))
         logger.exception("API error on %s %s", request.method, request.path)
@@ -166,5 +169,6 @@ def install(api: NinjaAPI) -> None:
         RuleViolation,
         BackendError,
         DjangoValidationError,
+        UnknownBackend,
     ):
         api.add_exception_handler(kind, handle)

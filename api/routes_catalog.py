@@ -7,7 +7,7 @@ from uuid import UUID
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import File, Form, Query, Router, Schema, UploadedFile
+from ninja import File, Form, Query, Router, Schema, Status, UploadedFile
 from ninja.decorators import decorate_view
 from pydantic import Field
 
@@ -116,7 +116,7 @@ def reference_upload(
     role: Form[str],
     tags: Form[str] = "",
     title: Form[str] = "",
-) -> tuple[int, dict]:
+) -> Status:
     require(request.auth, Role.EDITOR)
     the_brand = _brand(request, brand)
     if role not in ReferenceRole.values:
@@ -144,7 +144,7 @@ def reference_upload(
             "This image is already in the brand's library.",
             existing=str(exc.existing.code),
         ) from exc
-    return 201, rep.reference(ref)
+    return Status(201, rep.reference(ref))
 
 
 @router.get(
@@ -216,9 +216,7 @@ def version_list(request: HttpRequest, code: UUID, q: Query[ListQuery]) -> dict:
     summary="Save a new version of a template",
 )
 @decorate_view(idempotent)
-def version_create(
-    request: HttpRequest, code: UUID, payload: VersionIn
-) -> tuple[int, dict]:
+def version_create(request: HttpRequest, code: UUID, payload: VersionIn) -> Status:
     require(request.auth, Role.EDITOR)
     template = _template(request, code)
     try:
@@ -236,7 +234,7 @@ def version_create(
         if getattr(exc, "code", None) == "stale":
             raise Problem(409, "conflict", " ".join(exc.messages)) from exc
         raise
-    return 201, rep.version(version)
+    return Status(201, rep.version(version))
 
 
 @router.get(

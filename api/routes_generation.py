@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from ninja.decorators import decorate_view
 from pydantic import Field
 
@@ -209,14 +209,14 @@ async def _maybe_wait(
 @decorate_view(idempotent)
 async def generation_create(
     request: HttpRequest, response: HttpResponse, payload: GenerationIn
-) -> tuple[int, dict]:
+) -> Status:
     caller: Caller = request.auth  # type: ignore[attr-defined]
     generation = await sync_to_async(_create_generation)(caller, payload)
     await _maybe_wait(request, response, generation.pk)
     data = await sync_to_async(_generation_data)(
         caller, generation.code, _base(request)
     )
-    return 201, data
+    return Status(201, data)
 
 
 @router.get(
@@ -365,11 +365,11 @@ def _create_batch(caller: Caller, payload: BatchIn) -> Batch:
     summary="Create and dispatch a batch from a template version (matrix or rows)",
 )
 @decorate_view(idempotent)
-def batch_create(request: HttpRequest, payload: BatchIn) -> tuple[int, dict]:
+def batch_create(request: HttpRequest, payload: BatchIn) -> Status:
     caller: Caller = request.auth  # type: ignore[attr-defined]
     batch = _create_batch(caller, payload)
     batch = _batch(caller, batch.code)
-    return 201, rep.batch(batch, _progress(batch))
+    return Status(201, rep.batch(batch, _progress(batch)))
 
 
 @router.get("/batches", response={200: BatchPage, **ERRORS}, summary="List batches")
@@ -562,19 +562,20 @@ def asset_review(request: HttpRequest, code: UUID, payload: ReviewStatusIn) -> d
     summary="Comment on an asset (editor role or higher)",
 )
 @decorate_view(idempotent)
-def asset_comment(
-    request: HttpRequest, code: UUID, payload: CommentIn
-) -> tuple[int, dict]:
+def asset_comment(request: HttpRequest, code: UUID, payload: CommentIn) -> Status:
     caller: Caller = request.auth  # type: ignore[attr-defined]
     asset = _asset(caller, code)
     comment = review.comment_add(asset=asset, author=caller.user, body=payload.body)
-    return 201, {
-        "id": comment.pk,
-        "asset": str(asset.code),
-        "author": caller.user.username,
-        "body": comment.body,
-        "created_at": comment.created_at,
-    }
+    return Status(
+        201,
+        {
+            "id": comment.pk,
+            "asset": str(asset.code),
+            "author": caller.user.username,
+            "body": comment.body,
+            "created_at": comment.created_at,
+        },
+    )
 
 
 def _serve(asset: Asset) -> HttpResponse:
