@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -118,11 +119,13 @@ def event_emit(
     ]
     if not subscriptions:
         return 0
-    payload = {
-        "type": event,
-        "timestamp": timezone.now().isoformat(),
-        "data": dict(data),
-    }
+    # Through Django's encoder once: datetimes, decimals and UUIDs as the API renders them.
+    payload = json.loads(
+        json.dumps(
+            {"type": event, "timestamp": timezone.now(), "data": dict(data)},
+            cls=DjangoJSONEncoder,
+        )
+    )
     message_id = "msg_" + _digest(f"{event}:{message_key}")
     rows = WebhookDelivery.objects.bulk_create(
         [

@@ -538,6 +538,11 @@ class TenancyTests(ApiTestCase):
             ("/generations", {"prompt": "x", "backend": "preview", "model": "flux-2-pro", "campaign": str(self.campaign.code)}),
             ("/batches", BatchAndAssetTests.batch_body(self)),
         ]  # fmt: skip
+        # Every parametrised path of the OpenAPI document is among those checked here.
+        document = self.client.get("/api/v1/openapi.json").json()
+        templated = {p.removeprefix("/api/v1") for p in document["paths"] if "{" in p}
+        checked = {_template_of(p) for p in [*get_paths, *(p for p, _ in post_paths)]}
+        self.assertEqual(templated - checked, {"/files/{token}"})
         for path in get_paths:
             self.assertProblem(self.outsider.get(path), 404, "not_found")
             self.assertEqual(self.admin.get(path).status_code, 200, path)
@@ -622,3 +627,10 @@ class AdminPageTests(ApiTestCase):
         self.assertEqual(
             self.client.get(f"/api-access/webhooks/{sub.code}/").status_code, 404
         )
+
+
+def _template_of(path: str) -> str:
+    """/assets/<uuid>/file -> /assets/{code}/file, as the OpenAPI document names it."""
+    import re
+
+    return re.sub(r"/[0-9a-f-]{36}", "/{code}", path)
