@@ -265,6 +265,8 @@ class TemplateVersion(models.Model):
     template = models.ForeignKey(
         PromptTemplate, on_delete=models.CASCADE, related_name="versions"
     )
+    # Public id (the API names versions by it); uuid4 like every other addressable object.
+    code = models.UUIDField(default=uuid4, unique=True, editable=False)
     number = models.PositiveIntegerField()
     kind = models.CharField(
         max_length=8, choices=PromptKind.choices, default=PromptKind.TEXT

@@ -22,6 +22,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from campaigns import signals
 from campaigns.models import Comment, ReviewEvent, ReviewStatus
 from generation import assets as asset_services
 from studio.models import Membership, Role
@@ -123,6 +124,11 @@ def assets_review(
                 for asset_id, from_status in moved
             ]
         )
+        if events:
+            # For the layers above (webhooks out), once the decision is committed.
+            transaction.on_commit(
+                lambda: signals.assets_reviewed.send(sender=ReviewEvent, events=events)
+            )
     return events
 
 

@@ -140,7 +140,15 @@ def _transition(
     rows = Generation.objects.filter(
         pk=generation_id, state__in=list(source), **(where or {})
     )
-    return rows.update(**values) == 1
+    moved = rows.update(**values) == 1
+    if moved and target in TERMINAL_STATES:
+        # For the layers above (API waiters and webhooks); after commit, so they read the row.
+        transaction.on_commit(
+            lambda: signals.generation_finished.send(
+                sender=Generation, generation_id=generation_id, state=target
+            )
+        )
+    return moved
 
 
 def _load(generation_id: int, *related: str) -> Generation | None:

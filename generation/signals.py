@@ -1,4 +1,8 @@
-"""Signals for apps above generation (checks), so generation never imports them."""
+"""Signals the generation layer sends for the layers above it (checks, the API's webhooks and waiters).
+
+Apps above generation (docs/architecture.md) must not be imported from here; they connect receivers
+instead.
+"""
 
 from __future__ import annotations
 
@@ -8,3 +12,7 @@ from django.dispatch import Signal
 # which overwrites the file). Keyword argument: asset_id. Receivers must not do slow work inline:
 # they run in the ingest task, before the next image is ingested; enqueue a task instead.
 asset_stored = Signal()
+
+# A generation reached a terminal state, sent after the change is committed, so a receiver reads
+# what it was told. Keyword arguments: generation_id, state.
+generation_finished = Signal()

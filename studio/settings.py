@@ -82,6 +82,8 @@ INSTALLED_APPS = [
     "checks",
     "exports",
     "axes",  # login throttling (studio/login_throttle.py)
+    "ninja",  # Django Ninja: serves the API docs' Swagger UI files from static/
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -491,3 +493,20 @@ STUDIO_UI_HOOKS = {
     "brand_actions": ["exports/hooks/brand_actions.html"],
     "main_nav": ["exports/hooks/main_nav.html"],
 }
+# JSON API (api/, docs/api.md).
+API_RATE_LIMIT = env_int(
+    "API_RATE_LIMIT", 600
+)  # requests per token per window (0: off)
+API_RATE_WINDOW = env_int("API_RATE_WINDOW", 60)  # seconds
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)  # JSON bodies
+API_IDEMPOTENCY_TTL = env_int("API_IDEMPOTENCY_TTL", 24 * 3600)
+API_WAIT_MAX = env_int("API_WAIT_MAX", 60)  # the most `Prefer: wait=N` may ask for
+API_WAIT_RECHECK = env_float("API_WAIT_RECHECK", 5.0)  # re-read a waited row this often
+API_FILE_URL_TTL = env_int("API_FILE_URL_TTL", 3600)  # signed download URLs
+# Hosts webhooks may reach although private (an internal receiver); they may use plain http.
+API_WEBHOOK_ALLOWED_HOSTS = env_list("API_WEBHOOK_ALLOWED_HOSTS")
+API_WEBHOOK_RETRY_SCHEDULE = [
+    int(s)
+    for s in env_list("API_WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000")
+]
+API_WEBHOOK_TIMEOUT = env_float("API_WEBHOOK_TIMEOUT", 10.0)

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from api.main import api
 from studio import invitation_views, views
 
 urlpatterns = [
@@ -35,5 +36,7 @@ urlpatterns = [
     path("", include("campaigns.urls")),
     path("", include("generation.urls")),
     path("", include("exports.urls")),
+    path("api/v1/", api.urls),
+    path("", include("api.urls")),
     path("admin/", admin.site.urls),
 ]

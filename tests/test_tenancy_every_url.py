@@ -67,6 +67,10 @@ OBJECT_URLS: dict[str, str] = {
     "exports:pack-download": "pack",
     "exports:brand-presets": "brand",
     "invitation-revoke": "invitation",
+    "api-ui:token-revoke": "token",
+    "api-ui:webhook-detail": "webhook",
+    "api-ui:webhook-delete": "webhook",
+    "api-ui:delivery-redeliver": "delivery",
 }
 # URLs with parameters that do not name a workspace object (checked elsewhere or public by design).
 NOT_OBJECT_URLS: set[str] = {
@@ -78,6 +82,31 @@ NOT_OBJECT_URLS: set[str] = {
     # Provider callbacks: public by design (no login); a per-generation token and the provider's
     # signature guard them (tests/generation/test_webhooks.py).
     "generation:webhook",
+    # The JSON API authenticates by bearer token, not session: tests/api/test_api.py
+    # (TenancyTests) walks every parametrised path of its OpenAPI document with another
+    # workspace's token. The signed file URL is public by design (an expiring signature).
+    *(
+        f"api:{name}"
+        for name in (
+            "brand_detail",
+            "reference_detail",
+            "campaign_detail",
+            "template_detail",
+            "version_list",
+            "version_create",
+            "version_detail",
+            "generation_detail",
+            "batch_detail",
+            "batch_cancel",
+            "asset_detail",
+            "asset_approve",
+            "asset_reject",
+            "asset_review",
+            "asset_comment",
+            "asset_file",
+            "asset_signed_file",
+        )
+    ),  # fmt: skip
 }
 
 
@@ -128,6 +157,26 @@ class EveryUrlTenancyTests(StudioTestCase):
         )
         return {
             "invitation": invitation,
+        from api.models import WebhookDelivery
+        from api.tokens import token_create
+        from api.webhooks_out import subscription_create
+
+        with self.settings(API_WEBHOOK_ALLOWED_HOSTS=["127.0.0.1"]):
+            webhook = subscription_create(
+                workspace=self.workspace,
+                url="http://127.0.0.1:9/hook",
+                events=["batch.finished"],
+            )
+        delivery = WebhookDelivery.objects.create(
+            subscription=webhook, message_id="msg_t", event="batch.finished", payload={}
+        )
+        token = token_create(
+            workspace=self.workspace, name="t", role="viewer", created_by=None
+        ).token
+        return {
+            "token": token,
+            "webhook": webhook,
+            "delivery": delivery,
             "account": account,
             "brand": self.brand,
             "campaign": self.campaign,

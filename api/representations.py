@@ -1,0 +1,220 @@
+"""The JSON shapes of the API's objects, shared by the endpoints and the webhook payloads."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+from campaigns.models import (
+    Brand,
+    Campaign,
+    PromptTemplate,
+    ReferenceImage,
+    TemplateVersion,
+)
+from generation.models import (
+    TERMINAL_STATES,
+    Asset,
+    Batch,
+    Generation,
+)
+
+FILE_SALT = "api.asset-file"
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _absolute(path: str, base: str = "") -> str:
+    base = base or settings.STUDIO_PUBLIC_URL
+    return f"{base}{path}" if base else path
+
+
+def signed_file_url(asset: Asset, base: str = "") -> str:
+    """A download URL that needs no token, valid API_FILE_URL_TTL seconds (for a CMS, an <img>)."""
+    token = signing.TimestampSigner(salt=FILE_SALT).sign(str(asset.code))
+    return _absolute(reverse("api:asset_signed_file", args=[token]), base)
+
+
+def brand(b: Brand) -> dict[str, Any]:
+    return {
+        "id": str(b.code),
+        "name": b.name,
+        "description": b.description,
+        "palette": b.palette,
+        "fonts": b.fonts,
+        "typography_hints": b.typography_hints,
+        "tone_of_voice": b.tone_of_voice,
+        "words_to_use": b.words_to_use,
+        "words_to_avoid": b.words_to_avoid,
+        "default_formats": b.default_formats,
+        "created_at": b.created_at,
+        "updated_at": b.updated_at,
+    }
+
+
+def reference(r: ReferenceImage) -> dict[str, Any]:
+    return {
+        "id": str(r.code),
+        "brand": str(r.brand.code),
+        "title": r.title,
+        "original_name": r.original_name,
+        "role": r.role,
+        "tags": sorted(t.name for t in r.tags.all()),
+        "content_type": r.content_type,
+        "width": r.width,
+        "height": r.height,
+        "byte_size": r.byte_size,
+        "sha256": r.sha256,
+        "created_at": r.created_at,
+    }
+
+
+def campaign(c: Campaign) -> dict[str, Any]:
+    return {
+        "id": str(c.code),
+        "brand": str(c.brand.code),
+        "name": c.name,
+        "objective": c.objective,
+        "brief": c.brief,
+        "channels": c.channels,
+        "starts_on": c.starts_on,
+        "ends_on": c.ends_on,
+        "budget_cap": _money(c.budget_cap),
+        "status": c.status,
+        "created_at": c.created_at,
+    }
+
+
+def template(t: PromptTemplate) -> dict[str, Any]:
+    latest = t.latest_version
+    return {
+        "id": str(t.code),
+        "brand": str(t.brand.code),
+        "campaign": str(t.campaign.code) if t.campaign_id else None,
+        "name": t.name,
+        "description": t.description,
+        "latest_version": version(latest) if latest else None,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+    }
+
+
+def version(v: TemplateVersion) -> dict[str, Any]:
+    return {
+        "id": str(v.code),
+        "template": str(v.template.code),
+        "number": v.number,
+        "kind": v.kind,
+        "body": v.body,
+        "variables": v.variables,
+        "reference_slots": v.reference_slots,
+        "parameters": v.parameters,
+        "change_note": v.change_note,
+        "created_at": v.created_at,
+    }
+
+
+def generation(g: Generation, *, base: str = "") -> dict[str, Any]:
+    asset = getattr(g, "asset", None) if g.state == "succeeded" else None
+    seconds = None
+    if g.finished_at and g.queued_at:
+        seconds = round((g.finished_at - g.queued_at).total_seconds(), 3)
+    return {
+        "id": str(g.code),
+        "state": g.state,
+        "terminal": g.state in TERMINAL_STATES,
+        "prompt": g.prompt,
+        "backend": g.backend,
+        "requested_backend": g.requested_backend or g.backend,
+        "fallbacks": g.fallbacks,
+        "model": g.model,
+        "width": g.width,
+        "height": g.height,
+        "seed": g.seed,
+        "params": g.params,
+        "references": [r.get("code") for r in g.references or () if r.get("code")],
+        "campaign": str(g.campaign.code) if g.campaign_id else None,
+        "batch": str(g.batch.code) if g.batch_id else None,
+        "template_version": (
+            str(g.template_version.code) if g.template_version_id else None
+        ),
+        "variables": g.variables,
+        "cost": {
+            "estimated": _money(g.estimated_cost),
+            "actual": _money(g.actual_cost),
+            "currency": "USD",
+        },
+        "timings": {
+            "queued_at": g.queued_at,
+            "submitted_at": g.submitted_at,
+            "running_at": g.running_at,
+            "finished_at": g.finished_at,
+            "total_seconds": seconds,
+        },
+        "error": (
+            {"class": g.error_class, "message": g.error_message}
+            if g.error_class
+            else None
+        ),
+        "asset": asset_brief(asset, base=base) if asset else None,
+    }
+
+
+def asset_brief(a: Asset, *, base: str = "") -> dict[str, Any]:
+    return {
+        "id": str(a.code),
+        "width": a.width,
+        "height": a.height,
+        "format": a.format,
+        "content_type": a.content_type,
+        "byte_size": a.byte_size,
+        "sha256": a.sha256,
+        "review_status": a.review_status,
+        "download_url": signed_file_url(a, base),
+        "file_url": _absolute(reverse("api:asset_file", args=[a.code]), base),
+    }
+
+
+def asset(a: Asset, *, base: str = "") -> dict[str, Any]:
+    g = a.generation
+    return {
+        **asset_brief(a, base=base),
+        "generation": str(g.code),
+        "campaign": str(a.campaign.code) if a.campaign_id else None,
+        "batch": str(a.batch.code) if a.batch_id else None,
+        "backend": g.backend,
+        "model": g.model,
+        "prompt": g.prompt,
+        "seed": g.seed,
+        "variables": g.variables,
+        "starred": a.starred,
+        "tags": sorted(t.name for t in a.tags.all()),
+        "reviewed_at": a.reviewed_at,
+        "created_at": a.created_at,
+    }
+
+
+def batch(b: Batch, progress: Any = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": str(b.code),
+        "name": b.name,
+        "campaign": str(b.campaign.code),
+        "template_version": str(b.template_version.code)
+        if b.template_version_id
+        else None,
+        "state": b.state,
+        "size": b.size,
+        "estimate_total": _money(b.estimate_total),
+        "created_at": b.created_at,
+        "dispatched_at": b.dispatched_at,
+        "finished_at": b.finished_at,
+    }
+    if progress is not None:
+        data["progress"] = progress
+    return data
