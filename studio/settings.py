@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "studio",
     "campaigns",
     "generation",
+    "results",
 ]
 
 MIDDLEWARE = [
@@ -396,3 +397,8 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 200)
 
 # Variant batches: the most generations one batch may make (the builder refuses bigger ones).
 STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)
+
+# A/B results (results/): a winner is named only when every variant of a batch has this many
+# impressions and one has at least this probability of the best CTR.
+RESULTS_MIN_IMPRESSIONS = env_int("RESULTS_MIN_IMPRESSIONS", 1000)
+RESULTS_WIN_PROBABILITY = env_float("RESULTS_WIN_PROBABILITY", 0.95)

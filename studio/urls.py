@@ -19,5 +19,6 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("", include("campaigns.urls")),
     path("", include("generation.urls")),
+    path("", include("results.urls")),
     path("admin/", admin.site.urls),
 ]
