@@ -30,7 +30,7 @@ from generation.batch_forms import (
     builder_initial,
     size_presets,
 )
-from generation.batches import BatchSpec
+from generation.batches import BatchSpec, fix_axes
 from generation.models import Asset, Batch, Generation
 from studio.form_errors import surface_hidden_errors
 from studio.http import StudioRequest, wants_partial
@@ -240,6 +240,16 @@ def _builder_page(request: StudioRequest) -> HttpResponse:
         if version is None:
             messages.error(request, "That template version no longer exists.")
             return _chooser(request, campaign)
+        if spec is not None and (fixes := request.GET.getlist("fix")):
+            # A next round from the winners (the results page): decided axes fixed.
+            spec, applied = fix_axes(spec, fixes)
+            if applied:
+                messages.info(
+                    request,
+                    "Fixed at the winners: "
+                    + "; ".join(applied)
+                    + ". Add the values of a new axis to vary.",
+                )
         campaign = source_campaign or campaign
     elif request.GET.get("template"):
         version = _version(

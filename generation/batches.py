@@ -32,7 +32,7 @@ import math
 import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from itertools import product
 from typing import Any
@@ -236,6 +236,44 @@ class BatchSpec:
             },
             merge_brand=bool(data.get("merge_brand", True)),
         )
+
+
+def fix_axes(spec: BatchSpec, fixes: Sequence[str]) -> tuple[BatchSpec, list[str]]:
+    """The spec with some axes narrowed to one value each, for a next round from the winners.
+
+    Each fix is "axis=value" with the axis as the results page names it: `var:<name>` (a matrix
+    variable), `seed`, `target` (backend:model) or `size` (W×H). A fix naming a value the spec does
+    not have is skipped (the builder still shows the whole spec). Returns the spec and the fixes
+    applied, as "axis = value" for a message.
+    """
+    applied = []
+    for fix in fixes:
+        axis, sep, value = fix.partition("=")
+        if not sep:
+            continue
+        if axis.startswith("var:") and spec.mode == MATRIX:
+            name = axis[4:]
+            matrix = []
+            for var, values in spec.matrix:
+                if var == name and value in values:
+                    values = (value,)
+                    applied.append(f"{{{name}}} = {value}")
+                matrix.append((var, values))
+            spec = replace(spec, matrix=tuple(matrix))
+        elif axis == "seed" and value.isdigit() and int(value) in spec.seeds.resolve():
+            spec = replace(spec, seeds=Seeds(mode=FIXED, values=(int(value),)))
+            applied.append(f"seed = {value}")
+        elif axis == "target":
+            kept = tuple(t for t in spec.targets if t.key == value)
+            if kept:
+                spec = replace(spec, targets=kept)
+                applied.append(f"model = {value}")
+        elif axis == "size":
+            kept = tuple(s for s in spec.sizes if s.text == value)
+            if kept:
+                spec = replace(spec, sizes=kept)
+                applied.append(f"size = {value}")
+    return spec, applied
 
 
 # --- Parsing what people type ------------------------------------------------------------------

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "axes",  # login throttling (studio/login_throttle.py)
     "ninja",  # Django Ninja: serves the API docs' Swagger UI files from static/
     "api",
+    "results",
 ]
 
 MIDDLEWARE = [
@@ -488,7 +489,10 @@ EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3600)
 # the gallery's bulk bar, a campaign's and a batch's action buttons.
 STUDIO_UI_HOOKS = {
     "gallery_bulk_actions": ["exports/hooks/gallery_bulk.html"],
-    "campaign_actions": ["exports/hooks/campaign_actions.html"],
+    "campaign_actions": [
+        "exports/hooks/campaign_actions.html",
+        "results/hooks/campaign_actions.html",
+    ],
     "batch_actions": ["exports/hooks/batch_actions.html"],
     "brand_actions": ["exports/hooks/brand_actions.html"],
     "main_nav": ["exports/hooks/main_nav.html"],
@@ -510,3 +514,7 @@ API_WEBHOOK_RETRY_SCHEDULE = [
     for s in env_list("API_WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000")
 ]
 API_WEBHOOK_TIMEOUT = env_float("API_WEBHOOK_TIMEOUT", 10.0)
+# A/B results (results/): a winner is named only when every variant of a batch has this many
+# impressions and one has at least this probability of the best CTR.
+RESULTS_MIN_IMPRESSIONS = env_int("RESULTS_MIN_IMPRESSIONS", 1000)
+RESULTS_WIN_PROBABILITY = env_float("RESULTS_WIN_PROBABILITY", 0.95)

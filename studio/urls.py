@@ -38,5 +38,6 @@ urlpatterns = [
     path("", include("exports.urls")),
     path("api/v1/", api.urls),
     path("", include("api.urls")),
+    path("", include("results.urls")),
     path("admin/", admin.site.urls),
 ]
