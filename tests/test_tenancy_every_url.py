@@ -62,6 +62,9 @@ OBJECT_URLS: dict[str, str] = {
     "generation:asset-tags": "asset",
     "generation:asset-comment": "asset",
     "generation:asset-focal-point": "asset",
+    "results:campaign-results": "campaign",
+    "results:results-upload": "campaign",
+    "results:results-confirm": "campaign",
     "exports:pack-detail": "pack",
     "exports:pack-cancel": "pack",
     "exports:pack-download": "pack",
@@ -155,8 +158,6 @@ class EveryUrlTenancyTests(StudioTestCase):
             role="editor",
             invited_by=self.alice,
         )
-        return {
-            "invitation": invitation,
         from api.models import WebhookDelivery
         from api.tokens import token_create
         from api.webhooks_out import subscription_create
@@ -174,6 +175,7 @@ class EveryUrlTenancyTests(StudioTestCase):
             workspace=self.workspace, name="t", role="viewer", created_by=None
         ).token
         return {
+            "invitation": invitation,
             "token": token,
             "webhook": webhook,
             "delivery": delivery,
@@ -254,12 +256,24 @@ NOT_ID_NAMES: set[str] = {
     "join",  # flags of the invitation page
     "signup",
     "starred",  # a flag
+    "flag",  # a brand-check filter (a choice)
+    "fix",  # axis=value narrowing a batch spec that ?from= already loaded from the workspace
+    "build",  # a flag of the export form
+    "name",  # API token and mapping names (text)
+    "role",  # a choice
+    "description",  # text
+    "events",  # webhook event names (choices)
+    "url",  # a webhook target (checked by the egress rules)
+    "source",  # the name of a results mapping
 }
 
 # URL name -> {(method, parameter): kinds of object the id may name}. An empty tuple: the
 # parameter is not a workspace object's id (say why).
 ID_PARAMS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
     "workspace-switch": {("POST", "workspace"): ("workspace",)},
+    "exports:pack-list": {("GET", "campaign"): ("campaign",)},
+    # A signed token naming a pending upload of this campaign and user (results/views.py).
+    "results:results-confirm": {("POST", "token"): ()},
     "campaigns:brand-create": {("POST", "logo"): ("reference",)},
     "campaigns:brand-edit": {("POST", "logo"): ("reference",)},
     "campaigns:campaign-list": {("GET", "brand"): ("brand",)},
