@@ -9,6 +9,7 @@ from django import forms
 
 from campaigns.channels import CHANNEL_CHOICES
 from campaigns.models import Campaign, ReferenceImage, ReferenceRole
+from studio.input_rules import NUL_MESSAGE, has_nul
 
 HEX_RE = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 MAX_PALETTE = 12
@@ -110,6 +111,11 @@ class BrandForm(forms.Form):
         palette, problems, seen = [], [], set()
         for index, (name, value) in enumerate(zip(names, hexes, strict=False), start=1):
             name, value = name.strip(), value.strip()
+            if has_nul(name) or has_nul(value):
+                problems.append(NUL_MESSAGE.format(what=f"Colour {index}"))
+                name, value = name.replace("\x00", ""), value.replace("\x00", "")
+                self.palette_rows.append({"name": name, "hex": value})
+                continue
             self.palette_rows.append({"name": name, "hex": value})
             if not name and value in ("", "#"):
                 continue  # an unused row (new rows start with a lone "#")

@@ -52,6 +52,7 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
 )
+from studio.input_rules import NUL_MESSAGE, has_nul
 
 MATRIX, ROWS = "matrix", "rows"
 RANDOM, FIXED = "random", "fixed"
@@ -303,6 +304,8 @@ def parse_rows(
     value may hold the separator or a line break. Problems name their line in the file.
     """
     text = (text or "").lstrip("\ufeff")
+    if has_nul(text):
+        return (), [NUL_MESSAGE.format(what="The CSV")]
     if not text.strip():
         return (), [
             "Paste or upload CSV rows: a header line with the variable names, then one row per variant."
