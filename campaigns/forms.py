@@ -38,28 +38,33 @@ def split_words(text: str) -> list[str]:
 
 class BrandForm(forms.Form):
     name = forms.CharField(max_length=120)
+    # Maxima of every brand-kit text (the ones merged into prompts: docs/security.md).
     description = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), required=False
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=2000
     )
     typography_hints = forms.CharField(
+        max_length=500,
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
         help_text="How text should look in images, e.g. “bold geometric sans-serif headlines, generous letter spacing”.",
     )
     fonts = forms.CharField(
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
         required=False,
         help_text="One per line: family — usage, e.g. “Inter — headlines”.",
     )
     tone_of_voice = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), required=False
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=1000
     )
     words_to_use = forms.CharField(
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
         help_text="Comma or line separated.",
     )
     words_to_avoid = forms.CharField(
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
         help_text="Comma or line separated. Prompts that contain them are flagged.",

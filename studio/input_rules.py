@@ -111,7 +111,7 @@ def loads_limited(
         check_json_text(text, max_chars=max_chars, max_depth=max_depth)
     except JSONLimitError as exc:
         raise ValidationError(
-            f"{what} is refused at line {exc.lineno}, column {exc.colno}: {exc.reason}.",
+            f"{what}: refused at line {exc.lineno}, column {exc.colno}: {exc.reason}.",
             code="json_limit",
         ) from exc
     try:

@@ -438,5 +438,9 @@ CELERY_BEAT_SCHEDULE = {
 # (generation/tasks.py drops a connection that broke meanwhile).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 200)
 
+# The longest rendered prompt the studio sends, in characters (a provider's documented limit wins
+# when lower: generation/prompt_limits.py). Previews refuse longer ones with the numbers.
+STUDIO_PROMPT_MAX_CHARS = env_int("STUDIO_PROMPT_MAX_CHARS", 20_000)
+
 # Variant batches: the most generations one batch may make (the builder refuses bigger ones).
 STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)
