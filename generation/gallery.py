@@ -343,8 +343,13 @@ def _json_filters(
             assets = assets.filter(generation__variables__contains={name: value})
         else:
             alias = f"_var_{index}"
+            # Cast: a plain text comparison (a bare key transform would compare as JSON).
             assets = assets.alias(
-                **{alias: KeyTextTransform(name, "generation__variables")}
+                **{
+                    alias: Cast(
+                        KeyTextTransform(name, "generation__variables"), TextField()
+                    )
+                }
             ).filter(**{alias: value})
     if ref:
         if contains:
