@@ -16,21 +16,29 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest, HttpResponse
+from django.template.defaultfilters import filesizeformat
 from django.utils.html import escape
 
 REFUSED_ATTR = "studio_upload_refused"
 
 
 def _mib(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MiB"
+    return filesizeformat(n)
 
 
-def too_large(message: str) -> HttpResponse:
-    return HttpResponse(
-        f"<!doctype html><title>Upload too large</title><h1>Upload too large</h1>"
-        f"<p>{escape(message)}</p>",
-        status=413,
-    )
+def too_large(request: HttpRequest, message: str) -> HttpResponse:
+    """413 with the reason: a fragment for the uploader script (it shows it next to the file),
+    else a small page."""
+    if request.headers.get(
+        "X-Requested-With"
+    ) == "XMLHttpRequest" or request.headers.get("HX-Request"):
+        body = f'<span class="error-text">{escape(message)}</span>'
+    else:
+        body = (
+            "<!doctype html><title>Upload too large</title><h1>Upload too large</h1>"
+            f"<p>{escape(message)}</p>"
+        )
+    return HttpResponse(body, status=413, content_type="text/html; charset=utf-8")
 
 
 class CappedUploadHandler(FileUploadHandler):
@@ -70,13 +78,14 @@ class RequestSizeLimitMiddleware:
         limit = settings.STUDIO_REQUEST_MAX_BYTES
         if length > limit:
             return too_large(
+                request,
                 f"This request is {_mib(length)}; the limit is {_mib(limit)} "
-                f"(and {_mib(settings.STUDIO_UPLOAD_MAX_BYTES)} per file)."
+                f"(and {_mib(settings.STUDIO_UPLOAD_MAX_BYTES)} per file).",
             )
         if request.method == "POST" and request.content_type == "multipart/form-data":
             # Parse here, before anything else reads the body, so a file stopped at its limit
             # is answered 413 instead of reaching a view with the file missing.
             request.POST  # noqa: B018
             if refused := getattr(request, REFUSED_ATTR, None):
-                return too_large(refused)
+                return too_large(request, refused)
         return self.get_response(request)

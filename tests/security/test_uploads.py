@@ -63,7 +63,7 @@ class UploadLimitTests(StudioTestCase):
         )
         status, content, payload = self.post_body(body)
         self.assertEqual(status, 413)
-        self.assertIn(b"the limit is 1.0 MiB", content)
+        self.assertIn("the limit is 1.0\xa0MB".encode(), content)
         self.assertEqual(payload.bytes_read, 0)
         self.assertFalse(ReferenceImage.objects.exists())
 
