@@ -217,9 +217,9 @@ class GuardedTransport(httpx.HTTPTransport):
 
     def __init__(self, *, limits: httpx.Limits, **kwargs: typing.Any) -> None:
         super().__init__(limits=limits, **kwargs)
-        ssl_context = self._pool._ssl_context  # type: ignore[attr-defined]
+        # The same pool httpx builds (its default TLS context), over the guarded backend.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
+            ssl_context=httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
