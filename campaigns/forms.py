@@ -9,6 +9,7 @@ from django import forms
 
 from campaigns.channels import CHANNEL_CHOICES
 from campaigns.models import Campaign, ReferenceImage, ReferenceRole
+from studio.input_rules import NUL_MESSAGE, has_nul
 
 HEX_RE = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 MAX_PALETTE = 12
@@ -37,28 +38,33 @@ def split_words(text: str) -> list[str]:
 
 class BrandForm(forms.Form):
     name = forms.CharField(max_length=120)
+    # Maxima of every brand-kit text (the ones merged into prompts: docs/security.md).
     description = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), required=False
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=2000
     )
     typography_hints = forms.CharField(
+        max_length=500,
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
         help_text="How text should look in images, e.g. “bold geometric sans-serif headlines, generous letter spacing”.",
     )
     fonts = forms.CharField(
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
         required=False,
         help_text="One per line: family — usage, e.g. “Inter — headlines”.",
     )
     tone_of_voice = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), required=False
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=1000
     )
     words_to_use = forms.CharField(
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
         help_text="Comma or line separated.",
     )
     words_to_avoid = forms.CharField(
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
         help_text="Comma or line separated. Prompts that contain them are flagged.",
@@ -110,6 +116,11 @@ class BrandForm(forms.Form):
         palette, problems, seen = [], [], set()
         for index, (name, value) in enumerate(zip(names, hexes, strict=False), start=1):
             name, value = name.strip(), value.strip()
+            if has_nul(name) or has_nul(value):
+                problems.append(NUL_MESSAGE.format(what=f"Colour {index}"))
+                name, value = name.replace("\x00", ""), value.replace("\x00", "")
+                self.palette_rows.append({"name": name, "hex": value})
+                continue
             self.palette_rows.append({"name": name, "hex": value})
             if not name and value in ("", "#"):
                 continue  # an unused row (new rows start with a lone "#")

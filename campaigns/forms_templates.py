@@ -16,10 +16,13 @@ from django.core.exceptions import ValidationError
 from campaigns.models import Brand, Campaign, PromptKind, ReferenceRole, TemplateVersion
 from campaigns.prompt_templates import format_slot
 from campaigns.prompting import NAME_RE
+from studio.input_rules import loads_limited
 from studio.models import Workspace
 
 DEFAULT_PARAMETERS = {"model": "flux-2-pro", "width": 1024, "height": 1024}
 MAX_VALUE_CHARS = 2000
+# Default parameters are a handful of keys (model, width, height, seed, steps...).
+MAX_PARAMETERS_CHARS = 10_000
 
 
 def parse_slot_lines(text: str) -> list[dict[str, Any]]:
@@ -102,12 +105,9 @@ class TemplateContentForm(forms.Form):
         text = self.cleaned_data["parameters"].strip()
         if not text:
             return {}
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(
-                f"Invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
-            ) from exc
+        value = loads_limited(
+            text, max_chars=MAX_PARAMETERS_CHARS, what="The parameters"
+        )
         if not isinstance(value, dict):
             raise ValidationError("Parameters must be a JSON object: { ... }.")
         return value

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -29,6 +30,7 @@ from campaigns.models import (
 from campaigns.prompting import (
     NAME_RE,
     BrandKit,
+    Problem,
     PromptError,
     RenderedPrompt,
     check_template,
@@ -255,7 +257,7 @@ def template_version_render(
 
     Build the kit once with `BrandKit.from_brand(template.brand)` and pass it for every variant.
     """
-    return render_prompt(
+    rendered = render_prompt(
         kind=version.kind,
         body=version.body,
         values=values,
@@ -264,6 +266,18 @@ def template_version_render(
         filled_slots=filled_slots,
         merge_brand=merge_brand,
     )
+    limit = settings.STUDIO_PROMPT_MAX_CHARS
+    if len(rendered.text) > limit:
+        raise PromptError(
+            [
+                Problem(
+                    "prompt_too_long",
+                    f"The rendered prompt is {len(rendered.text):,} characters; the studio "
+                    f"sends at most {limit:,} (STUDIO_PROMPT_MAX_CHARS).",
+                )
+            ]
+        )
+    return rendered
 
 
 # --- Reference slots and parameters ------------------------------------------------------------

@@ -54,6 +54,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from studio.input_rules import JSONLimitError, check_json_text, has_nul
+
 if TYPE_CHECKING:
     from campaigns.models import Brand
 
@@ -92,6 +94,9 @@ KNOWN_JSON_KEYS = frozenset(
 COLOUR_KEYS = ("colors", "palette", "color_palette", "colours")
 TYPOGRAPHY_KEY = "typography"
 BRAND_SEPARATOR = "\n\n"
+# The most JSON text parsed for one structured prompt: above the saved body's own limit
+# (prompt_templates.MAX_BODY_CHARS), since stored bodies are pretty-printed.
+MAX_JSON_BODY_CHARS = 100_000
 # FLUX.2 follows a handful of colours well; more dilutes each one (BFL prompting guide: 3-5).
 PALETTE_ADVICE_MAX = 5
 
@@ -707,6 +712,19 @@ def _load_json(body: str, problems: list[Problem]) -> dict[str, Any] | None:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
+        # Size and depth first (studio/input_rules.py): 1,000 nested "[" would otherwise
+        # exhaust the recursion limit inside json.loads.
+        check_json_text(body, max_chars=MAX_JSON_BODY_CHARS)
+    except JSONLimitError as exc:
+        problems.append(
+            Problem(
+                "invalid_json",
+                f"The JSON is refused at line {exc.lineno}, column {exc.colno}: "
+                f"{exc.reason}.",
+            )
+        )
+        return None
+    try:
         document = json.loads(
             body,
             object_pairs_hook=pairs,
@@ -735,6 +753,14 @@ def _load_json(body: str, problems: list[Problem]) -> dict[str, Any] | None:
             Problem(
                 "not_an_object",
                 "A structured prompt must be a JSON object: { ... } at the top level.",
+            )
+        )
+        return None
+    if has_nul(document):
+        problems.append(
+            Problem(
+                "invalid_json",
+                "The JSON contains a NUL character (\\u0000), which is not allowed.",
             )
         )
         return None

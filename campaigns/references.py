@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 
 from campaigns.images import ImageRejected, clean_image
 from campaigns.models import Brand, ReferenceImage, ReferenceRole, Tag
+from studio.input_rules import refuse_nul
 from studio.models import Workspace
 
 __all__ = [
@@ -48,6 +49,7 @@ def normalise_tags(names: Iterable[str]) -> list[str]:
     """Lower-case, trimmed, inner whitespace collapsed, at most 40 characters, no duplicates, in order."""
     seen: dict[str, None] = {}
     for name in names:
+        refuse_nul(str(name), "A tag")
         tag = re.sub(r"\s+", " ", name).strip().lower()[:TAG_MAX_LENGTH].strip()
         if tag:
             seen.setdefault(tag, None)

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from campaigns.models import Tag
 from generation.models import Asset
+from studio.input_rules import refuse_nul
 
 MAX_TAGS_PER_ASSET = 20
 
@@ -65,9 +66,12 @@ def asset_stars_set(
 
 
 def normalise_tag_names(names: Iterable[str]) -> list[str]:
-    """Lower case, inner spaces collapsed, at most 40 characters, duplicates dropped."""
+    """Lower case, inner spaces collapsed, at most 40 characters, duplicates dropped.
+
+    A name with a NUL character raises ValidationError (studio/input_rules.py)."""
     out: list[str] = []
     for name in names:
+        refuse_nul(str(name), "A tag")
         clean = " ".join(str(name).split()).lower()[:40]
         if clean and clean not in out:
             out.append(clean)

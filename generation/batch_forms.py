@@ -42,6 +42,7 @@ from generation.batches import (
     parse_values,
     reference_field,
 )
+from studio.input_rules import NUL_MESSAGE, has_nul
 
 MAX_CSV_BYTES = 1024 * 1024
 TEMPLATE_SIZE = "template"
@@ -270,6 +271,9 @@ class BatchBuilderForm(forms.Form):
                 continue
         else:  # pragma: no cover - cp1252 decodes nearly anything
             self.add_error("rows_file", "The file is not text (UTF-8 CSV expected).")
+            return ""
+        if has_nul(text):
+            self.add_error("rows_file", NUL_MESSAGE.format(what="The CSV file"))
             return ""
         # Show the uploaded rows in the text box, so a re-rendered form keeps them.
         self.data = self.data.copy()

@@ -59,6 +59,7 @@ from generation.batches import (
     plan_batch,
     reference_field,
 )
+from generation.error_text import ERROR_LABELS
 from generation.models import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -635,20 +636,6 @@ def batch_retry_failed(*, batch: Batch, user: Any) -> int:
 
 
 # --- Progress -------------------------------------------------------------------------------------
-
-ERROR_LABELS = {
-    "auth": "Authentication: check the provider key",
-    "quota": "Out of credits or quota",
-    "rate_limited": "Rate limited by the provider",
-    "invalid_request": "Refused as an invalid request",
-    "moderated": "Moderated by the provider (never retried)",
-    "provider_error": "Provider error",
-    "network": "Network error",
-    "timeout": "Timed out",
-    "not_found": "The provider lost the task",
-    "expired": "The result expired before it was downloaded",
-    "bad_result": "The provider's answer was not a usable image",
-}
 
 
 @dataclass(frozen=True)

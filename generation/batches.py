@@ -52,6 +52,8 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
 )
+from generation.prompt_limits import prompt_too_long
+from studio.input_rules import NUL_MESSAGE, has_nul
 
 MATRIX, ROWS = "matrix", "rows"
 RANDOM, FIXED = "random", "fixed"
@@ -341,6 +343,8 @@ def parse_rows(
     value may hold the separator or a line break. Problems name their line in the file.
     """
     text = (text or "").lstrip("\ufeff")
+    if has_nul(text):
+        return (), [NUL_MESSAGE.format(what="The CSV")]
     if not text.strip():
         return (), [
             "Paste or upload CSV rows: a header line with the variable names, then one row per variant."
@@ -581,6 +585,21 @@ def plan_batch(
             continue
         if not rendered.can_dispatch:
             _avoided_words(plan, rendered, spec, where)
+            continue
+        too_long = [
+            message
+            for target in spec.targets
+            if (
+                message := prompt_too_long(
+                    len(rendered.text),
+                    target.backend,
+                    labels.get(target.key, target.key),
+                )
+            )
+        ]
+        if too_long:
+            for message in too_long:
+                plan.error(FIELD_TEMPLATE, f"{where}: {message}" if where else message)
             continue
         rendered_ok.append((index, values, rendered))
         for warning in rendered.warnings:

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
+from django.db import connection
 from django.db.models import (
     Count,
     DecimalField,
@@ -35,8 +36,11 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    TextField,
+    Value,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce, StrIndex
 from django.utils import timezone
 
 from campaigns.models import (
@@ -51,6 +55,7 @@ from campaigns.models import (
 from campaigns.prompting import NAME_RE
 from generation.backends.registry import BACKENDS, MODELS
 from generation.models import Asset, Generation
+from studio.input_rules import NUL_MESSAGE, has_nul
 from studio.models import Workspace
 
 PAGE_SIZE = 48
@@ -222,6 +227,8 @@ class Filters:
     variables: tuple[tuple[str, str], ...] = ()
     flag: str = ""
     sort: str = DEFAULT_SORT
+    # Values refused by the shared input rules (studio/input_rules.py), shown by the filter form.
+    errors: tuple[str, ...] = ()
 
     @classmethod
     def from_query(cls, query: Mapping[str, Any]) -> Filters:
@@ -231,7 +238,11 @@ class Filters:
         data = form.cleaned_data
         getlist = getattr(query, "getlist", lambda key: [query.get(key)])
         variables: list[tuple[str, str]] = []
+        errors: list[str] = []
         for item in getlist("var") or []:
+            if has_nul(item):
+                errors.append(NUL_MESSAGE.format(what="The variable filter"))
+                continue
             name, sep, value = str(item or "").partition("=")
             name, value = name.strip(), value.strip()
             if sep and NAME_RE.match(name) and len(value) <= 500:
@@ -250,6 +261,7 @@ class Filters:
             variables=tuple(variables[:MAX_VARIABLE_FILTERS]),
             flag=flag if (flag := str(query.get("flag") or "")) in FLAG_FILTERS else "",
             sort=data.get("sort") or DEFAULT_SORT,
+            errors=tuple(dict.fromkeys(errors)),
         )
 
     @property
@@ -305,13 +317,7 @@ class Filters:
                 assets = assets.filter(
                     generation__template_version__number=self.version
                 )
-        for name, value in self.variables:
-            # jsonb containment (@>): {"headline": "Half price"} matches exactly that value.
-            assets = assets.filter(generation__variables__contains={name: value})
-        if self.ref:
-            assets = assets.filter(
-                generation__references__contains=[{"code": self.ref}]
-            )
+        assets = _json_filters(assets, self.variables, self.ref)
         if self.tag:
             assets = assets.filter(
                 Exists(
@@ -331,6 +337,44 @@ class Filters:
                 created_at__lt=_day_start(self.until + dt.timedelta(days=1))
             )
         return assets
+
+
+def _json_filters(
+    assets: QuerySet[Asset], variables: Iterable[tuple[str, str]], ref: str
+) -> QuerySet[Asset]:
+    """ "Variable value" and "Reference used" on either database.
+
+    PostgreSQL: jsonb containment (@>), which its GIN-indexable operator answers exactly. SQLite
+    has no containment lookup ("contains lookup is not supported on this database backend"): a
+    variable compares the key's text (json_extract), and a reference searches the stored JSON text
+    for `"code": "<code>"` with INSTR, which is case-sensitive (LIKE is not on SQLite); the text
+    is json.dumps's own, the same encoder JSONField used to store it.
+    """
+    contains = connection.features.supports_json_field_contains
+    for index, (name, value) in enumerate(variables):
+        if contains:
+            assets = assets.filter(generation__variables__contains={name: value})
+        else:
+            alias = f"_var_{index}"
+            # Cast: a plain text comparison (a bare key transform would compare as JSON).
+            assets = assets.alias(
+                **{
+                    alias: Cast(
+                        KeyTextTransform(name, "generation__variables"), TextField()
+                    )
+                }
+            ).filter(**{alias: value})
+    if ref:
+        if contains:
+            assets = assets.filter(generation__references__contains=[{"code": ref}])
+        else:
+            needle = json.dumps({"code": ref})[1:-1]
+            assets = assets.alias(
+                _ref_at=StrIndex(
+                    Cast("generation__references", TextField()), Value(needle)
+                )
+            ).filter(_ref_at__gt=0)
+    return assets
 
 
 def _day_start(day: dt.date) -> dt.datetime:

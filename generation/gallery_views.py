@@ -182,11 +182,17 @@ def _gallery(
     if target == "status-chips":
         return render(request, f"{name}#status_chips", context)
     if target is not None:
-        response = render(request, f"{name}#gallery_results", context)
+        response = render(
+            request,
+            f"{name}#gallery_results",
+            context,
+            status=400 if filters.errors else 200,
+        )
         # The canonical URL (empty fields left out) goes into the address bar: share it as is.
         return push_url(response, context["share_url"])
     context["choices"] = gallery.filter_choices(scope=scope)
-    return render(request, name, context)
+    # A refused filter value (a NUL character) answers 400 with the form error, never a 500.
+    return render(request, name, context, status=400 if filters.errors else 200)
 
 
 @require_GET
@@ -366,7 +372,10 @@ def asset_tags(request: StudioRequest, code: UUID) -> HttpResponse:
     asset = _asset_for_user(request, code)
     add = [t for t in request.POST.get("add", "").split(",") if t.strip()]
     remove = request.POST.getlist("remove")
-    review.asset_tag(asset=asset, actor=request.user, add=add, remove=remove)
+    try:
+        review.asset_tag(asset=asset, actor=request.user, add=add, remove=remove)
+    except ValidationError as exc:
+        return _card_response(request, code, note="", error=" ".join(exc.messages))
     if wants_partial(request) and request.htmx.target == "asset-tags":
         return render(
             request,

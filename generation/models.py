@@ -68,6 +68,16 @@ class ProviderAccount(models.Model):
         return bool(self.api_key_encrypted)
 
     @property
+    def key_readable(self) -> bool:
+        """False when the stored key cannot be decrypted with the configured keys (SECRET_KEY
+        changed without FIELD_ENCRYPTION_KEYS): the admin must enter it again."""
+        try:
+            self.api_key  # noqa: B018
+        except crypto.DecryptionError:
+            return False
+        return True
+
+    @property
     def masked_key(self) -> str:
         if not self.api_key_encrypted:
             return "no key"

@@ -28,8 +28,9 @@ from django.db.models import Count, DecimalField, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from generation import accounts, breaker, routing, webhooks
+from generation import accounts, breaker, crypto, routing, webhooks
 from generation.backends import registry
+from generation.backends.base import BackendConfig
 from generation.models import (
     Generation,
     GenerationState,
@@ -88,6 +89,8 @@ class BackendStatus:
     latency_samples: int = 0
     spend_month: Decimal = Decimal(0)
     breakers: list[breaker.State] = field(default_factory=list)
+    # The workspace account's stored key cannot be decrypted (SECRET_KEY rotated): enter it again.
+    key_unreadable: bool = False
 
     @property
     def finished(self) -> int:
@@ -104,7 +107,21 @@ def month_start(now: datetime | None = None) -> datetime:
 
 
 def _configuration(workspace_id: int, name: str) -> BackendStatus:
-    backend, account = accounts.backend_for(workspace_id=workspace_id, backend=name)
+    unreadable = False
+    try:
+        backend, account = accounts.backend_for(workspace_id=workspace_id, backend=name)
+    except crypto.DecryptionError:
+        # Shown per account instead of a 500: the account's settings without its key.
+        unreadable = True
+        account = accounts.enabled_account(workspace_id=workspace_id, backend=name)
+        assert account is not None
+        backend = accounts.build(
+            name,
+            BackendConfig(
+                base_url=account.base_url or account.region,
+                extra=dict(registry.env_config(name).extra),
+            ),
+        )
     env = registry.env_config(name)
     keyless = name not in registry.ENV_NAMES
     if account is not None:
@@ -129,6 +146,7 @@ def _configuration(workspace_id: int, name: str) -> BackendStatus:
         calls_back=backend.capabilities().calls_back,
         webhooks_on=bool(webhooks.public_url()) and name in webhooks.WEBHOOK_BACKENDS,
         account=account,
+        key_unreadable=unreadable,
     )
 
 
@@ -243,3 +261,28 @@ def _parse(value: Any) -> datetime | None:
 
 def total_spend(statuses: list[BackendStatus]) -> Decimal:
     return sum((s.spend_month for s in statuses), Decimal(0))
+
+
+def recent_provider_errors(workspace: Any, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The workspace's latest failures with the provider's own words (admins only: members
+    read the classified message, generation/error_text.py)."""
+    rows = (
+        Generation.objects.filter(
+            workspace=workspace, state__in=[S.FAILED, S.EXPIRED, S.MODERATED]
+        )
+        .exclude(error_class="")
+        .order_by("-finished_at", "-id")
+        .values("code", "backend", "error_class", "provider_details", "finished_at")[
+            :limit
+        ]
+    )
+    return [
+        {
+            "code": row["code"],
+            "backend": row["backend"],
+            "error_class": row["error_class"],
+            "raw": str((row["provider_details"] or {}).get("error_raw") or ""),
+            "at": row["finished_at"],
+        }
+        for row in rows
+    ]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 
 from generation.backends import registry
+from generation.backends.egress import check_base_url
 from generation.routing import NOT_FOR_POLICIES
+
+REGION_RE = re.compile(r"\A[a-z][a-z0-9-]{0,31}\Z")
 
 
 def _backend_choices() -> list[tuple[str, str]]:
@@ -47,6 +52,21 @@ class ProviderAccountForm(forms.Form):
         required=False,
         help_text="Empty: the studio's default for this backend.",
     )
+
+    def clean_base_url(self) -> str:
+        # SSRF rules (egress.py): https, public addresses only, no userinfo/query/fragment.
+        url = (self.cleaned_data.get("base_url") or "").strip()
+        raw = str(self.data.get("base_url", "")).strip()
+        if url and (problem := check_base_url(raw if "://" in raw else url)):
+            raise forms.ValidationError(problem)
+        return url
+
+    def clean_region(self) -> str:
+        region = (self.cleaned_data.get("region") or "").strip().lower()
+        if region and not REGION_RE.match(region):
+            # BFL reads a URL here too: a region is a name, never a place to connect to.
+            raise forms.ValidationError("A region is a name such as eu or us.")
+        return region
 
     def clean(self) -> dict:
         data = super().clean() or {}

@@ -59,6 +59,7 @@ def _page_context(
         "recent_days": operator.RECENT_DAYS,
         "month_start": operator.month_start(),
         "public_url": webhooks.public_url(),
+        "provider_errors": operator.recent_provider_errors(request.workspace),
         **_accounts_context(request, form),
     }
 

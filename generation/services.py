@@ -58,6 +58,7 @@ from generation.backends.base import (
     ProviderState,
     RuleViolation,
 )
+from generation.error_text import RAW_MAX_CHARS, member_message
 from generation.models import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -876,9 +877,11 @@ def _error_fields(generation: Generation, error: BackendError) -> dict[str, Any]
         details["error_details"] = error.details
     if error.status_code:
         details["error_status"] = error.status_code
+    # The provider's words for admins only; members read the classified message (error_text.py).
+    details["error_raw"] = error.message[:RAW_MAX_CHARS]
     return {
         "error_class": str(error.error_class),
-        "error_message": error.message[:2000],
+        "error_message": member_message(error),
         "provider_details": _jsonable(details),
     }
 
@@ -942,7 +945,7 @@ def _on_error(
     fields: dict[str, Any] = {
         decision.counter: F(decision.counter) + 1,
         "error_class": str(error.error_class),
-        "error_message": error.message[:2000],
+        "error_message": member_message(error),
         "due_at": now + _seconds(delay),
         "updated_at": now,
     }

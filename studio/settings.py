@@ -54,13 +54,38 @@ TESTING = env_bool("STUDIO_TESTING", False) or "pytest" in sys.modules
 # Where embedded defaults keep their state (SQLite file, media, the filesystem broker).
 DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR", BASE_DIR / "var"))
 
+
+def dev_secret_key(folder: Path) -> str:
+    """A random key kept in `folder`/secret_key, made on first use (mode 0600).
+
+    Development and test runs without SECRET_KEY use it instead of a published constant, so the
+    webhook tokens and credential encryption of one install cannot be forged from the source; the
+    web server and the worker read the same file, so their signatures agree.
+    """
+    import secrets
+
+    path = folder / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it meanwhile
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(64))
+    return path.read_text().strip()
+
+
 SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
         raise ImproperlyConfigured(
             "SECRET_KEY must be set when DEBUG is off (see .env.example)."
         )
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+    SECRET_KEY = dev_secret_key(DATA_DIR)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -89,6 +114,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body (CSRF reads POST): an oversized upload is refused unread.
+    "studio.uploads.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -250,6 +277,23 @@ STUDIO_UPLOAD_MAX_BYTES = env_int("STUDIO_UPLOAD_MAX_BYTES", 25 * 1024 * 1024)
 STUDIO_UPLOAD_MAX_PIXELS = env_int("STUDIO_UPLOAD_MAX_PIXELS", 40_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# A whole request body (all files of one upload together): refused from its Content-Length before
+# anything is read (studio/uploads.py). Files per request: Django answers 400 above this count.
+STUDIO_REQUEST_MAX_BYTES = env_int("STUDIO_REQUEST_MAX_BYTES", 100 * 1024 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("STUDIO_UPLOAD_MAX_FILES", 20)
+# Each file part stops being read (nothing more written) once over STUDIO_UPLOAD_MAX_BYTES.
+FILE_UPLOAD_HANDLERS = [
+    "studio.uploads.CappedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
+# Outgoing HTTP to private addresses (generation/backends/egress.py): host names or CIDR ranges
+# the operator allows even though they are private, loopback or plain http (a ComfyUI on the LAN).
+# Tests talk to fake providers on 127.0.0.1.
+STUDIO_PRIVATE_ENDPOINTS = env_list(
+    "STUDIO_PRIVATE_ENDPOINTS", "127.0.0.0/8,::1,localhost" if TESTING else ""
+)
 
 # Redis (broker, cache, cross-worker concurrency caps). Without it: filesystem broker + local cache.
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -474,6 +518,10 @@ CHECKS_TEXT_MIN = env_float("CHECKS_TEXT_MIN", 0.9)
 CHECKS_LOGO_MIN = env_float("CHECKS_LOGO_MIN", 0.5)
 CHECKS_PRODUCT_MIN = env_float("CHECKS_PRODUCT_MIN", 0.5)
 CHECKS_DELTA_E = env_float("CHECKS_DELTA_E", 10.0)
+
+# The longest rendered prompt the studio sends, in characters (a provider's documented limit wins
+# when lower: generation/prompt_limits.py). Previews refuse longer ones with the numbers.
+STUDIO_PROMPT_MAX_CHARS = env_int("STUDIO_PROMPT_MAX_CHARS", 20_000)
 
 # Variant batches: the most generations one batch may make (the builder refuses bigger ones).
 STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -51,9 +52,13 @@ def home(request: StudioRequest) -> HttpResponse:
 @require_POST
 @login_required
 def workspace_switch(request: StudioRequest) -> HttpResponse:
+    try:
+        code = uuid.UUID(str(request.POST.get("workspace", "")))
+    except ValueError:
+        # A malformed code is a bad request, not a server error (the UUID column would raise).
+        return HttpResponseBadRequest("Choose a workspace from the list.")
     membership = get_object_or_404(
-        Membership.objects.for_user(request.user),
-        workspace__code=request.POST.get("workspace"),
+        Membership.objects.for_user(request.user), workspace__code=code
     )
     request.session[SESSION_KEY] = membership.workspace_id
     messages.info(request, f"Switched to {membership.workspace.name}.")

@@ -29,6 +29,7 @@ from campaigns import references as services
 from campaigns.images import ACCEPT_ATTRIBUTE, ACCEPTED_LABEL
 from campaigns.models import Brand, ReferenceImage, ReferenceRole, Tag
 from studio.http import StudioRequest, wants_partial
+from studio.input_rules import refuse_nul
 from studio.models import Role
 from studio.private_files import serve_private_file
 from studio.tenancy import get_in_workspace, member_required, require_role
@@ -49,6 +50,7 @@ class TagsField(forms.Field):
 
     def to_python(self, value: object) -> list[str]:
         text = str(value or "")
+        refuse_nul(text, "The tags")
         if len(text) > self.max_text:
             raise forms.ValidationError(
                 f"Keep the tags under {self.max_text} characters in all.",

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from generation.backends.base import BackendError, ErrorClass
+from generation.backends.egress import EgressRefused, GuardedTransport
 
 USER_AGENT = "flux-studio/0.1"
 # Errors a caller may retry; only these carry the provider's Retry-After.
@@ -60,8 +61,13 @@ def client() -> httpx.Client:
             if pooled is None:
                 pooled = httpx.Client(
                     follow_redirects=False,
-                    limits=httpx.Limits(
-                        max_connections=256, max_keepalive_connections=256
+                    # Every connection obeys the egress rules (egress.py): public addresses
+                    # only unless the operator allows a host, checked at connect time and
+                    # pinned. A transport of our own also turns off proxies from the environment.
+                    transport=GuardedTransport(
+                        limits=httpx.Limits(
+                            max_connections=256, max_keepalive_connections=256
+                        )
                     ),
                     headers={"user-agent": USER_AGENT},
                 )
@@ -107,6 +113,14 @@ def transport_error(
     a duplicate generation.
     """
     name = type(exc).__name__
+    if isinstance(exc, EgressRefused):
+        error = BackendError(
+            ErrorClass.INVALID_REQUEST, f"{what}: refused: {exc}.", retryable=False
+        )
+        error.details["egress_refused"] = True
+        if maybe_submitted:
+            error.details["maybe_submitted"] = False
+        return error
     if isinstance(exc, httpx.TimeoutException):
         error = BackendError(
             ErrorClass.TIMEOUT, f"{what}: no answer in time ({name}).", retryable=True
@@ -226,7 +240,7 @@ def webhook_json(body: bytes) -> dict[str, Any]:
     """The JSON object of a provider callback; BAD_RESULT (answered 400) when it is anything else."""
     try:
         data = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BackendError(
             ErrorClass.BAD_RESULT,
             f"webhook: body is not JSON ({exc}).",

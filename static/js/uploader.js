@@ -95,7 +95,7 @@
         insertCard(xhr.responseText);
         added += 1;
         finish(row, "done", document.createTextNode("Added."));
-      } else if ((xhr.status === 400 || xhr.status === 409) && type.indexOf("text/html") === 0) {
+      } else if ((xhr.status === 400 || xhr.status === 409 || xhr.status === 413) && type.indexOf("text/html") === 0) {
         finish(row, xhr.status === 409 ? "duplicate" : "failed", parse(xhr.responseText));
       } else if (xhr.status === 403) {
         finish(row, "failed", document.createTextNode("You are not allowed to add images to this library."));

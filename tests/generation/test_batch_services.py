@@ -284,7 +284,8 @@ class CancelRetryTests(BatchTestCase):
             [(e.error_class, e.count) for e in progress.errors],
             [("moderated", 1), ("provider_error", 1)],
         )
-        self.assertEqual(progress.errors[1].messages, (("Internal server error", 1),))
+        # The batch page is for every member: the classified message, not the body.
+        self.assertEqual(progress.errors[1].messages, (("Provider error.", 1),))
         self.assertEqual(bs.batch_sync_state(batch=batch).state, Batch.State.FINISHED)
 
         with self.captureOnCommitCallbacks(execute=True):

@@ -521,8 +521,9 @@ class TransitionTests(EngineTestCase):
         row = self.reload(generation)
         self.assertEqual(
             (row.state, row.error_class, row.error_message),
-            (S.EXPIRED, "timeout", "too slow"),
+            (S.EXPIRED, "timeout", "Timed out."),
         )
+        self.assertEqual(row.provider_details["error_raw"], "too slow")
 
 
 class SynchronousPathTests(EngineTestCase):

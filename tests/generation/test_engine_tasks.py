@@ -222,7 +222,11 @@ class RetryServiceTests(EngineTestCase):
         self.assertEqual(row.state, S.FAILED)
         self.assertEqual((row.retries, row.attempts), (2, 3))
         self.assertEqual(row.error_class, ErrorClass.PROVIDER_ERROR)
-        self.assertEqual(row.error_message, "submit: HTTP 503: maintenance")
+        # Members read the classified message; the provider's words are kept for admins.
+        self.assertEqual(row.error_message, "Provider error (HTTP 503).")
+        self.assertEqual(
+            row.provider_details["error_raw"], "submit: HTTP 503: maintenance"
+        )
         self.assertEqual(row.provider_details["error_status"], 503)
         self.assertEqual(self.lease_members(row.cap_key), set())
 

@@ -31,6 +31,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from generation import accounts, engine, routing, services
 from generation.backends.base import BackendError, ErrorClass, RuleViolation
+from generation.error_text import raw_message
 from generation.imaging import ImageRejected
 from generation.models import Generation, GenerationState
 from generation.services import Next
@@ -374,7 +375,7 @@ class Command(BaseCommand):
         return f"failed ({error_class or 'unknown'}): {message}"
 
     def _failure_line(self, generation: Generation) -> str:
-        message = " ".join((generation.error_message or "no details").split())
+        message = " ".join((raw_message(generation) or "no details").split())
         if generation.state == GenerationState.MODERATED:
             reasons = generation.moderation_reasons
             return f"moderated: {', '.join(reasons) if reasons else 'no reasons given'} ({message})"
