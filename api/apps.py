@@ -6,5 +6,5 @@ class ApiConfig(AppConfig):
     verbose_name = "JSON API, tokens and webhooks out"
 
     def ready(self) -> None:
-        # Receivers for generation.signals / campaigns.signals: waiters and webhooks out.
+        # Receivers for generation.signals: waiters and webhooks out.
         from api import receivers  # noqa: F401

@@ -14,8 +14,6 @@ from django.dispatch import receiver
 
 from api import representations, waiting, webhooks_out
 from api.models import WebhookEvent
-from campaigns.models import ReviewStatus
-from campaigns.signals import assets_reviewed
 from generation.batch_services import batch_sync_state
 from generation.models import (
     ACTIVE_STATES,
@@ -24,8 +22,9 @@ from generation.models import (
     BatchState,
     Generation,
     GenerationState,
+    ReviewStatus,
 )
-from generation.signals import generation_finished
+from generation.signals import assets_reviewed, generation_finished
 
 logger = logging.getLogger(__name__)
 

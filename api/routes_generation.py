@@ -38,17 +38,10 @@ from api.schemas import (
 from api.schemas import Problem as ProblemOut
 from api.tokens import Caller
 from api.waiting import requested_wait, wait_until
-from campaigns import review
-from campaigns.models import (
-    Brand,
-    Campaign,
-    ReferenceImage,
-    ReviewStatus,
-    TemplateVersion,
-)
+from campaigns.models import Brand, Campaign, ReferenceImage, TemplateVersion
 from campaigns.prompt_templates import template_version_render
 from campaigns.prompting import BrandKit, PromptError
-from generation import batch_services, gallery, services
+from generation import batch_services, gallery, review, services
 from generation.batches import (
     FIXED,
     MATRIX,
@@ -60,7 +53,7 @@ from generation.batches import (
     Size,
     Target,
 )
-from generation.models import TERMINAL_STATES, Asset, Batch, Generation
+from generation.models import TERMINAL_STATES, Asset, Batch, Generation, ReviewStatus
 from studio.models import Role
 from studio.private_files import serve_private_file
 

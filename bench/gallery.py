@@ -97,8 +97,7 @@ def populate(size: int, other: int = 0) -> tuple[object, object, object]:
 
 
 def add_assets(campaign: object, size: int, now: dt.datetime, tag: object) -> None:
-    from campaigns.models import Comment
-    from generation.models import Asset, Generation
+    from generation.models import Asset, Comment, Generation
 
     workspace, brand = campaign.workspace, campaign.brand  # type: ignore[attr-defined]
     statuses = ["pending", "approved", "rejected", "changes_requested"]

@@ -21,7 +21,7 @@ from django.utils import timezone
 from PIL import Image
 from zipstream import ZipStream
 
-from campaigns.models import Brand, Campaign, ReviewEvent, ReviewStatus
+from campaigns.models import Brand, Campaign
 from exports import naming
 from exports import presets as presets_mod
 from exports.crop import plan
@@ -35,7 +35,7 @@ from exports.render import (
     render,
     xmp_packet,
 )
-from generation.models import Asset, Batch
+from generation.models import Asset, Batch, ReviewEvent, ReviewStatus
 from studio.models import Workspace
 
 log = logging.getLogger(__name__)

@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class GenerationConfig(AppConfig):
     name = "generation"
     verbose_name = "Generation (backends, generations, assets)"
+
+    def ready(self) -> None:
+        # Receivers for campaigns.signals: the campaign and template pages' review data.
+        from generation import receivers  # noqa: F401

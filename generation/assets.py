@@ -1,6 +1,6 @@
 """Writes to an asset's review fields: status, star, tags, focal point.
 
-Only campaigns/review.py calls these: it decides who may do what, and writes the audit trail in
+Only generation/review.py calls these: it decides who may do what, and writes the audit trail in
 the same transaction. Each function takes a workspace and asset ids and touches nothing else,
 so a selection that names another workspace's asset changes nothing there.
 """

@@ -43,18 +43,10 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, StrIndex
 from django.utils import timezone
 
-from campaigns.models import (
-    Brand,
-    Campaign,
-    Comment,
-    PromptTemplate,
-    ReferenceImage,
-    ReviewStatus,
-    Tag,
-)
+from campaigns.models import Brand, Campaign, PromptTemplate, ReferenceImage, Tag
 from campaigns.prompting import NAME_RE
 from generation.backends.registry import BACKENDS, MODELS
-from generation.models import Asset, Generation
+from generation.models import Asset, Comment, Generation, ReviewStatus
 from studio.input_rules import NUL_MESSAGE, has_nul
 from studio.models import Workspace
 

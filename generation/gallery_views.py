@@ -1,7 +1,7 @@
 """The review gallery: browse (per workspace, brand, campaign, batch), review, compare, trace.
 
 Every member of the workspace browses, compares and reads an asset's history. What they may
-change is decided by campaigns/review.py on the server (403 otherwise), whatever the page shows:
+change is decided by generation/review.py on the server (403 otherwise), whatever the page shows:
 approvers and admins approve and reject; editors request changes, comment, star and tag.
 Another workspace's objects answer 404, their image files included.
 
@@ -33,16 +33,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import push_url, trigger_client_event
 
-from campaigns import review
-from campaigns.models import (
-    Brand,
-    Campaign,
-    ReferenceImage,
-    ReviewStatus,
-    TemplateVersion,
-)
-from generation import gallery
-from generation.models import Asset, Batch, Generation
+from campaigns.models import Brand, Campaign, ReferenceImage, TemplateVersion
+from generation import gallery, review
+from generation.models import Asset, Batch, Generation, ReviewStatus
 from studio.http import StudioRequest, wants_partial
 from studio.private_files import serve_private_file
 from studio.tenancy import get_in_workspace, member_required

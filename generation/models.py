@@ -14,9 +14,15 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns.models import ReviewStatus
 from generation import crypto
 from studio.models import Workspace
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
 
 
 class ProviderAccount(models.Model):
@@ -362,7 +368,7 @@ class Asset(models.Model):
     sha256 = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    # Review: campaigns/review.py decides (roles, audit events, comments) and changes these
+    # Review: generation/review.py decides (roles, audit events, comments) and changes these
     # through generation/assets.py with conditional UPDATEs. Export packs and brand checks will
     # add their own rows pointing here; nothing of them lives on this model yet.
     ReviewStatus = ReviewStatus
@@ -535,3 +541,53 @@ class Batch(models.Model):
     def owner_key(self) -> str:
         """The fair queue's owner for all of this batch's generations (generation/fair.py)."""
         return f"batch:{self.code}"
+
+
+# --- Review: decisions, comments, audit trail (generation/review.py writes them) -------------
+
+
+class ReviewEvent(models.Model):
+    """One review decision on an asset: who, when, from → to, and why. Never edited."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    asset = models.ForeignKey(
+        Asset, on_delete=models.CASCADE, related_name="review_events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    from_status = models.CharField(max_length=20, choices=ReviewStatus.choices)
+    to_status = models.CharField(max_length=20, choices=ReviewStatus.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # The table keeps the name it had when review lived in campaigns (moved without a rebuild).
+        db_table = "campaigns_reviewevent"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["asset", "-created_at"], name="review_event_asset")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} → {self.to_status}"
+
+
+class Comment(models.Model):
+    """A note on an asset, visible to the whole workspace."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "campaigns_comment"
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["asset", "created_at"], name="comment_asset")]
+
+    def __str__(self) -> str:
+        return self.body[:60]

@@ -16,3 +16,7 @@ asset_stored = Signal()
 # A generation reached a terminal state, sent after the change is committed, so a receiver reads
 # what it was told. Keyword arguments: generation_id, state.
 generation_finished = Signal()
+
+# Assets changed review status (generation/review.py), sent after the change is committed. Keyword
+# argument: events (the ReviewEvent rows written).
+assets_reviewed = Signal()

@@ -7,7 +7,7 @@
 #    changed since the last install);
 # 2. installs Debian's chromium with apt-get when /usr/bin/chromium is missing (browser tests), and
 #    tesseract-ocr when `tesseract` is missing (brand checks' OCR);
-# 3. ruff check . and ruff format --check .;
+# 3. ruff check ., ruff format --check . and lint-imports (the layering contract in pyproject.toml);
 # 4. pytest on PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise throwaway servers
 #    started from the local binaries for this run (stopped again on exit, Ctrl-C and failure too);
 # 5. tests/ml in .venv-ml (Python 3.11 with the CPU torch wheel): scripts/ml-tests.sh creates or
@@ -229,6 +229,8 @@ say "ruff check ."
 "$VENV/bin/ruff" check . || lint_rc=$?
 say "ruff format --check ."
 "$VENV/bin/ruff" format --check --output-format concise . || lint_rc=$?
+say "lint-imports (layers: studio <- campaigns <- generation <- feature apps)"
+"$VENV/bin/lint-imports" --no-cache || lint_rc=$?
 
 say "pytest $*"
 test_rc=0
@@ -238,18 +240,18 @@ ml_rc=0
 "$ROOT/scripts/ml-tests.sh" || ml_rc=$?
 
 if [ "$test_rc" -ne 0 ]; then
-    if [ "$lint_rc" -ne 0 ]; then warn "ruff failed too (exit $lint_rc)"; fi
+    if [ "$lint_rc" -ne 0 ]; then warn "lint (ruff or lint-imports) failed too (exit $lint_rc)"; fi
     if [ "$ml_rc" -ne 0 ]; then warn "tests/ml failed too (exit $ml_rc)"; fi
     warn "pytest failed (exit $test_rc)"
     exit "$test_rc"
 fi
 if [ "$ml_rc" -ne 0 ]; then
-    if [ "$lint_rc" -ne 0 ]; then warn "ruff failed too (exit $lint_rc)"; fi
+    if [ "$lint_rc" -ne 0 ]; then warn "lint (ruff or lint-imports) failed too (exit $lint_rc)"; fi
     warn "tests/ml failed (exit $ml_rc): scripts/ml-tests.sh runs them alone"
     exit "$ml_rc"
 fi
 if [ "$lint_rc" -ne 0 ]; then
-    warn "Tests passed, but ruff found problems (exit $lint_rc): run '.venv/bin/ruff check --fix . && .venv/bin/ruff format .'"
+    warn "Tests passed, but lint found problems (exit $lint_rc): run '.venv/bin/ruff check --fix . && .venv/bin/ruff format .' and '.venv/bin/lint-imports'"
     exit "$lint_rc"
 fi
 say "All green. Artefacts: $STUDIO_TEST_ARTIFACTS"

@@ -146,6 +146,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "studio.tenancy.workspace_context",
+                "campaigns.context.brand_palette",
                 "studio.ui_hooks.ui_hooks",
             ],
         },

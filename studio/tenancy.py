@@ -48,21 +48,7 @@ def workspace_context(request: HttpRequest) -> dict[str, Any]:
     membership = getattr(request, "membership", None)
     if membership is None:
         return {}
-    from django.db.models import Count, Max
-
-    from campaigns.models import Brand
-
-    def palette_version() -> str:
-        # Bumps the palette stylesheet's URL whenever a brand kit changes, so swatches never go
-        # stale. A callable: templates call it, so only full pages (base.html) pay for the query,
-        # not the htmx partials (progress polling, review actions).
-        stamp = Brand.objects.filter(workspace=membership.workspace).aggregate(
-            n=Count("id"), t=Max("updated_at")
-        )
-        return f"{stamp['n']}-{stamp['t'].timestamp() if stamp['t'] else 0:.0f}"
-
     return {
-        "palette_version": palette_version,
         "current_workspace": membership.workspace,
         "current_membership": membership,
         "user_memberships": Membership.objects.for_user(request.user),

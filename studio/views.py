@@ -1,4 +1,4 @@
-"""Home, workspace switching and membership management."""
+"""Workspace switching and membership management (the home page is campaigns/views/home.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns.models import Brand, Campaign, PromptTemplate, ReferenceImage
 from studio import services
 from studio.forms import InvitationForm, MemberRoleForm
 from studio.http import StudioRequest
@@ -27,26 +26,6 @@ from studio.invitations import (
 from studio.login_throttle import locked_usernames, login_unlock
 from studio.models import Invitation, Membership, Role
 from studio.tenancy import SESSION_KEY, get_in_workspace, member_required
-
-
-@require_GET
-@member_required()
-def home(request: StudioRequest) -> HttpResponse:
-    workspace = request.workspace
-    brands = Brand.objects.filter(workspace=workspace)
-    context = {
-        "first_brand": brands.first(),
-        "first_campaign": Campaign.objects.filter(workspace=workspace).first(),
-        "brands": Brand.objects.filter(workspace=workspace).all()[:12],
-        "campaigns": Campaign.objects.filter(workspace=workspace).select_related(
-            "brand"
-        )[:8],
-        "templates": PromptTemplate.objects.filter(workspace=workspace).select_related(
-            "brand"
-        )[:8],
-        "reference_count": ReferenceImage.objects.filter(workspace=workspace).count(),
-    }
-    return render(request, "studio/home.html", context)
 
 
 @require_POST

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.urls import reverse
 
-from campaigns.models import Campaign, Comment
+from campaigns.models import Campaign
+from generation.models import Comment
 from tests.campaigns.test_template_views import TemplatePagesBase
 from tests.factories import make_asset
 from tests.generation.batch_helpers import BatchTestCase

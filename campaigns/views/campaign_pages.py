@@ -10,10 +10,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from campaigns import services
+from campaigns import services, signals
 from campaigns.forms import CampaignForm, CampaignStatusForm
 from campaigns.models import Brand, Campaign, PromptTemplate
-from generation.gallery import campaign_review_counts
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
 from studio.tenancy import get_in_workspace, member_required
@@ -116,8 +115,8 @@ def campaign_detail(request: StudioRequest, code: UUID) -> HttpResponse:
         "can_edit": can_edit,
         "status_form": CampaignStatusForm(initial={"status": campaign.status}),
         "templates": PromptTemplate.objects.filter(campaign=campaign),
-        # Approval progress, asked of generation through its read service (design.md).
-        "review_counts": campaign_review_counts(campaign=campaign),
+        # Approval progress ("review_counts"), added by generation through a signal.
+        **signals.page_data(signals.campaign_page, campaign=campaign),
     }
     return render(request, "campaigns/campaigns/detail.html", context)
 

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from campaigns import prompt_templates as services
+from campaigns import signals
 from campaigns.forms_templates import (
     DEFAULT_PARAMETERS,
     PreviewForm,
@@ -35,7 +36,6 @@ from campaigns.prompting import (
     check_template,
     placeholder_parts,
 )
-from generation.gallery import template_version_approvals
 from studio.form_errors import surface_hidden_errors
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
@@ -206,7 +206,7 @@ def _detail_context(
         ],
         "check_warnings": check_warnings,
         "recent_versions": versions.select_related("author").order_by("-number")[:5],
-        "approvals": template_version_approvals(template=template).get(version.number),
+        "approvals": _approvals(template).get(version.number),
         "preview_form": preview_form or PreviewForm(variables=version.variables),
         "rendered": rendered,
         "preview_error": preview_error,
@@ -271,6 +271,14 @@ def template_preview(request: StudioRequest, code: UUID) -> HttpResponse:
     )
 
 
+def _approvals(template: PromptTemplate) -> dict[int, Any]:
+    # Each version's images by review status, added by generation through a signal (campaigns
+    # cannot import generation, the layer above it).
+    return signals.page_data(signals.template_page, template=template).get(
+        "approvals", {}
+    )
+
+
 @require_GET
 @member_required()
 def template_versions(request: StudioRequest, code: UUID) -> HttpResponse:
@@ -278,7 +286,7 @@ def template_versions(request: StudioRequest, code: UUID) -> HttpResponse:
     versions = _versions(template).select_related("author").order_by("-number")
     page = Paginator(versions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     # Which prompts win: each version's images by review status (asked of generation).
-    approvals = template_version_approvals(template=template)
+    approvals = _approvals(template)
     page.object_list = list(page.object_list)
     for version in page.object_list:
         version.approvals = approvals.get(version.number)

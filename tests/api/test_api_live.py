@@ -19,10 +19,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from api import webhooks_out
 from api.models import DeliveryState, WebhookDelivery
-from campaigns.review import asset_review
 from generation import services
 from generation.backends.base import BackendError, ErrorClass
 from generation.models import Generation
+from generation.review import asset_review
 from studio.models import Role
 from tests.api.helpers import ApiClient, make_token
 from tests.factories import (

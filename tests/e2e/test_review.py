@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from campaigns.models import ReviewEvent, ReviewStatus
-from generation.models import Asset, Batch
+from generation.models import Asset, Batch, ReviewEvent, ReviewStatus
 from studio.models import Role
 from tests.factories import (
     make_asset,

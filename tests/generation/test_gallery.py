@@ -11,10 +11,9 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import review
-from campaigns.models import ReviewStatus, TemplateVersion
-from generation import gallery
-from generation.models import Asset
+from campaigns.models import TemplateVersion
+from generation import gallery, review
+from generation.models import Asset, ReviewStatus
 from tests.base import StudioTestCase
 from tests.factories import (
     make_asset,

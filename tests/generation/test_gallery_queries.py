@@ -13,9 +13,9 @@ from typing import Any
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Comment, Tag
+from campaigns.models import Tag
 from generation import gallery
-from generation.models import Asset, Generation
+from generation.models import Asset, Comment, Generation
 from tests.base import StudioTestCase
 
 HTMX = {"HX-Request": "true"}

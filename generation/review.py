@@ -8,27 +8,22 @@ A refused action raises PermissionDenied (views answer 403).
 
 A decision is one transaction: generation/assets.py moves the asset with a conditional UPDATE on
 the status it held, and this module writes one ReviewEvent per asset that moved (who, when,
-from → to, comment). Assets are reached only through generation's service functions
-(design.md: campaigns asks generation through its services).
+from → to, comment). Review lives next to the asset it reviews (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns import signals
-from campaigns.models import Comment, ReviewEvent, ReviewStatus
 from generation import assets as asset_services
+from generation import signals
+from generation.models import Asset, Comment, ReviewEvent, ReviewStatus
 from studio.models import Membership, Role
-
-if TYPE_CHECKING:
-    from generation.models import Asset
 
 MAX_COMMENT_CHARS = 5000
 MAX_SELECTION = 500

@@ -10,9 +10,9 @@ import tempfile
 from django.test import override_settings
 from django.urls import reverse
 
-from campaigns import review
-from campaigns.models import Comment, ReviewEvent, ReviewStatus, TemplateVersion
-from generation.models import Asset
+from campaigns.models import TemplateVersion
+from generation import review
+from generation.models import Asset, Comment, ReviewEvent, ReviewStatus
 from tests.base import StudioTestCase
 from tests.factories import (
     image_bytes,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from campaigns import review
-from campaigns.models import Comment, ReviewEvent, ReviewStatus, Tag
-from generation.models import Asset
+from campaigns.models import Tag
+from generation import review
+from generation.models import Asset, Comment, ReviewEvent, ReviewStatus
 from tests.base import StudioTestCase
 from tests.factories import make_asset, make_brand, make_campaign
 
