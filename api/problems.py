@@ -18,7 +18,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from generation.backends.base import BackendError, RuleViolation
 from generation.backends.registry import UnknownBackend
-from generation.batch_services import FIELD_BUDGET, BatchRefused
+from generation.batches.common import FIELD_BUDGET, BatchRefused
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from django.dispatch import receiver
 
 from api import representations, waiting, webhooks_out
 from api.models import WebhookEvent
-from generation.batch_services import batch_sync_state
+from generation.batches.services import batch_sync_state
 from generation.models import (
     ACTIVE_STATES,
     Asset,

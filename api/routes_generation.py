@@ -41,8 +41,9 @@ from api.waiting import requested_wait, wait_until
 from campaigns.models import Brand, Campaign, ReferenceImage, TemplateVersion
 from campaigns.prompt_templates import template_version_render
 from campaigns.prompting import BrandKit, PromptError
-from generation import batch_services, gallery, review, services
-from generation.batches import (
+from generation import review
+from generation.batches import services as batch_services
+from generation.batches.plan import (
     FIXED,
     MATRIX,
     RANDOM,
@@ -53,6 +54,11 @@ from generation.batches import (
     Size,
     Target,
 )
+from generation.batches.progress import batch_progress
+from generation.batches.services import batch_sync_state
+from generation.batches.targets import max_batch_size
+from generation.engine import create as engine_create
+from generation.gallery import queries as gallery
 from generation.models import TERMINAL_STATES, Asset, Batch, Generation, ReviewStatus
 from studio.models import Role
 from studio.private_files import serve_private_file
@@ -149,7 +155,7 @@ def _create_generation(caller: Caller, payload: GenerationIn) -> Generation:
             {"code": str(code), "role": refs[str(code)].role}
             for code in payload.references
         ]
-    return services.generation_create(
+    return engine_create.generation_create(
         workspace=workspace,
         backend=payload.route or payload.backend or "",
         fallback=payload.fallbacks,
@@ -272,7 +278,7 @@ def _batch(caller: Caller, code: UUID) -> Batch:
 
 
 def _progress(batch: Batch) -> dict[str, Any]:
-    p = batch_services.batch_progress(batch=batch)
+    p = batch_progress(batch=batch)
     spent = getattr(p.spend, "total", None)
     return {
         "total": p.total,
@@ -336,12 +342,11 @@ def _create_batch(caller: Caller, payload: BatchIn) -> Batch:
     )
     _references(caller, list(payload.references.values()))
     spec = _spec(payload, version)
-    if spec.count > batch_services.max_batch_size():
+    if spec.count > max_batch_size():
         raise Problem(
             422,
             "validation",
-            f"That is {spec.count} variants; a batch makes at most "
-            f"{batch_services.max_batch_size()}.",
+            f"That is {spec.count} variants; a batch makes at most {max_batch_size()}.",
         )
     return batch_services.batch_create(
         campaign=campaign,
@@ -381,7 +386,7 @@ def batch_list(request: HttpRequest, q: Query[ListQuery]) -> dict:
 )
 def batch_detail(request: HttpRequest, code: UUID) -> dict:
     caller: Caller = request.auth  # type: ignore[attr-defined]
-    batch = batch_services.batch_sync_state(batch=_batch(caller, code))
+    batch = batch_sync_state(batch=_batch(caller, code))
     return rep.batch(batch, _progress(batch))
 
 

@@ -185,7 +185,8 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import transaction
 
-    from generation import caps, services
+    from generation import caps
+    from generation.engine.create import generation_create
     from generation.models import TERMINAL_STATES, Generation
     from studio.celery import app
     from studio.models import Workspace
@@ -261,7 +262,7 @@ def main() -> int:
         created = time.monotonic()
         with transaction.atomic():
             ids = [
-                services.generation_create(
+                generation_create(
                     workspace=workspace,
                     backend="bfl",
                     model="flux-2-pro",

@@ -191,7 +191,7 @@ def main() -> int:
     from django.test.utils import setup_test_environment
     from django.urls import reverse
 
-    from generation import gallery
+    from generation.gallery import queries as gallery
     from generation.models import Asset
 
     setup_test_environment()  # the test client's host, and no manifest needed for static URLs

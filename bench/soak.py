@@ -240,7 +240,7 @@ def main() -> int:  # noqa: C901, PLR0915
         from django.core.management import call_command
         from django.db import close_old_connections, connection, transaction
 
-        from generation import services
+        from generation.engine.create import generation_create
         from generation.models import TERMINAL_STATES, Generation
         from studio.models import Workspace
         from tests.fakes import bfl_server
@@ -273,7 +273,7 @@ def main() -> int:  # noqa: C901, PLR0915
         print(f"creating {args.generations} generations...", flush=True)
         with transaction.atomic():
             for i in range(args.generations):
-                services.generation_create(
+                generation_create(
                     workspace=workspace, backend="bfl", model="flux-2-pro",
                     prompt=f"soak {i}", width=args.size, height=args.size, seed=i,
                     owner_key=f"soak:{prefix}",

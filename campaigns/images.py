@@ -53,8 +53,12 @@ _SOURCE_LOSSY = {"JPEG", "MPO", "AVIF"}
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
-class ImageRejected(Exception):
-    """The upload is not an image we store. `message` says what is wrong and what to do."""
+class ImageRejected(ValueError):
+    """The bytes are not an image we accept (an upload, a reference, a provider's result).
+
+    `message` says what is wrong and what to do. The one such error: generation/imaging.py raises
+    it too.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 
-from generation import gallery, signals
+from generation import signals
+from generation.gallery import queries as gallery
 from generation.models import Asset
 
 

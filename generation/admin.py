@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from generation import services
+from generation.engine.failure import generation_cancel
 from generation.models import Asset, Generation, ProviderAccount
 
 
@@ -67,7 +67,7 @@ def cancel_generations(
     modeladmin: Any, request: HttpRequest, queryset: QuerySet[Generation]
 ) -> None:
     canceled = sum(
-        services.generation_cancel(generation_id=pk)
+        generation_cancel(generation_id=pk)
         for pk in queryset.values_list("pk", flat=True)
     )
     modeladmin.message_user(

@@ -37,8 +37,9 @@ from typing import Any
 
 from django.core.cache import cache
 
-from generation import caps, engine
+from generation import caps
 from generation.backends.base import ErrorClass
+from generation.engine import policy as engine
 
 BREAKER_CLASSES = frozenset(
     {

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from campaigns.images import ImageRejected
+
 FORMATS: dict[str, tuple[str, str]] = {
     "JPEG": ("jpeg", "image/jpeg"),
     "PNG": ("png", "image/png"),
@@ -20,10 +22,6 @@ FORMATS: dict[str, tuple[str, str]] = {
     "AVIF": ("avif", "image/avif"),
 }
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
-
-
-class ImageRejected(ValueError):
-    """The bytes are not an image we accept; the message says why."""
 
 
 @dataclass(frozen=True)

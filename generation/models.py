@@ -1,6 +1,6 @@
 """Provider accounts, generations (the durable state machine) and the assets they produce.
 
-Only the service functions in generation/services.py change a generation's state, each change
+Only the service functions in generation/engine/ change a generation's state, each change
 one conditional UPDATE (`WHERE state = <expected>`), so a duplicate task delivery does nothing.
 """
 
@@ -171,7 +171,7 @@ class Generation(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    # The variant batch that made it (generation/batch_services.py), if any.
+    # The variant batch that made it (generation/batches/services.py), if any.
     batch = models.ForeignKey(
         "Batch",
         null=True,
@@ -459,7 +459,7 @@ class BatchState(models.TextChoices):
 class Batch(models.Model):
     """A set of variants of one template version, expanded, priced and dispatched together.
 
-    `spec` is everything the expansion needs (generation/batches.py, BatchSpec.as_json): the mode
+    `spec` is everything the expansion needs (generation/batches/plan.py, BatchSpec.as_json): the mode
     (matrix or rows) with its values, the seeds (with the RNG seed that drew random ones), the
     backend/model targets, the sizes, the reference per slot and whether the brand kit is merged,
     so the same spec always expands to the same generations. The state is stored for lists and

@@ -10,7 +10,10 @@ from typing import Any
 from django.dispatch import receiver
 
 from campaigns.signals import campaign_page, template_page
-from generation.gallery import campaign_review_counts, template_version_approvals
+from generation.gallery.queries import (
+    campaign_review_counts,
+    template_version_approvals,
+)
 
 
 @receiver(campaign_page, dispatch_uid="generation.campaign_page")

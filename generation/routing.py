@@ -46,14 +46,14 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
 from django.utils import timezone
 
-from generation import accounts, breaker, caps, engine
+from generation import accounts, breaker, caps
 from generation.backends import registry
 from generation.backends.base import (
     Backend,
@@ -62,6 +62,7 @@ from generation.backends.base import (
     GenerationRequest,
     RuleViolation,
 )
+from generation.engine import policy as engine
 from generation.models import Generation, GenerationState, ProviderAccount, cap_key_for
 
 CHEAPEST, FASTEST = "cheapest", "fastest"
@@ -269,16 +270,28 @@ def _stamp() -> str:
     return timezone.now().isoformat()
 
 
-def chosen_entry(candidate: Candidate, model: str, **extra: Any) -> dict[str, Any]:
+def route_entry(
+    backend: str,
+    model: str,
+    estimate: Decimal | None,
+    *,
+    at: datetime | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The one writer of a route's "chosen" step (Generation.route), for routing and for batches."""
     entry: dict[str, Any] = {
-        "backend": candidate.name,
+        "backend": backend,
         "model": model,
         "outcome": "chosen",
-        "at": _stamp(),
-        "estimate": str(candidate.estimate) if candidate.estimate is not None else None,
+        "at": at.isoformat() if at is not None else _stamp(),
+        "estimate": str(estimate) if estimate is not None else None,
     }
     entry.update({k: v for k, v in extra.items() if v not in (None, [], {})})
     return entry
+
+
+def chosen_entry(candidate: Candidate, model: str, **extra: Any) -> dict[str, Any]:
+    return route_entry(candidate.name, model, candidate.estimate, **extra)
 
 
 def skipped_entry(candidate: Candidate, model: str) -> dict[str, Any]:

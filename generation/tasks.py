@@ -21,7 +21,7 @@ Crash safety: acks_late + reject_on_worker_lost (settings) redeliver a task whos
 died; every task is idempotent through the conditional UPDATEs in services.py, so a redelivery
 or a duplicate does nothing. When a whole worker is SIGKILLed its messages stay unacked in Redis
 until the visibility timeout; the periodic `generation_sweep` (celery beat) re-drives such
-generations long before that (see services.generation_sweep and the settings for the intervals).
+generations long before that (see engine_sweep.generation_sweep and the settings for the intervals).
 A task that hits a transient database or Redis error retries a few times with backoff; if it
 still fails, the sweep picks the generation up again.
 """
@@ -34,9 +34,10 @@ import redis
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, connections
 
-from generation import caps, engine
+from generation import caps
+from generation.engine import policy as engine
+from generation.engine.state import Next
 from generation.models import parse_cap_key
-from generation.services import Next
 
 log = logging.getLogger(__name__)
 _INFRA_ERRORS = (
@@ -117,9 +118,9 @@ def _dispatch(cap_key: str, *, inline: int = 0) -> None:
     """Hand free slots to waiting generations: the first `inline` are submitted right here (a
     freed slot goes to the next generation without a trip through the broker, where it would
     queue behind other work), the rest as submit tasks."""
-    from generation import services
+    from generation.engine import dispatch as engine_dispatch
 
-    result = services.generation_dispatch(cap_key=cap_key)
+    result = engine_dispatch.generation_dispatch(cap_key=cap_key)
     # A backend with its own queue (the GPU) never runs inside this task: straight to its queue.
     queue = backend_queue(parse_cap_key(cap_key)[0])
     for index, generation_id in enumerate(result.ids):
@@ -134,10 +135,10 @@ def _dispatch(cap_key: str, *, inline: int = 0) -> None:
 
 
 def _submit_inline(generation_id: int) -> None:
-    from generation import services
+    from generation.engine import submit as engine_submit
 
     try:
-        nxt = services.generation_submit(generation_id=generation_id)
+        nxt = engine_submit.generation_submit(generation_id=generation_id)
     except Exception:
         # Not this task's generation: never let it fail the task that freed the slot. A submit
         # task retries it (or, if the row was claimed, the sweep after ENGINE_CLAIM_TTL).
@@ -172,35 +173,35 @@ def generation_dispatch(cap_key: str) -> None:
 
 @shared_task(**_OPTIONS)
 def generation_submit(generation_id: int) -> None:
-    from generation import services
+    from generation.engine import submit as engine_submit
 
     _usable_connections()
-    follow(generation_id, services.generation_submit(generation_id=generation_id))
+    follow(generation_id, engine_submit.generation_submit(generation_id=generation_id))
 
 
 @shared_task(**_OPTIONS)
 def generation_poll(generation_id: int, seq: int) -> None:
-    from generation import services
+    from generation.engine import poll as engine_poll
 
     follow(
-        generation_id, services.generation_poll(generation_id=generation_id, seq=seq)
+        generation_id, engine_poll.generation_poll(generation_id=generation_id, seq=seq)
     )
 
 
 @shared_task(**_OPTIONS)
 def generation_ingest(generation_id: int) -> None:
-    from generation import services
+    from generation.engine import ingest as engine_ingest
 
     _usable_connections()
-    follow(generation_id, services.generation_ingest(generation_id=generation_id))
+    follow(generation_id, engine_ingest.generation_ingest(generation_id=generation_id))
 
 
 @shared_task(**_OPTIONS)
 def generation_sweep() -> dict[str, int]:
-    from generation import services
+    from generation.engine import sweep as engine_sweep
 
     _usable_connections()
-    plan = services.generation_sweep()
+    plan = engine_sweep.generation_sweep()
     for generation_id in plan.submit:
         generation_submit.delay(generation_id)
     for generation_id, seq in plan.poll:

@@ -15,7 +15,7 @@ verifies. Rotating SECRET_KEY invalidates callbacks in flight; polling finishes 
 The receiver (views.webhook → `receive`) does little work on purpose: check the token (no
 database), load the row by its code, verify the signature, compare the task id with the row's
 (an old task after a resubmit or a re-route is ignored), and hand the result to
-services.generation_callback, the same _on_result path as a poll answer: the conditional UPDATE
+generation_callback, the same _on_result path as a poll answer: the conditional UPDATE
 moves the row to `ingesting` once, so a duplicate delivery changes nothing. The download and
 thumbnail run in the ingest task it enqueues; the provider gets its 2xx in milliseconds.
 
@@ -46,13 +46,13 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
 
-from generation import engine
 from generation.backends.base import (
     Backend,
     BackendError,
     ErrorClass,
     GenerationRequest,
 )
+from generation.engine import policy as engine
 from generation.models import Generation
 
 # The backends whose callbacks the studio receives (providers.md 1.11, 2.7, 3.4).
@@ -133,8 +133,9 @@ def receive(
     headers: Mapping[str, str],
     body: bytes,
 ) -> Receipt:
-    """Verify one callback and apply it (services.generation_callback); never raises."""
-    from generation import accounts, services
+    """Verify one callback and apply it (generation_callback); never raises."""
+    from generation import accounts
+    from generation.engine.poll import generation_callback
 
     if backend_name not in WEBHOOK_BACKENDS:
         return Receipt(404, "no webhooks for this backend")
@@ -169,7 +170,7 @@ def receive(
             # The provider was faster than our own UPDATE saving its task id.
             return Receipt(503, "task id not recorded yet", retry_after=1)
         return Receipt(200, "ignored: not the generation's current task")
-    nxt = services.generation_callback(
+    nxt = generation_callback(
         generation_id=generation.pk, task_id=task_id, result=result
     )
     _enqueue(generation.pk, nxt)

@@ -13,7 +13,7 @@ Synchronous providers (preview, Cloudflare, in-process diffusers) return a Submi
 `result` is already a finished PollResult, so the engine goes straight to ingesting.
 
 Every failure is a `BackendError` carrying our error class, the provider's message, whether it
-is worth retrying and, for 429s, the provider's Retry-After. The engine (generation/engine.py and
+is worth retrying and, for 429s, the provider's Retry-After. The engine (generation/engine/policy.py and
 generation/tasks.py) decides what to do with it; backends never sleep and never retry.
 """
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django import template
 
-from generation import spend
+from generation.spend import services as spend
 
 register = template.Library()
 

@@ -19,8 +19,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from api import webhooks_out
 from api.models import DeliveryState, WebhookDelivery
-from generation import services
 from generation.backends.base import BackendError, ErrorClass
+from generation.engine.failure import generation_fail
 from generation.models import Generation
 from generation.review import asset_review
 from studio.models import Role
@@ -96,7 +96,7 @@ def test_prefer_wait_answers_when_the_generation_finishes(cast: dict[str, Any]) 
 
     def finish_later() -> None:
         time.sleep(1.0)
-        services.generation_fail(
+        generation_fail(
             generation_id=generation.pk,
             error=BackendError(ErrorClass.PROVIDER_ERROR, "provider down"),
         )
@@ -147,7 +147,7 @@ def test_signed_webhooks_reach_a_verifying_receiver(
             .json()
         )
         generation = Generation.objects.get(code=created["id"])
-        services.generation_fail(
+        generation_fail(
             generation_id=generation.pk,
             error=BackendError(ErrorClass.PROVIDER_ERROR, "provider down"),
         )

@@ -307,7 +307,7 @@ def test_bulk_actions_and_infinite_scroll(
     """Bulk approve by selection (checkboxes outside the form), and the scroll sentinel."""
     from playwright.sync_api import expect
 
-    from generation import gallery
+    from generation.gallery import queries as gallery
 
     settings.MEDIA_ROOT = str(tmp_path)
     workspace = make_workspace("Contoso")

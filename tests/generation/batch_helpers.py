@@ -15,8 +15,12 @@ from django.utils import timezone
 from campaigns.models import PromptTemplate, ReferenceImage, TemplateVersion
 from campaigns.prompting import template_variables
 from campaigns.references import reference_create
-from generation import caps, services
-from generation.batches import FIXED, RANDOM, BatchSpec, Seeds, Size, Target
+from generation import caps
+from generation.batches.plan import FIXED, RANDOM, BatchSpec, Seeds, Size, Target
+from generation.engine.dispatch import generation_dispatch_one
+from generation.engine.ingest import generation_ingest
+from generation.engine.poll import generation_poll
+from generation.engine.submit import generation_submit
 from generation.models import Generation
 from tests.base import StudioTestCase
 from tests.factories import image_bytes
@@ -124,20 +128,18 @@ class BatchTestCase(StudioTestCase):
     def run_generation(self, generation: Generation) -> Generation:
         """Drive one queued generation through the engine's steps in-process (synchronous
         backends finish in the submit step)."""
-        services.generation_dispatch_one(generation_id=generation.pk)
-        nxt = services.generation_submit(generation_id=generation.pk)
+        generation_dispatch_one(generation_id=generation.pk)
+        nxt = generation_submit(generation_id=generation.pk)
         for _ in range(20):
             Generation.objects.filter(pk=generation.pk, due_at__isnull=False).update(
                 due_at=timezone.now()
             )
             if nxt.action == "submit":
-                nxt = services.generation_submit(generation_id=generation.pk)
+                nxt = generation_submit(generation_id=generation.pk)
             elif nxt.action == "poll":
-                nxt = services.generation_poll(
-                    generation_id=generation.pk, seq=nxt.poll_seq
-                )
+                nxt = generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
             elif nxt.action == "ingest":
-                nxt = services.generation_ingest(generation_id=generation.pk)
+                nxt = generation_ingest(generation_id=generation.pk)
             else:
                 break
         return Generation.objects.get(pk=generation.pk)
@@ -149,11 +151,11 @@ def make_batch_with_asset(campaign: Any, version: TemplateVersion, user: Any) ->
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    from generation import batch_services
+    from generation.batches.services import batch_create
     from generation.models import Asset
 
     with mock.patch("generation.tasks.wake_dispatcher"):
-        batch = batch_services.batch_create(
+        batch = batch_create(
             campaign=campaign,
             version=version,
             spec=matrix_spec(headlines=("A",), scenes=("here",)),

@@ -12,7 +12,7 @@ from generation.backends.base import BackendConfig, ReferenceInput
 from generation.backends.bfl import MODELS as BFL_MODELS
 from generation.backends.bfl import BFLBackend
 from generation.backends.preview import PreviewBackend
-from generation.batches import (
+from generation.batches.plan import (
     FIXED,
     MAX_SEED,
     BatchSpec,

@@ -10,11 +10,26 @@ from django.db.models import Count
 from django.test import override_settings
 
 from campaigns.models import Campaign
-from generation import batch_services as bs
-from generation import caps, services, spend
+from generation import caps
 from generation.backends.base import BackendError, ErrorClass
-from generation.batches import FIXED, Seeds, Size
+from generation.batches.common import BatchRefused
+from generation.batches.plan import FIXED, Seeds, Size
+from generation.batches.progress import batch_progress
+from generation.batches.services import (
+    batch_cancel,
+    batch_create,
+    batch_dispatch,
+    batch_preview,
+    batch_rerun_with_axis,
+    batch_retry_failed,
+    batch_sync_state,
+)
+from generation.batches.targets import target_options
+from generation.batches.variants import variant_from_asset
+from generation.engine.dispatch import generation_dispatch
+from generation.engine.failure import generation_fail
 from generation.models import Batch, Generation, GenerationState
+from generation.spend import services as spend
 from tests.generation.batch_helpers import (
     BatchTestCase,
     make_reference,
@@ -31,7 +46,7 @@ class PreviewTests(BatchTestCase):
     def test_it_counts_prices_and_fits_the_budget_without_storing(self) -> None:
         Campaign.objects.filter(pk=self.campaign.pk).update(budget_cap=Decimal("10"))
         self.campaign.refresh_from_db()
-        preview = bs.batch_preview(
+        preview = batch_preview(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(targets=TWO_BACKENDS, seeds=random_seeds(2)),
@@ -48,7 +63,7 @@ class PreviewTests(BatchTestCase):
         self.assertFalse(Batch.objects.exists())
 
     def test_a_campaign_without_a_cap_is_not_limited_but_says_so(self) -> None:
-        preview = bs.batch_preview(
+        preview = batch_preview(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(targets=TWO_BACKENDS),
@@ -58,10 +73,10 @@ class PreviewTests(BatchTestCase):
 
     def test_only_configured_backends_are_offered_and_preview_always(self) -> None:
         with override_settings(BFL_API_KEY=""):
-            keys = {o.key for o in bs.target_options(workspace=self.workspace)}
+            keys = {o.key for o in target_options(workspace=self.workspace)}
         self.assertIn("preview:flux-2-pro", keys)
         self.assertNotIn("bfl:flux-2-pro", keys)
-        keys = {o.key for o in bs.target_options(workspace=self.workspace)}
+        keys = {o.key for o in target_options(workspace=self.workspace)}
         self.assertIn("bfl:flux-2-flex", keys)
 
     def test_references_must_come_from_the_brand_library_with_the_slot_role(
@@ -73,13 +88,13 @@ class PreviewTests(BatchTestCase):
             reference_slots=[{"name": "product", "role": "product", "required": True}],
         )
         style = make_reference(self.brand, role="style")
-        preview = bs.batch_preview(
+        preview = batch_preview(
             campaign=self.campaign,
             version=version,
             spec=matrix_spec(references={"product": str(style.code)}),
         )
         self.assertIn("takes a product image", preview.errors["ref_product"][0])
-        missing = bs.batch_preview(
+        missing = batch_preview(
             campaign=self.campaign, version=version, spec=matrix_spec()
         )
         self.assertIn("is required but has no image", missing.errors["ref_product"][0])
@@ -94,7 +109,7 @@ class DispatchTests(BatchTestCase):
             "user": self.eddie,
         }
         options.update(kwargs)
-        return bs.batch_create(**options)  # type: ignore[arg-type]
+        return batch_create(**options)  # type: ignore[arg-type]
 
     def test_it_stores_every_variant_in_the_fair_queue_with_the_batch_as_owner(
         self,
@@ -156,7 +171,7 @@ class DispatchTests(BatchTestCase):
         Campaign.objects.filter(pk=self.campaign.pk).update(budget_cap=Decimal("0.50"))
         self.campaign.refresh_from_db()
         spec = matrix_spec(targets=("bfl:flux-2-pro", "bfl:flux-2-flex"))
-        with self.assertRaises(bs.BatchRefused) as refused:
+        with self.assertRaises(BatchRefused) as refused:
             self.create(spec=spec)
         self.assertEqual(
             refused.exception.errors["budget"],
@@ -180,7 +195,7 @@ class DispatchTests(BatchTestCase):
         budget = spend.campaign_budget(campaign=self.campaign)
         self.assertEqual(budget.spend.estimated, Decimal("0.36"))
         self.assertEqual(budget.remaining, Decimal("0.04"))
-        with self.assertRaises(bs.BatchRefused) as refused:
+        with self.assertRaises(BatchRefused) as refused:
             self.create(spec=matrix_spec(targets=("bfl:flux-2-pro",)))
         self.assertIn(
             "$0.04 left of its $0.40 cap ($0.36 spent",
@@ -188,7 +203,7 @@ class DispatchTests(BatchTestCase):
         )
         # A failed generation costs nothing unless the provider reported a cost; reported costs win.
         g1, g2 = Generation.objects.filter(backend="bfl")[:2]
-        services.generation_fail(
+        generation_fail(
             generation_id=g1.pk, error=BackendError(ErrorClass.PROVIDER_ERROR, "boom")
         )
         Generation.objects.filter(pk=g2.pk).update(actual_cost=Decimal("0.045"))
@@ -198,7 +213,7 @@ class DispatchTests(BatchTestCase):
 
     @override_settings(STUDIO_BATCH_MAX_SIZE=20)
     def test_a_batch_over_the_maximum_size_is_refused(self) -> None:
-        with self.assertRaises(bs.BatchRefused) as refused:
+        with self.assertRaises(BatchRefused) as refused:
             self.create()
         self.assertIn(
             "This batch would make 24 images; one batch makes at most 20.",
@@ -211,11 +226,11 @@ class DispatchTests(BatchTestCase):
             sizes=(Size(1000, 1000),),
             seeds=Seeds(FIXED, values=(2**32,)),
         )
-        with self.assertRaises(bs.BatchRefused) as refused:
+        with self.assertRaises(BatchRefused) as refused:
             self.create(spec=spec)
         self.assertIn("seeds", refused.exception.errors)
         spec = matrix_spec(targets=("bfl:flux-2-pro",), sizes=(Size(1000, 1000),))
-        with self.assertRaises(bs.BatchRefused) as refused:
+        with self.assertRaises(BatchRefused) as refused:
             self.create(spec=spec)
         self.assertIn("must be a multiple of 16", refused.exception.errors["sizes"][0])
 
@@ -223,8 +238,8 @@ class DispatchTests(BatchTestCase):
         draft = self.create(dispatch=False)
         self.assertEqual(draft.state, Batch.State.DRAFT)
         self.assertFalse(Generation.objects.exists())
-        sent = bs.batch_dispatch(batch=draft, user=self.eddie)
-        again = bs.batch_dispatch(batch=draft, user=self.eddie)
+        sent = batch_dispatch(batch=draft, user=self.eddie)
+        again = batch_dispatch(batch=draft, user=self.eddie)
         self.assertEqual(sent.state, Batch.State.QUEUED)
         self.assertEqual(again.state, Batch.State.QUEUED)
         self.assertEqual(Generation.objects.filter(batch=draft).count(), 24)
@@ -232,18 +247,18 @@ class DispatchTests(BatchTestCase):
 
 class CancelRetryTests(BatchTestCase):
     def test_cancel_drops_queued_work_and_frees_slots_of_dispatched_work(self) -> None:
-        batch = bs.batch_create(
+        batch = batch_create(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(targets=("preview:flux-2-pro",)),
             user=self.eddie,
         )
         # The dispatcher hands the preview cap's 4 slots out; 8 rows keep waiting.
-        dispatched = services.generation_dispatch(cap_key="preview:env").ids
+        dispatched = generation_dispatch(cap_key="preview:env").ids
         self.assertEqual(len(dispatched), 4)
         done = self.run_generation(Generation.objects.get(pk=dispatched[0]))
         self.assertEqual(done.state, S.SUCCEEDED)
-        canceled = bs.batch_cancel(batch=batch)
+        canceled = batch_cancel(batch=batch)
         self.assertEqual(canceled, 11)
         states = dict(
             Generation.objects.filter(batch=batch)
@@ -256,28 +271,28 @@ class CancelRetryTests(BatchTestCase):
         cap = caps.cap_for("preview:env")
         self.assertEqual(cap.count(), 0)
         # Nothing left for a dispatcher to hand out.
-        self.assertEqual(services.generation_dispatch(cap_key="preview:env").ids, [])
+        self.assertEqual(generation_dispatch(cap_key="preview:env").ids, [])
 
     def test_retry_makes_new_generations_for_the_failed_ones_with_their_parent(
         self,
     ) -> None:
-        batch = bs.batch_create(
+        batch = batch_create(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(targets=("bfl:flux-2-pro",), headlines=("A",)),
             user=self.eddie,
         )
         g1, g2 = Generation.objects.filter(batch=batch).order_by("id")[:2]
-        services.generation_fail(
+        generation_fail(
             generation_id=g1.pk,
             error=BackendError(ErrorClass.PROVIDER_ERROR, "Internal server error"),
         )
-        services.generation_fail(
+        generation_fail(
             generation_id=g2.pk,
             error=BackendError(ErrorClass.MODERATED, "Request Moderated"),
         )
         Generation.objects.filter(batch=batch, state=S.QUEUED).update(state=S.SUCCEEDED)
-        progress = bs.batch_progress(batch=batch)
+        progress = batch_progress(batch=batch)
         self.assertEqual(progress.failed, 2)
         self.assertEqual(progress.retryable, 1)
         self.assertEqual(
@@ -286,11 +301,11 @@ class CancelRetryTests(BatchTestCase):
         )
         # The batch page is for every member: the classified message, not the body.
         self.assertEqual(progress.errors[1].messages, (("Provider error.", 1),))
-        self.assertEqual(bs.batch_sync_state(batch=batch).state, Batch.State.FINISHED)
+        self.assertEqual(batch_sync_state(batch=batch).state, Batch.State.FINISHED)
 
         with self.captureOnCommitCallbacks(execute=True):
-            self.assertEqual(bs.batch_retry_failed(batch=batch, user=self.eddie), 1)
-        self.assertEqual(bs.batch_retry_failed(batch=batch, user=self.eddie), 0)
+            self.assertEqual(batch_retry_failed(batch=batch, user=self.eddie), 1)
+        self.assertEqual(batch_retry_failed(batch=batch, user=self.eddie), 0)
         retry = Generation.objects.get(parent=g1)
         self.assertEqual(retry.batch_id, batch.pk)
         self.assertEqual(retry.changes, {"retry": True})
@@ -302,31 +317,31 @@ class CancelRetryTests(BatchTestCase):
         self.assertFalse(Generation.objects.filter(parent=g2).exists())  # moderated
         batch.refresh_from_db()
         self.assertEqual(batch.state, Batch.State.RUNNING)
-        progress = bs.batch_progress(batch=batch)
+        progress = batch_progress(batch=batch)
         self.assertEqual(progress.retried, 1)
         self.assertEqual([e.error_class for e in progress.errors], ["moderated"])
 
 
 class ProgressTests(BatchTestCase):
     def test_a_batch_moves_from_queued_to_running_to_finished(self) -> None:
-        batch = bs.batch_create(
+        batch = batch_create(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(headlines=("A",), scenes=("here",)),
             user=self.eddie,
         )
-        self.assertEqual(bs.batch_sync_state(batch=batch).state, Batch.State.QUEUED)
+        self.assertEqual(batch_sync_state(batch=batch).state, Batch.State.QUEUED)
         ids = list(Generation.objects.filter(batch=batch).values_list("id", flat=True))
         self.run_generation(Generation.objects.get(pk=ids[0]))
-        self.assertEqual(bs.batch_sync_state(batch=batch).state, Batch.State.RUNNING)
-        progress = bs.batch_progress(batch=batch)
+        self.assertEqual(batch_sync_state(batch=batch).state, Batch.State.RUNNING)
+        progress = batch_progress(batch=batch)
         self.assertEqual(
             (progress.finished, progress.total, progress.percent), (1, 2, 50)
         )
         self.run_generation(Generation.objects.get(pk=ids[1]))
-        batch = bs.batch_sync_state(batch=batch)
+        batch = batch_sync_state(batch=batch)
         self.assertEqual(batch.state, Batch.State.FINISHED)
-        progress = bs.batch_progress(batch=batch)
+        progress = batch_progress(batch=batch)
         self.assertEqual(progress.percent, 100)
         self.assertEqual(progress.eta_text, "done")
         self.assertEqual(progress.spend.total, Decimal("0"))
@@ -340,7 +355,7 @@ class ChangeOneThingTests(BatchTestCase):
             body='"{headline}" on the bag from {ref:product}, {scene}',
             reference_slots=[{"name": "product", "role": "product", "required": True}],
         )
-        batch = bs.batch_create(
+        batch = batch_create(
             campaign=self.campaign,
             version=version,
             spec=matrix_spec(
@@ -356,7 +371,7 @@ class ChangeOneThingTests(BatchTestCase):
         source = self.run_generation(Generation.objects.get(batch=batch))
         asset = source.asset
         with self.captureOnCommitCallbacks(execute=True):
-            variant = bs.variant_from_asset(
+            variant = variant_from_asset(
                 asset=asset, user=self.eddie, values={"headline": "Half price"}
             )
         self.assertEqual(variant.parent_id, source.pk)
@@ -387,7 +402,7 @@ class ChangeOneThingTests(BatchTestCase):
         self.assertEqual(list(source.children.all()), [variant])
 
     def test_a_variant_must_change_something_and_stay_on_brand(self) -> None:
-        batch = bs.batch_create(
+        batch = batch_create(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(
@@ -396,13 +411,13 @@ class ChangeOneThingTests(BatchTestCase):
             user=self.eddie,
         )
         source = self.run_generation(Generation.objects.get(batch=batch))
-        with self.assertRaises(bs.BatchRefused) as same:
-            bs.variant_from_asset(
+        with self.assertRaises(BatchRefused) as same:
+            variant_from_asset(
                 asset=source.asset, user=self.eddie, values={"headline": "A"}
             )
         self.assertIn("Change at least one value", same.exception.messages[0])
-        with self.assertRaises(bs.BatchRefused) as avoided:
-            bs.variant_from_asset(
+        with self.assertRaises(BatchRefused) as avoided:
+            variant_from_asset(
                 asset=source.asset, user=self.eddie, values={"headline": "Cheap"}
             )
         self.assertIn("value_headline", avoided.exception.errors)
@@ -413,13 +428,13 @@ class RerunTests(BatchTestCase):
     def test_a_rerun_with_one_axis_changed_is_a_draft_recording_its_parent(
         self,
     ) -> None:
-        batch = bs.batch_create(
+        batch = batch_create(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(),
             user=self.eddie,
         )
-        draft = bs.batch_rerun_with_axis(
+        draft = batch_rerun_with_axis(
             batch=batch,
             axis="var:headline",
             text="Half price\nFree mug",
@@ -432,21 +447,19 @@ class RerunTests(BatchTestCase):
             "{headline}: “Autumn blend”, “Half price”, “New roast” → “Half price”, “Free mug”",
         )
         self.assertEqual(draft.size, 2 * 2 * 2)
-        sent = bs.batch_dispatch(batch=draft, user=self.eddie)
+        sent = batch_dispatch(batch=draft, user=self.eddie)
         self.assertEqual(Generation.objects.filter(batch=sent).count(), 8)
-        models = bs.batch_rerun_with_axis(
+        models = batch_rerun_with_axis(
             batch=batch, axis="targets", text="bfl:flux-2-flex", user=self.eddie
         )
         self.assertIn(
             "models: Preview (offline draft) · FLUX.2 [pro] → ", models.changed
         )
-        with self.assertRaises(bs.BatchRefused) as refused:
-            bs.batch_rerun_with_axis(
+        with self.assertRaises(BatchRefused) as refused:
+            batch_rerun_with_axis(
                 batch=batch, axis="seeds", text="11, 22", user=self.eddie
             )
         self.assertIn("Nothing changed", refused.exception.errors["values"][0])
-        with self.assertRaises(bs.BatchRefused) as refused:
-            bs.batch_rerun_with_axis(
-                batch=batch, axis="seeds", text="-1", user=self.eddie
-            )
+        with self.assertRaises(BatchRefused) as refused:
+            batch_rerun_with_axis(batch=batch, axis="seeds", text="-1", user=self.eddie)
         self.assertIn("out of range", refused.exception.errors["values"][0])

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from campaigns.models import Campaign
-from generation import batch_services as bs
-from generation import services
 from generation.backends.base import BackendError, ErrorClass
-from generation.batches import FIXED, Seeds
+from generation.batches import services as batch_services
+from generation.batches.plan import FIXED, Seeds, plan_batch
+from generation.batches.services import batch_create
+from generation.engine.failure import generation_fail
 from generation.models import Batch, Generation, GenerationState
 from tests.generation.batch_helpers import (
     BatchTestCase,
@@ -161,6 +163,24 @@ class BuilderTests(BatchTestCase):
         self.assertEqual(Generation.objects.filter(batch=batch).count(), 24)
         self.assertEqual(batch.created_by, self.eddie)
 
+    def test_a_batch_dispatch_plans_the_batch_once(self) -> None:
+        # The builder's POST expands, renders, validates and prices the batch once: the preview it
+        # made is the one batch_create stores (it used to plan the whole batch a second time).
+        self.client.force_login(self.eddie)
+        with mock.patch.object(
+            batch_services, "plan_batch", wraps=plan_batch
+        ) as planned:
+            r = self.client.post(
+                reverse("generation:batch-create"), self.form_data(), headers=HTMX
+            )
+        batch = Batch.objects.get()
+        self.assertEqual(
+            r.headers["HX-Redirect"],
+            reverse("generation:batch-detail", args=[batch.code]),
+        )
+        self.assertEqual(Generation.objects.filter(batch=batch).count(), 24)
+        self.assertEqual(planned.call_count, 1)
+
     def test_over_budget_the_builder_refuses_with_the_numbers(self) -> None:
         Campaign.objects.filter(pk=self.campaign.pk).update(budget_cap=Decimal("0.20"))
         self.client.force_login(self.eddie)
@@ -200,7 +220,7 @@ class BuilderTests(BatchTestCase):
         )
 
     def test_the_builder_starts_from_an_earlier_batch_as_a_rerun(self) -> None:
-        batch = bs.batch_create(
+        batch = batch_create(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(),
@@ -227,7 +247,7 @@ class BuilderTests(BatchTestCase):
         )
 
     def test_the_builder_starts_from_one_generation_as_a_remix(self) -> None:
-        batch = bs.batch_create(
+        batch = batch_create(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(targets=("bfl:flux-2-flex",)),
@@ -266,7 +286,7 @@ class BuilderTests(BatchTestCase):
 class BatchPageTests(BatchTestCase):
     def setUp(self) -> None:
         super().setUp()
-        self.batch = bs.batch_create(
+        self.batch = batch_create(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(
@@ -298,7 +318,7 @@ class BatchPageTests(BatchTestCase):
         cancel = reverse("generation:batch-cancel", args=[self.batch.code])
         self.assertEqual(self.client.post(cancel).status_code, 403)
         first = Generation.objects.filter(batch=self.batch).first()
-        services.generation_fail(
+        generation_fail(
             generation_id=first.pk,
             error=BackendError(ErrorClass.NETWORK, "connection reset by peer"),
         )
@@ -362,7 +382,7 @@ class BatchPageTests(BatchTestCase):
 class SpendPageTests(BatchTestCase):
     def test_campaign_and_workspace_spend(self) -> None:
         Campaign.objects.filter(pk=self.campaign.pk).update(budget_cap=Decimal("10"))
-        bs.batch_create(
+        batch_create(
             campaign=self.campaign,
             version=self.version,
             spec=matrix_spec(targets=("bfl:flux-2-pro", "bfl:flux-2-flex")),

@@ -14,8 +14,11 @@ from unittest import mock
 
 from django.utils import timezone
 
-from generation import engine, services
 from generation.backends.base import PollResult, ProviderState
+from generation.engine import policy as engine
+from generation.engine.ingest import generation_ingest
+from generation.engine.poll import generation_poll
+from generation.engine.submit import generation_submit
 from generation.models import Generation, GenerationState
 from tests.generation.test_engine_state import EngineTestCase, ScriptedBackend, ready
 
@@ -85,7 +88,7 @@ class EstimateTests(EngineTestCase):
         """One generation, each poll run at its due time (plus `late_by` seconds)."""
         generation = self.create()
         self.dispatch(generation)
-        nxt = services.generation_submit(generation_id=generation.pk)
+        nxt = generation_submit(generation_id=generation.pk)
         for _ in range(100):
             if nxt.action != "poll":
                 break
@@ -93,11 +96,9 @@ class EstimateTests(EngineTestCase):
                 pk=generation.pk
             )
             self.clock.advance_to(due + timedelta(seconds=late_by))
-            nxt = services.generation_poll(
-                generation_id=generation.pk, seq=nxt.poll_seq
-            )
+            nxt = generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
         if nxt.action == "ingest":
-            services.generation_ingest(generation_id=generation.pk)
+            generation_ingest(generation_id=generation.pk)
         self.clock.advance_to(self.clock.now() + timedelta(seconds=0.05))
         return self.reload(generation)
 

@@ -21,7 +21,8 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from generation import caps, services
+from generation import caps
+from generation.engine.create import generation_create
 from generation.models import Generation, GenerationState
 from studio.models import Workspace
 from tests.fakes import bfl_server
@@ -92,7 +93,7 @@ def test_slow_submits_hold_threads_not_the_worker(tmp_path: Path) -> None:
         ):
             workspace = Workspace.objects.create(name="IO", slug=f"io-{prefix}")
             ids = [
-                services.generation_create(
+                generation_create(
                     workspace=workspace, backend="bfl", model="flux-2-pro",
                     prompt=f"io {i}", width=256, height=256, seed=i,
                 ).pk

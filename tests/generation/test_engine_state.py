@@ -23,7 +23,7 @@ from django.test import TestCase, override_settings
 from django.utils import timezone
 from PIL import Image
 
-from generation import accounts, caps, crypto, services
+from generation import accounts, caps, crypto
 from generation.backends import registry
 from generation.backends.base import (
     Backend,
@@ -37,6 +37,13 @@ from generation.backends.base import (
     RuleViolation,
     Submission,
 )
+from generation.engine.create import generation_create, reference_file_store
+from generation.engine.dispatch import generation_dispatch
+from generation.engine.failure import generation_cancel, generation_expire
+from generation.engine.ingest import generation_ingest
+from generation.engine.poll import generation_poll
+from generation.engine.state import _limit, _transition
+from generation.engine.submit import generation_submit
 from generation.models import Asset, Generation, GenerationState, ProviderAccount
 from studio.models import Role
 from tests.factories import make_brand, make_member, make_workspace
@@ -183,10 +190,10 @@ class EngineTestCase(TestCase):
             "created_by": self.alice,
         }
         values.update(overrides)
-        return services.generation_create(**values)
+        return generation_create(**values)
 
     def dispatch(self, generation: Generation) -> None:
-        ids = services.generation_dispatch(cap_key=generation.cap_key).ids
+        ids = generation_dispatch(cap_key=generation.cap_key).ids
         self.assertIn(generation.pk, ids)
 
     def reload(self, generation: Generation) -> Generation:
@@ -200,16 +207,14 @@ class EngineTestCase(TestCase):
     def run_to_end(self, generation: Generation, *, max_steps: int = 50) -> Generation:
         """Follow Next answers in-process (no sleeps) until nothing is left to do."""
         self.dispatch(generation)
-        nxt = services.generation_submit(generation_id=generation.pk)
+        nxt = generation_submit(generation_id=generation.pk)
         for _ in range(max_steps):
             if nxt.action == "submit":
-                nxt = services.generation_submit(generation_id=generation.pk)
+                nxt = generation_submit(generation_id=generation.pk)
             elif nxt.action == "poll":
-                nxt = services.generation_poll(
-                    generation_id=generation.pk, seq=nxt.poll_seq
-                )
+                nxt = generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
             elif nxt.action == "ingest":
-                nxt = services.generation_ingest(generation_id=generation.pk)
+                nxt = generation_ingest(generation_id=generation.pk)
             else:
                 break
             # Countdowns are not slept here: make the next step due now.
@@ -256,10 +261,7 @@ class CreateTests(EngineTestCase):
         self.assertEqual(Generation.objects.count(), 0)
 
     def test_too_many_references_is_refused_with_the_rule(self) -> None:
-        specs = [
-            services.reference_file_store(content=png(colour=(i, 1, 1)))
-            for i in range(3)
-        ]
+        specs = [reference_file_store(content=png(colour=(i, 1, 1))) for i in range(3)]
         with self.assertRaises(RuleViolation) as caught:
             self.create(references=[{**spec, "role": "product"} for spec in specs])
         self.assertEqual(caught.exception.rule, "max_references")
@@ -276,10 +278,8 @@ class CreateTests(EngineTestCase):
         self.assertEqual(Generation.objects.count(), 0)
 
     def test_references_are_sent_in_order_with_roles(self) -> None:
-        first = services.reference_file_store(
-            content=png(colour=(1, 2, 3)), name="a.png"
-        )
-        second = services.reference_file_store(content=png(size=(32, 32)), name="b.png")
+        first = reference_file_store(content=png(colour=(1, 2, 3)), name="a.png")
+        second = reference_file_store(content=png(size=(32, 32)), name="b.png")
         generation = self.create(
             references=[{**first, "role": "product"}, {**second, "role": "style"}]
         )
@@ -298,21 +298,21 @@ class TransitionTests(EngineTestCase):
     def test_a_transition_from_the_wrong_state_does_nothing(self) -> None:
         generation = self.create()
         self.assertFalse(
-            services._transition(generation.pk, source=[S.RUNNING], target=S.INGESTING)
+            _transition(generation.pk, source=[S.RUNNING], target=S.INGESTING)
         )
         self.assertEqual(self.reload(generation).state, S.QUEUED)
         self.assertTrue(
-            services._transition(generation.pk, source=[S.QUEUED], target=S.SUBMITTED)
+            _transition(generation.pk, source=[S.QUEUED], target=S.SUBMITTED)
         )
         self.assertFalse(
-            services._transition(generation.pk, source=[S.QUEUED], target=S.SUBMITTED)
+            _transition(generation.pk, source=[S.QUEUED], target=S.SUBMITTED)
         )
 
     def test_the_whole_life_is_timestamped_in_order(self) -> None:
         ScriptedBackend.polls = [pending(0.3), ready()]
         generation = self.create()
         self.dispatch(generation)
-        nxt = services.generation_submit(generation_id=generation.pk)
+        nxt = generation_submit(generation_id=generation.pk)
         row = self.reload(generation)
         # The provider task id and polling URL are saved before anything waits.
         self.assertEqual((row.state, row.provider_task_id), (S.SUBMITTED, "task-1"))
@@ -321,12 +321,12 @@ class TransitionTests(EngineTestCase):
         self.assertEqual(row.attempts, 1)
         self.assertIsNotNone(row.due_at)
 
-        nxt = services.generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
+        nxt = generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
         row = self.reload(generation)
         self.assertEqual((row.state, row.progress, row.poll_count), (S.RUNNING, 0.3, 1))
         self.assertEqual(nxt.action, "poll")
 
-        nxt = services.generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
+        nxt = generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
         row = self.reload(generation)
         self.assertEqual(row.state, S.INGESTING)
         self.assertEqual(nxt.action, "ingest")
@@ -336,7 +336,7 @@ class TransitionTests(EngineTestCase):
         self.assertEqual(row.actual_cost, Decimal("0.045"))
         self.assertEqual(row.provider_details["seed"], 42)
 
-        nxt = services.generation_ingest(generation_id=generation.pk)
+        nxt = generation_ingest(generation_id=generation.pk)
         row = self.reload(generation)
         self.assertEqual(row.state, S.SUCCEEDED)
         self.assertEqual(nxt.action, "none")
@@ -363,8 +363,8 @@ class TransitionTests(EngineTestCase):
     def test_a_duplicate_submit_delivery_does_nothing(self) -> None:
         generation = self.create()
         self.dispatch(generation)
-        first = services.generation_submit(generation_id=generation.pk)
-        second = services.generation_submit(generation_id=generation.pk)
+        first = generation_submit(generation_id=generation.pk)
+        second = generation_submit(generation_id=generation.pk)
         self.assertEqual(first.action, "poll")
         self.assertEqual(second.action, "none")
         self.assertEqual(ScriptedBackend.calls["submit"], 1)
@@ -373,14 +373,12 @@ class TransitionTests(EngineTestCase):
     def test_a_submitted_generation_is_polled_not_resubmitted(self) -> None:
         generation = self.create()
         self.dispatch(generation)
-        services.generation_submit(generation_id=generation.pk)
+        generation_submit(generation_id=generation.pk)
         # Even made "due" again (a sweep, a redelivery), submit leaves a submitted row alone.
         Generation.objects.filter(pk=generation.pk).update(
             due_at=timezone.now() - timedelta(minutes=5)
         )
-        self.assertEqual(
-            services.generation_submit(generation_id=generation.pk).action, "none"
-        )
+        self.assertEqual(generation_submit(generation_id=generation.pk).action, "none")
         self.assertEqual(ScriptedBackend.calls["submit"], 1)
 
     def test_a_submit_claimed_by_another_delivery_is_not_sent_twice(self) -> None:
@@ -390,22 +388,16 @@ class TransitionTests(EngineTestCase):
         Generation.objects.filter(pk=generation.pk).update(
             due_at=timezone.now() + timedelta(seconds=60)
         )
-        self.assertEqual(
-            services.generation_submit(generation_id=generation.pk).action, "none"
-        )
+        self.assertEqual(generation_submit(generation_id=generation.pk).action, "none")
         self.assertEqual(ScriptedBackend.calls["submit"], 0)
 
     def test_duplicate_and_stale_polls_do_nothing(self) -> None:
         ScriptedBackend.polls = [pending(), pending()]
         generation = self.create()
         self.dispatch(generation)
-        nxt = services.generation_submit(generation_id=generation.pk)
-        after_first = services.generation_poll(
-            generation_id=generation.pk, seq=nxt.poll_seq
-        )
-        duplicate = services.generation_poll(
-            generation_id=generation.pk, seq=nxt.poll_seq
-        )
+        nxt = generation_submit(generation_id=generation.pk)
+        after_first = generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
+        duplicate = generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
         self.assertEqual(after_first.action, "poll")
         self.assertEqual(duplicate.action, "none")
         self.assertEqual(ScriptedBackend.calls["poll"], 1)
@@ -417,16 +409,14 @@ class TransitionTests(EngineTestCase):
         self.assertEqual(row.state, S.SUCCEEDED)
         first_asset = Asset.objects.get(generation=row)
         # A redelivered ingest after success does nothing.
-        self.assertEqual(
-            services.generation_ingest(generation_id=row.pk).action, "none"
-        )
+        self.assertEqual(generation_ingest(generation_id=row.pk).action, "none")
         # Forced to run again from scratch (as if the first run died after storing): one asset, same keys.
         Generation.objects.filter(pk=row.pk).update(
             state=S.INGESTING,
             due_at=timezone.now(),
             result_url="https://delivery.example/r.png",
         )
-        services.generation_ingest(generation_id=row.pk)
+        generation_ingest(generation_id=row.pk)
         self.assertEqual(self.reload(row).state, S.SUCCEEDED)
         self.assertEqual(Asset.objects.filter(generation=row).count(), 1)
         asset = Asset.objects.get(generation=row)
@@ -452,20 +442,18 @@ class TransitionTests(EngineTestCase):
     def test_cancel_is_conditional_and_frees_the_slot(self) -> None:
         generation = self.create()
         self.dispatch(generation)
-        services.generation_submit(generation_id=generation.pk)
+        generation_submit(generation_id=generation.pk)
         self.assertEqual(self.lease_members("scripted:env"), {generation.pk})
         with self.captureOnCommitCallbacks(execute=True):
-            self.assertTrue(services.generation_cancel(generation_id=generation.pk))
-        self.assertFalse(services.generation_cancel(generation_id=generation.pk))
+            self.assertTrue(generation_cancel(generation_id=generation.pk))
+        self.assertFalse(generation_cancel(generation_id=generation.pk))
         row = self.reload(generation)
         self.assertEqual(row.state, S.CANCELED)
         self.assertIsNotNone(row.finished_at)
         self.assertEqual(ScriptedBackend.calls["cancel"], 1)
         self.assertEqual(self.lease_members("scripted:env"), set())
         # A poll that was already scheduled finds it canceled and does nothing.
-        self.assertEqual(
-            services.generation_poll(generation_id=row.pk, seq=0).action, "none"
-        )
+        self.assertEqual(generation_poll(generation_id=row.pk, seq=0).action, "none")
 
     def test_a_generation_canceled_during_submit_is_not_moved_to_submitted(
         self,
@@ -480,7 +468,7 @@ class TransitionTests(EngineTestCase):
         with mock.patch.object(
             ScriptedBackend, "submit", side_effect=cancel_then_answer, autospec=False
         ):
-            nxt = services.generation_submit(generation_id=generation.pk)
+            nxt = generation_submit(generation_id=generation.pk)
         self.assertEqual(nxt.action, "none")
         self.assertEqual(self.reload(generation).state, S.CANCELED)
         self.assertEqual(self.lease_members("scripted:env"), set())
@@ -500,9 +488,9 @@ class TransitionTests(EngineTestCase):
             mock.patch.object(
                 ScriptedBackend, "submit", side_effect=another_submit_wins
             ),
-            self.assertLogs("generation.services", "WARNING"),
+            self.assertLogs("generation.engine.submit", "WARNING"),
         ):
-            nxt = services.generation_submit(generation_id=generation.pk)
+            nxt = generation_submit(generation_id=generation.pk)
         self.assertEqual(nxt.action, "none")
         self.assertEqual(self.reload(generation).provider_task_id, "winner")
         self.assertEqual(self.lease_members("scripted:env"), {generation.pk})
@@ -511,12 +499,10 @@ class TransitionTests(EngineTestCase):
         generation = self.create()
         with self.captureOnCommitCallbacks(execute=True):
             self.assertTrue(
-                services.generation_expire(
-                    generation_id=generation.pk, message="too slow"
-                )
+                generation_expire(generation_id=generation.pk, message="too slow")
             )
         self.assertFalse(
-            services.generation_expire(generation_id=generation.pk, message="again")
+            generation_expire(generation_id=generation.pk, message="again")
         )
         row = self.reload(generation)
         self.assertEqual(
@@ -534,7 +520,7 @@ class SynchronousPathTests(EngineTestCase):
             model="flux-2-pro", prompt='A "Hello" mug', brand=self.brand
         )
         self.dispatch(generation)
-        nxt = services.generation_submit(generation_id=generation.pk)
+        nxt = generation_submit(generation_id=generation.pk)
         self.assertEqual(nxt.action, "none")
         self.assertEqual(nxt.wake, ("preview:env",))
         row = self.reload(generation)
@@ -553,11 +539,11 @@ class SynchronousPathTests(EngineTestCase):
         Generation.objects.filter(pk=generation.pk).update(
             state=S.INGESTING, due_at=timezone.now()
         )
-        nxt = services.generation_ingest(generation_id=generation.pk)
+        nxt = generation_ingest(generation_id=generation.pk)
         self.assertEqual(nxt.action, "submit")
         self.assertEqual(self.reload(generation).state, S.QUEUED)
         Generation.objects.filter(pk=generation.pk).update(due_at=timezone.now())
-        services.generation_submit(generation_id=generation.pk)
+        generation_submit(generation_id=generation.pk)
         self.assertEqual(self.reload(generation).state, S.SUCCEEDED)
 
 
@@ -636,7 +622,7 @@ class ProviderAccountTests(EngineTestCase):
         generation = self.create(backend="bfl", model="flux-2-pro")
         self.assertEqual(generation.provider_account, mine)
         self.assertEqual(generation.cap_key, f"bfl:{mine.pk}")
-        self.assertEqual(services._limit("bfl", mine.pk), 6)
+        self.assertEqual(_limit("bfl", mine.pk), 6)
         mine.enabled = False
         mine.save()
         _backend, account = accounts.backend_for(
@@ -708,16 +694,14 @@ class DatabaseCapTests(EngineTestCase):
         with override_settings(REDIS_URL="", ENGINE_CONCURRENCY={"scripted": 2}):
             self.assertIsInstance(caps.cap_for("scripted:env"), caps.DatabaseCap)
             generations = [self.create() for _ in range(3)]
-            first = services.generation_dispatch(cap_key="scripted:env")
+            first = generation_dispatch(cap_key="scripted:env")
             self.assertEqual(first.ids, [g.pk for g in generations[:2]])
-            self.assertEqual(
-                services.generation_dispatch(cap_key="scripted:env").ids, []
-            )
-            services.generation_submit(generation_id=generations[0].pk)
-            services.generation_poll(
+            self.assertEqual(generation_dispatch(cap_key="scripted:env").ids, [])
+            generation_submit(generation_id=generations[0].pk)
+            generation_poll(
                 generation_id=generations[0].pk, seq=0
             )  # ready: no longer counted
             self.assertEqual(
-                services.generation_dispatch(cap_key="scripted:env").ids,
+                generation_dispatch(cap_key="scripted:env").ids,
                 [generations[2].pk],
             )

@@ -14,8 +14,16 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
-from generation import caps, engine, services, tasks
+from generation import caps, tasks
 from generation.backends.base import BackendError, ErrorClass, Submission
+from generation.engine import policy as engine
+from generation.engine import submit as engine_submit
+from generation.engine.dispatch import generation_dispatch
+from generation.engine.ingest import generation_ingest
+from generation.engine.poll import generation_poll
+from generation.engine.state import Next
+from generation.engine.submit import generation_submit
+from generation.engine.sweep import generation_sweep
 from generation.models import Generation, GenerationState
 from tests.generation.test_engine_state import (
     EngineTestCase,
@@ -184,7 +192,7 @@ class RetryServiceTests(EngineTestCase):
         generation = self.create()
         self.dispatch(generation)
         before = timezone.now()
-        nxt = services.generation_submit(generation_id=generation.pk)
+        nxt = generation_submit(generation_id=generation.pk)
         self.assertEqual(nxt.action, "submit")
         self.assertGreaterEqual(nxt.countdown, 7)
         row = self.reload(generation)
@@ -193,14 +201,10 @@ class RetryServiceTests(EngineTestCase):
         self.assertGreaterEqual(row.due_at, before + timedelta(seconds=7))
         self.assertEqual(self.lease_members(generation.cap_key), {generation.pk})
         # The retry fired early (a duplicate, a sweep) does nothing before its time.
-        self.assertEqual(
-            services.generation_submit(generation_id=generation.pk).action, "none"
-        )
+        self.assertEqual(generation_submit(generation_id=generation.pk).action, "none")
         self.assertEqual(ScriptedBackend.calls["submit"], 1)
         Generation.objects.filter(pk=generation.pk).update(due_at=timezone.now())
-        self.assertEqual(
-            services.generation_submit(generation_id=generation.pk).action, "poll"
-        )
+        self.assertEqual(generation_submit(generation_id=generation.pk).action, "poll")
         row = self.reload(generation)
         self.assertEqual(
             (row.state, row.attempts, row.error_class), (S.SUBMITTED, 2, "")
@@ -329,11 +333,11 @@ class RetryServiceTests(EngineTestCase):
         ScriptedBackend.polls = [pending()]
         generation = self.create()
         self.dispatch(generation)
-        nxt = services.generation_submit(generation_id=generation.pk)
+        nxt = generation_submit(generation_id=generation.pk)
         Generation.objects.filter(pk=generation.pk).update(
             submitted_at=timezone.now() - timedelta(seconds=61)
         )
-        services.generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
+        generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
         row = self.reload(generation)
         self.assertEqual((row.state, row.error_class), (S.EXPIRED, "timeout"))
 
@@ -395,20 +399,20 @@ class ConcurrencyCapTests(EngineTestCase):
     @override_settings(ENGINE_CONCURRENCY={"scripted": 3})
     def test_the_dispatcher_hands_out_only_free_slots(self) -> None:
         generations = [self.create() for _ in range(5)]
-        first = services.generation_dispatch(cap_key="scripted:env")
+        first = generation_dispatch(cap_key="scripted:env")
         self.assertEqual(first.ids, [g.pk for g in generations[:3]])
         self.assertFalse(
             first.backlog
         )  # it filled the cap: the next release wakes the dispatcher
         self.assertEqual(self.lease_members("scripted:env"), set(first.ids))
-        again = services.generation_dispatch(cap_key="scripted:env")
+        again = generation_dispatch(cap_key="scripted:env")
         self.assertEqual((again.ids, again.backlog), ([], True))
         # One finishes at the provider: its slot goes to the next in line.
-        services.generation_submit(generation_id=first.ids[0])
-        nxt = services.generation_poll(generation_id=first.ids[0], seq=0)
+        generation_submit(generation_id=first.ids[0])
+        nxt = generation_poll(generation_id=first.ids[0], seq=0)
         self.assertEqual(nxt.wake, ("scripted:env",))
         self.assertEqual(
-            services.generation_dispatch(cap_key="scripted:env").ids,
+            generation_dispatch(cap_key="scripted:env").ids,
             [generations[3].pk],
         )
 
@@ -420,7 +424,7 @@ class ConcurrencyCapTests(EngineTestCase):
         Generation.objects.filter(pk=two.pk).update(
             dispatched_at=timezone.now(), due_at=timezone.now()
         )
-        nxt = services.generation_submit(generation_id=two.pk)
+        nxt = generation_submit(generation_id=two.pk)
         self.assertEqual(nxt.wake, ("scripted:env",))
         row = self.reload(two)
         self.assertEqual(
@@ -483,7 +487,7 @@ class FairSchedulingTests(EngineTestCase):
         order: list[int] = []
         cap = caps.cap_for("scripted:env")
         for _ in range(n):
-            ids = services.generation_dispatch(cap_key="scripted:env").ids
+            ids = generation_dispatch(cap_key="scripted:env").ids
             order.extend(ids)
             for pk in ids:
                 cap.release(pk)
@@ -524,7 +528,7 @@ class SweepTests(EngineTestCase):
         waiting = self.create()  # in the fair queue: the dispatcher's, not a re-drive
         done = self.make_state(S.SUCCEEDED, overdue=1000)
 
-        plan = services.generation_sweep()
+        plan = generation_sweep()
         self.assertEqual(plan.submit, [queued.pk])
         self.assertEqual(
             sorted(plan.poll), sorted([(submitted.pk, 3), (running.pk, 7)])
@@ -536,26 +540,26 @@ class SweepTests(EngineTestCase):
                 row.pk, plan.submit + plan.ingest + [pk for pk, _ in plan.poll]
             )
         # Re-armed: the next sweep leaves them alone until they are overdue again.
-        self.assertEqual(services.generation_sweep().redriven, 0)
+        self.assertEqual(generation_sweep().redriven, 0)
 
     def test_a_redriven_poll_continues_the_chain(self) -> None:
         ScriptedBackend.polls = [ready()]
         generation = self.create()
         self.dispatch(generation)
-        services.generation_submit(generation_id=generation.pk)
+        generation_submit(generation_id=generation.pk)
         # The worker holding the scheduled poll was SIGKILLed: nothing will come.
         Generation.objects.filter(pk=generation.pk).update(
             due_at=timezone.now() - timedelta(seconds=60)
         )
-        plan = services.generation_sweep()
+        plan = generation_sweep()
         self.assertEqual(plan.poll, [(generation.pk, 0)])
-        nxt = services.generation_poll(generation_id=generation.pk, seq=0)
+        nxt = generation_poll(generation_id=generation.pk, seq=0)
         self.assertEqual(nxt.action, "ingest")
-        services.generation_ingest(generation_id=generation.pk)
+        generation_ingest(generation_id=generation.pk)
         self.assertEqual(self.reload(generation).state, S.SUCCEEDED)
         # The original message, redelivered by Redis much later, does nothing.
         self.assertEqual(
-            services.generation_poll(generation_id=generation.pk, seq=0).action, "none"
+            generation_poll(generation_id=generation.pk, seq=0).action, "none"
         )
         self.assertEqual(ScriptedBackend.calls["submit"], 1)
 
@@ -569,7 +573,7 @@ class SweepTests(EngineTestCase):
             queued_at=timezone.now() - timedelta(days=2)
         )
         with self.captureOnCommitCallbacks(execute=True):
-            plan = services.generation_sweep()
+            plan = generation_sweep()
         self.assertEqual(sorted(plan.expired), sorted([old_submit.pk, old_queue.pk]))
         self.assertEqual(self.reload(old_submit).state, S.EXPIRED)
         self.assertEqual(self.reload(old_queue).error_class, "timeout")
@@ -597,9 +601,7 @@ class TaskWiringTests(EngineTestCase):
             mock.patch.object(tasks.generation_poll, "apply_async") as poll,
             mock.patch.object(tasks, "_dispatch") as dispatch,
         ):
-            tasks.follow(
-                5, services.Next("poll", countdown=1.5, poll_seq=3, wake=("bfl:env",))
-            )
+            tasks.follow(5, Next("poll", countdown=1.5, poll_seq=3, wake=("bfl:env",)))
         poll.assert_called_once_with((5, 3), countdown=1.5)
         dispatch.assert_called_once_with("bfl:env", inline=1)
 
@@ -612,7 +614,7 @@ class TaskWiringTests(EngineTestCase):
             [c.args for c in submit_task.call_args_list], [(one.pk,), (two.pk,)]
         )
         for generation in (one, two):
-            services.generation_submit(generation_id=generation.pk)
+            generation_submit(generation_id=generation.pk)
         with (
             mock.patch.object(tasks.generation_submit, "delay") as submit_task,
             mock.patch.object(tasks.generation_ingest, "apply_async") as ingest,
@@ -628,7 +630,7 @@ class TaskWiringTests(EngineTestCase):
         generation = self.create()
         with (
             mock.patch.object(
-                services, "generation_submit", side_effect=RuntimeError("boom")
+                engine_submit, "generation_submit", side_effect=RuntimeError("boom")
             ),
             mock.patch.object(tasks.generation_submit, "delay") as submit_task,
             self.assertLogs("generation.tasks", "ERROR"),

@@ -25,7 +25,8 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from generation import caps, services
+from generation import caps
+from generation.engine.create import generation_create
 from generation.models import TERMINAL_STATES, Asset, Generation, GenerationState
 from studio.models import Workspace
 from tests.fakes import bfl_server
@@ -159,7 +160,7 @@ def create(n: int, prefix: str = "item") -> list[int]:
         slug="itest", defaults={"name": "Integration"}
     )
     return [
-        services.generation_create(
+        generation_create(
             workspace=workspace,
             backend="bfl",
             model="flux-2-pro",

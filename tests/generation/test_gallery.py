@@ -12,7 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import TemplateVersion
-from generation import gallery, review
+from generation import review
+from generation.gallery import queries as gallery
 from generation.models import Asset, ReviewStatus
 from tests.base import StudioTestCase
 from tests.factories import (
@@ -276,7 +277,7 @@ class IngestCopiesTheScopeTests(EngineTestCase):
     backend_name = "preview"
 
     def test_a_preview_asset_carries_its_campaign_and_batch(self) -> None:
-        from generation import services
+        from generation.engine.submit import generation_submit
         from generation.models import Batch
 
         campaign = make_campaign(self.brand)
@@ -286,7 +287,7 @@ class IngestCopiesTheScopeTests(EngineTestCase):
         generation = self.create(model="flux-2-pro", campaign=campaign)
         generation.__class__.objects.filter(pk=generation.pk).update(batch=batch)
         self.dispatch(generation)
-        services.generation_submit(generation_id=generation.pk)
+        generation_submit(generation_id=generation.pk)
         asset = Asset.objects.get(generation=generation)
         self.assertEqual((asset.campaign_id, asset.batch_id), (campaign.pk, batch.pk))
         scope = gallery.Scope(workspace=self.workspace, batch=batch)

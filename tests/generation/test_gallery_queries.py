@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Tag
-from generation import gallery
+from generation.gallery import queries as gallery
 from generation.models import Asset, Comment, Generation
 from tests.base import StudioTestCase
 

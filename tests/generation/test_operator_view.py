@@ -16,7 +16,7 @@ from django.utils import timezone
 from generation import breaker, caps, crypto
 from generation.backends.base import ErrorClass
 from generation.models import Generation, GenerationState, ProviderAccount
-from generation.operator import percentile, safe_url
+from generation.operator.services import percentile, safe_url
 from tests.base import StudioTestCase
 
 S = GenerationState

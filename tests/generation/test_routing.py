@@ -20,10 +20,16 @@ from django.core.management import call_command
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
-from generation import breaker, caps, routing, services
+from generation import breaker, caps, routing
 from generation.backends.base import ErrorClass, RuleViolation
+from generation.engine.create import generation_create
+from generation.engine.dispatch import generation_dispatch
+from generation.engine.failure import generation_reroute
+from generation.engine.ingest import generation_ingest
+from generation.engine.poll import generation_poll
+from generation.engine.state import Next
+from generation.engine.submit import generation_submit
 from generation.models import Generation, GenerationState
-from generation.services import Next
 from studio.models import Role
 from tests.factories import make_member, make_workspace
 from tests.fakes.bfl_server import FakeBFL
@@ -200,7 +206,7 @@ class PlanTests(RedisPrefixMixin, TestCase):
         self.addCleanup(overrides.disable)
 
     def request(self, model: str = "flux-2-pro", size: int = 1024) -> Any:
-        from generation import engine
+        from generation.engine import policy as engine
 
         return engine.build_request(
             model=model,
@@ -390,7 +396,7 @@ class FallbackTestCase(RedisPrefixMixin, TestCase):
             "created_by": self.alice,
         }
         values.update(kw)
-        return services.generation_create(**values)
+        return generation_create(**values)
 
     def drive(self, generation: Generation, *, max_steps: int = 80) -> Generation:
         """Run the engine's steps in-process the way workers would, dispatching the row again
@@ -405,7 +411,7 @@ class FallbackTestCase(RedisPrefixMixin, TestCase):
                 if row.state != S.QUEUED:
                     return row
                 if row.dispatched_at is None:
-                    services.generation_dispatch(cap_key=row.cap_key)
+                    generation_dispatch(cap_key=row.cap_key)
                 nxt = Next("submit")
                 continue
             if nxt.countdown:
@@ -414,11 +420,11 @@ class FallbackTestCase(RedisPrefixMixin, TestCase):
                 due_at=timezone.now()
             )
             if nxt.action == "submit":
-                nxt = services.generation_submit(generation_id=gid)
+                nxt = generation_submit(generation_id=gid)
             elif nxt.action == "poll":
-                nxt = services.generation_poll(generation_id=gid, seq=nxt.poll_seq)
+                nxt = generation_poll(generation_id=gid, seq=nxt.poll_seq)
             elif nxt.action == "ingest":
-                nxt = services.generation_ingest(generation_id=gid)
+                nxt = generation_ingest(generation_id=gid)
         return Generation.objects.get(pk=gid)
 
     def outcomes(self, generation: Generation) -> list[tuple[str, str, str]]:
@@ -556,15 +562,13 @@ class FallbackTests(FallbackTestCase):
 
     def test_a_re_route_happens_once_whoever_asks_twice(self) -> None:
         generation = self.create()
-        self.assertIn(
-            generation.pk, services.generation_dispatch(cap_key="bfl:env").ids
-        )
+        self.assertIn(generation.pk, generation_dispatch(cap_key="bfl:env").ids)
         stale = Generation.objects.get(pk=generation.pk)
         Generation.objects.filter(pk=generation.pk).update(attempts=1)  # its own claim
-        first = services.generation_reroute(
+        first = generation_reroute(
             generation=stale, error_class="auth", message="bad key", step="submit"
         )
-        second = services.generation_reroute(
+        second = generation_reroute(
             generation=stale, error_class="auth", message="bad key", step="submit"
         )
         self.assertEqual(first.wake, ("bfl:env", "fal:env"))
@@ -632,10 +636,10 @@ class BreakerEngineTests(FallbackTestCase):
     ) -> None:
         self.open_bfl_breaker()
         generation = self.create(fallback=())
-        services.generation_dispatch(cap_key="bfl:env")
+        generation_dispatch(cap_key="bfl:env")
         requests_before = self.bfl.counts["submit_requests"]
         # Open: held, nothing sent, told to come back within the re-check interval.
-        nxt = services.generation_submit(generation_id=generation.pk)
+        nxt = generation_submit(generation_id=generation.pk)
         self.assertEqual(nxt.action, "submit")
         self.assertLessEqual(nxt.countdown, 5.0)
         row = Generation.objects.get(pk=generation.pk)
@@ -646,13 +650,13 @@ class BreakerEngineTests(FallbackTestCase):
         self.clock += 20
         Generation.objects.filter(pk=generation.pk).update(due_at=timezone.now())
         self.assertEqual(
-            services.generation_submit(generation_id=generation.pk).action, "submit"
+            generation_submit(generation_id=generation.pk).action, "submit"
         )
         self.assertEqual(self.bfl.counts["submit_requests"], requests_before)
         # After the cool-down this generation is the probe; a second one must wait for it.
         self.clock += 11
         other = self.create(fallback=())
-        services.generation_dispatch(cap_key="bfl:env")
+        generation_dispatch(cap_key="bfl:env")
         row = self.drive(generation)
         self.assertEqual(row.state, S.SUCCEEDED, row.error_message)
         # The probe succeeded: closed again, the other one goes straight through.

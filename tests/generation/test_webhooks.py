@@ -15,7 +15,13 @@ from unittest import mock
 from django.test import LiveServerTestCase, TestCase, override_settings
 from django.urls import reverse
 
-from generation import caps, services, webhooks
+from generation import caps, webhooks
+from generation.engine.create import generation_create
+from generation.engine.dispatch import generation_dispatch_one
+from generation.engine.ingest import generation_ingest
+from generation.engine.poll import generation_poll
+from generation.engine.state import _request_for
+from generation.engine.submit import generation_submit
 from generation.models import Generation, GenerationState
 from studio.models import Role
 from tests.factories import make_member, make_workspace
@@ -92,7 +98,7 @@ class WebhookFlowMixin:
         return int(self.fake.counts["polls"])
 
     def submit(self) -> tuple[Generation, Any]:
-        generation = services.generation_create(
+        generation = generation_create(
             workspace=self.workspace,
             backend=self.backend_name,
             model=self.model,
@@ -103,8 +109,8 @@ class WebhookFlowMixin:
             created_by=self.user,
             dispatch=False,
         )
-        self.assertTrue(services.generation_dispatch_one(generation_id=generation.pk))  # type: ignore[attr-defined]
-        nxt = services.generation_submit(generation_id=generation.pk)
+        self.assertTrue(generation_dispatch_one(generation_id=generation.pk))  # type: ignore[attr-defined]
+        nxt = generation_submit(generation_id=generation.pk)
         return Generation.objects.get(pk=generation.pk), nxt
 
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
@@ -130,9 +136,7 @@ class WebhookFlowMixin:
             lambda: Generation.objects.get(pk=generation.pk).state == S.INGESTING
         )
         self.assertEqual(self.ingests, [(generation.pk,)])
-        self.assertEqual(
-            services.generation_ingest(generation_id=generation.pk).action, "none"
-        )
+        self.assertEqual(generation_ingest(generation_id=generation.pk).action, "none")
         row = Generation.objects.get(pk=generation.pk)
         self.assertEqual(row.state, S.SUCCEEDED, row.error_message)
         self.assertTrue(row.asset.file.name)
@@ -150,7 +154,7 @@ class WebhookFlowMixin:
         self.assertEqual(row.state, S.SUBMITTED)
         self.assertEqual(self.ingests, [])
         # Polling is the fallback: the scheduled poll finds the result.
-        nxt = services.generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
+        nxt = generation_poll(generation_id=generation.pk, seq=nxt.poll_seq)
         self.assertEqual(nxt.action, "ingest")
         self.assertEqual(Generation.objects.get(pk=generation.pk).state, S.INGESTING)
 
@@ -160,7 +164,7 @@ class WebhookFlowMixin:
         self.wait_for(lambda: len(self.deliveries()) == 2)
         self.assertEqual([d["http_status"] for d in self.deliveries()], [200, 200])
         self.assertEqual(self.ingests, [(generation.pk,)])  # one ingest, not two
-        services.generation_ingest(generation_id=generation.pk)
+        generation_ingest(generation_id=generation.pk)
         self.assertEqual(Generation.objects.get(pk=generation.pk).state, S.SUCCEEDED)
 
 
@@ -390,7 +394,7 @@ class ReceiverTests(TestCase):
 
         generation = self.make()
         backend = get_backend("bfl")
-        request = services._request_for(generation)
+        request = _request_for(generation)
         self.assertEqual(
             webhooks.attach(generation, backend, request).webhook_url,
             "https://studio.example"
@@ -414,7 +418,11 @@ class ReceiverTests(TestCase):
         generation = self.make()
         with override_settings(ENGINE_WEBHOOK_POLL_DELAY=30.0):
             self.assertEqual(webhooks.first_poll_delay(generation, 0.5), 30.0)
-            with mock.patch("generation.engine.duration_estimate", return_value=4.0):
+            with mock.patch(
+                "generation.engine.policy.duration_estimate", return_value=4.0
+            ):
                 self.assertEqual(webhooks.first_poll_delay(generation, 0.5), 13.0)
-            with mock.patch("generation.engine.duration_estimate", return_value=60.0):
+            with mock.patch(
+                "generation.engine.policy.duration_estimate", return_value=60.0
+            ):
                 self.assertEqual(webhooks.first_poll_delay(generation, 0.5), 30.0)

@@ -10,7 +10,7 @@ from unittest import mock
 
 from django.utils import timezone
 
-from generation import batch_services
+from generation.batches.services import batch_create
 from generation.models import Asset, Generation
 from tests.generation.batch_helpers import matrix_spec
 
@@ -25,10 +25,10 @@ def factorial_batch(
     seeds: Sequence[int] = (11, 22),
 ) -> tuple[Any, list[Asset]]:
     """A dispatched preview batch (headline × scene × seed) whose every generation has an asset."""
-    from generation.batches import FIXED, Seeds
+    from generation.batches.plan import FIXED, Seeds
 
     with mock.patch("generation.tasks.wake_dispatcher"):
-        batch = batch_services.batch_create(
+        batch = batch_create(
             campaign=campaign,
             version=version,
             spec=matrix_spec(

@@ -17,9 +17,10 @@ from unittest import mock
 from django.test import override_settings
 from django.urls import reverse
 
-from generation import accounts, services
+from generation import accounts
 from generation.backends import egress, transport
 from generation.backends.base import BackendError, ErrorClass, GenerationRequest
+from generation.engine.failure import generation_fail
 from generation.models import GenerationState, ProviderAccount
 from tests.generation.test_operator_view import OperatorTestCase
 
@@ -188,7 +189,7 @@ class EgressTests(OperatorTestCase):
             )
         self.assertIn("secret-token-42", caught.exception.message)
         row = self.generation("bfl", S.QUEUED, finished_at=None)
-        services.generation_fail(generation_id=row.pk, error=caught.exception)
+        generation_fail(generation_id=row.pk, error=caught.exception)
         row.refresh_from_db()
         self.assertEqual(row.error_message, "Provider error (HTTP 500).")
         self.assertIn("secret-token-42", row.provider_details["error_raw"])

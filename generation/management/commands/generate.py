@@ -29,12 +29,19 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from generation import accounts, engine, routing, services
+from generation import accounts, routing
 from generation.backends.base import BackendError, ErrorClass, RuleViolation
+from generation.engine import policy as engine
+from generation.engine.create import generation_create, reference_file_store
+from generation.engine.dispatch import generation_dispatch_one
+from generation.engine.failure import generation_cancel, generation_expire
+from generation.engine.ingest import generation_ingest
+from generation.engine.poll import generation_poll
+from generation.engine.state import Next
+from generation.engine.submit import generation_submit
 from generation.error_text import raw_message
 from generation.imaging import ImageRejected
 from generation.models import Generation, GenerationState
-from generation.services import Next
 
 EXIT_FAILED, EXIT_RULE, EXIT_AUTH, EXIT_MODERATED, EXIT_DOWN, EXIT_INTERRUPTED = (
     1,
@@ -152,7 +159,7 @@ class Command(BaseCommand):
         references = [self._reference(value) for value in options["ref"]]
         params = dict(self._param(value) for value in options["param"])
         try:
-            generation = services.generation_create(
+            generation = generation_create(
                 workspace=workspace,
                 backend=backend_name,
                 model=model,
@@ -185,7 +192,7 @@ class Command(BaseCommand):
         try:
             self._drive(generation, deadline=time.monotonic() + options["timeout"])
         except KeyboardInterrupt:
-            services.generation_cancel(generation_id=generation.pk)
+            generation_cancel(generation_id=generation.pk)
             raise Exit(
                 EXIT_INTERRUPTED, f"interrupted: generation {generation.code} canceled"
             ) from None
@@ -202,7 +209,7 @@ class Command(BaseCommand):
         seen = generation.state
         self._route_seen = len(generation.route)
         waiting_said = False
-        while not services.generation_dispatch_one(generation_id=gid):
+        while not generation_dispatch_one(generation_id=gid):
             if not waiting_said:
                 self._say(
                     f"waiting for a free {generation.backend} slot (concurrency cap reached)"
@@ -221,7 +228,7 @@ class Command(BaseCommand):
                 if row.state == GenerationState.QUEUED and row.dispatched_at is None:
                     nxt = (
                         Next(action="submit")
-                        if services.generation_dispatch_one(generation_id=gid)
+                        if generation_dispatch_one(generation_id=gid)
                         else Next()
                     )
                     if nxt.action == "none":
@@ -233,11 +240,11 @@ class Command(BaseCommand):
             if nxt.countdown > 0:
                 time.sleep(nxt.countdown)
             if nxt.action == "submit":
-                nxt = services.generation_submit(generation_id=gid)
+                nxt = generation_submit(generation_id=gid)
             elif nxt.action == "poll":
-                nxt = services.generation_poll(generation_id=gid, seq=nxt.poll_seq)
+                nxt = generation_poll(generation_id=gid, seq=nxt.poll_seq)
             elif nxt.action == "ingest":
-                nxt = services.generation_ingest(generation_id=gid)
+                nxt = generation_ingest(generation_id=gid)
             row = Generation.objects.get(pk=gid)
             seen = self._report(row, seen, nxt)
             if row.is_terminal:
@@ -277,7 +284,7 @@ class Command(BaseCommand):
 
     def _check_deadline(self, gid: int, deadline: float) -> None:
         if time.monotonic() > deadline:
-            services.generation_expire(
+            generation_expire(
                 generation_id=gid, message="The command's --timeout passed."
             )
 
@@ -308,9 +315,7 @@ class Command(BaseCommand):
         if not file.is_file():
             raise Exit(EXIT_RULE, f"rule broken (references): {path} is not a file")
         try:
-            spec = services.reference_file_store(
-                content=file.read_bytes(), name=file.name
-            )
+            spec = reference_file_store(content=file.read_bytes(), name=file.name)
         except ImageRejected as exc:
             raise Exit(
                 EXIT_RULE,

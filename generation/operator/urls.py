@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from generation import operator_views as views
+from generation.operator import views as views
 
 urlpatterns = [
     path("operator/", views.operator_page, name="operator"),

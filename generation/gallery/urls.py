@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from generation import gallery_views as views
+from generation.gallery import views as views
 
 urlpatterns = [
     path("gallery/", views.workspace_gallery, name="gallery"),

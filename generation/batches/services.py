@@ -1,43 +1,39 @@
-"""Batch services: preview, dispatch, cancel, retry, re-run with one axis changed, and "change one
-thing" from an asset.
+"""Batch services: preview, create, dispatch, cancel, retry, sync and re-run a variant batch.
 
-Everything that stores generations checks first and stores second: a batch is expanded, rendered,
-validated against each backend's rules and priced (generation/batches.py) before one row is
-written, and the campaign's budget is checked under a lock on the campaign row, so two batches
-dispatched at once cannot both squeeze into the same remaining budget.
-
-A batch's generations go into the engine's fair queue with the batch as their owner
-(`batch:<code>`, generation/fair.py): a 1,000-variant batch takes turns with everyone else's work
-instead of filling the queue ahead of it. The dispatcher is woken once per backend on commit.
-
-Batch state: draft → queued (dispatched) → running (the first generation left the queue) →
-finished (every generation is terminal); queued/running → canceled. A retry moves a finished or
-canceled batch back to running. Each change is a conditional UPDATE on the expected state.
+The only code that changes a batch; generation/batches/plan.py is the pure planning it calls.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
 from campaigns.models import Campaign, ReferenceImage, TemplateVersion
-from campaigns.prompting import BrandKit, PromptError, render_prompt
-from generation import accounts, fair, services
+from campaigns.prompting import BrandKit
+from generation import accounts, fair, routing
 from generation.backends import registry
-from generation.backends.base import Backend, BackendError, ReferenceInput
-from generation.batches import (
+from generation.backends.base import Backend, ReferenceInput
+from generation.batches.common import (
+    AXIS_SEEDS,
+    AXIS_SIZES,
+    AXIS_TARGETS,
+    FIELD_BUDGET,
+    RETRYABLE_STATES,
+    B,
+    BatchRefused,
+    S,
+    _unretried,
+)
+from generation.batches.plan import (
     FIELD_REFERENCES,
     FIELD_SEEDS,
     FIELD_SIZES,
@@ -51,111 +47,27 @@ from generation.batches import (
     Plan,
     Seeds,
     Size,
-    Target,
     TemplateInput,
     parse_seeds,
-    parse_sizes,
     parse_values,
     plan_batch,
     reference_field,
 )
-from generation.error_text import ERROR_LABELS
+from generation.batches.progress import batch_counts
+from generation.batches.targets import _configured_backend, max_batch_size, target_label
+from generation.batches.variants import (
+    _parse_targets,
+    describe_changes,
+    parse_size_choices,
+)
+from generation.engine.create import queue_generations
+from generation.engine.failure import generation_cancel
 from generation.models import (
     ACTIVE_STATES,
-    TERMINAL_STATES,
-    Asset,
     Batch,
-    BatchState,
     Generation,
-    GenerationState,
 )
-from generation.spend import Budget, Spend, campaign_budget, spend_of
-
-S = GenerationState
-B = BatchState
-FIELD_BUDGET = "budget"
-# Failures a retry may fix; moderation is the provider's final word and is never retried.
-RETRYABLE_STATES = (S.FAILED, S.EXPIRED)
-FAILED_STATES = (S.FAILED, S.MODERATED, S.EXPIRED)
-# Backends listed first in the builder: the offline one always works.
-_BACKEND_ORDER = ("preview", "bfl", "fal", "replicate", "cloudflare", "comfyui")
-
-
-class BatchRefused(Exception):
-    """Nothing was stored: the problems, keyed by the form field that caused them."""
-
-    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
-        self.errors = {key: list(messages) for key, messages in errors.items()}
-        super().__init__(" ".join(m for ms in self.errors.values() for m in ms))
-
-    @property
-    def messages(self) -> list[str]:
-        return [m for ms in self.errors.values() for m in ms]
-
-
-def max_batch_size() -> int:
-    return int(getattr(settings, "STUDIO_BATCH_MAX_SIZE", 1000))
-
-
-# --- What can be chosen -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TargetOption:
-    backend: str
-    model: str
-    backend_label: str
-    model_label: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.backend}:{self.model}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.backend_label} · {self.model_label}"
-
-
-def _configured_backend(*, workspace_id: int, name: str) -> Backend | None:
-    try:
-        backend, _account = accounts.backend_for(
-            workspace_id=workspace_id, backend=name
-        )
-    except Exception:  # unknown name, undecryptable key: not usable, so not offered
-        return None
-    return backend if backend.is_configured() else None
-
-
-def target_options(*, workspace: Any) -> list[TargetOption]:
-    """Every backend/model pair the workspace can use now (the preview backend always)."""
-    names = sorted(
-        registry.BACKENDS,
-        key=lambda n: (
-            _BACKEND_ORDER.index(n) if n in _BACKEND_ORDER else len(_BACKEND_ORDER),
-            n,
-        ),
-    )
-    options = []
-    for name in names:
-        backend = _configured_backend(workspace_id=workspace.pk, name=name)
-        if backend is None:
-            continue
-        for model in backend.capabilities().models:
-            options.append(
-                TargetOption(
-                    name, model, backend.label, registry.MODELS.get(model, model)
-                )
-            )
-    return options
-
-
-def target_label(target: Target) -> str:
-    backend_cls = registry.BACKENDS.get(target.backend)
-    backend = backend_cls.label if backend_cls is not None else target.backend
-    return f"{backend} · {registry.MODELS.get(target.model, target.model)}"
-
-
-# --- Preview -------------------------------------------------------------------------------------
+from generation.spend.services import Budget, campaign_budget
 
 
 @dataclass
@@ -277,19 +189,6 @@ def batch_preview(
     return BatchPreview(plan=plan, budget=budget, errors=errors)
 
 
-# --- Dispatch -------------------------------------------------------------------------------------
-
-
-def _wake_on_commit(cap_keys: set[str]) -> None:
-    def wake() -> None:
-        from generation import tasks
-
-        for key in sorted(cap_keys):
-            tasks.wake_dispatcher(key)
-
-    transaction.on_commit(wake)
-
-
 def _store_generations(
     *, batch: Batch, plan: Plan, user: Any, reference_specs: list[dict[str, str]]
 ) -> int:
@@ -339,8 +238,8 @@ def _store_generations(
             # A batch names its backend: no routing policy, no fallback chain (routing.py).
             requested_backend=variant.target.backend,
             route=[
-                _route_entry(
-                    variant.target.backend, variant.target.model, now, variant.cost
+                routing.route_entry(
+                    variant.target.backend, variant.target.model, variant.cost, at=now
                 )
             ],
             owner_key=batch.owner_key,
@@ -349,27 +248,8 @@ def _store_generations(
         )
         for index, variant in enumerate(plan.variants)
     ]
-    Generation.objects.bulk_create(rows, batch_size=500)
-    _wake_on_commit(
-        {
-            f"{backend}:{account_id if account_id is not None else 'env'}"
-            for backend, account_id in by_cap
-        }
-    )
+    queue_generations(rows)
     return len(rows)
-
-
-def _route_entry(
-    backend: str, model: str, at: datetime, estimate: Decimal
-) -> dict[str, Any]:
-    """The route's first step, as generation/routing.py records a chosen backend."""
-    return {
-        "backend": backend,
-        "model": model,
-        "outcome": "chosen",
-        "at": at.isoformat(),
-        "estimate": str(estimate),
-    }
 
 
 def _reference_specs(
@@ -403,12 +283,15 @@ def batch_create(
     parent: Batch | None = None,
     changed: str = "",
     dispatch: bool = True,
+    preview: BatchPreview | None = None,
 ) -> Batch:
     """Store a batch and (dispatch=True) all its generations in one transaction. Raises BatchRefused.
 
     `token` (the builder form's one-time token) makes a double click harmless: the second
     request answers the batch the first one made. dispatch=False stores a draft (no generations,
-    no budget check yet) that batch_dispatch sends later.
+    no budget check yet) that batch_dispatch sends later. `preview`: the batch_preview the caller
+    already made of this same campaign, version and spec (the builder's POST plans once); without
+    it the batch is planned here.
     """
     workspace_id = version.workspace_id
     if token is not None and (
@@ -417,7 +300,8 @@ def batch_create(
         ).first()
     ):
         return existing
-    preview = batch_preview(campaign=campaign, version=version, spec=spec)
+    if preview is None:
+        preview = batch_preview(campaign=campaign, version=version, spec=spec)
     plan = preview.plan
     errors = {k: v for k, v in preview.errors.items() if k != FIELD_BUDGET}
     if errors:
@@ -515,9 +399,6 @@ def batch_dispatch(*, batch: Batch, user: Any) -> Batch:
     return Batch.objects.get(pk=batch.pk)
 
 
-# --- Cancel and retry -----------------------------------------------------------------------------
-
-
 def batch_cancel(*, batch: Batch) -> int:
     """Cancel what has not finished: queued rows at once, in-flight ones one by one.
 
@@ -538,14 +419,9 @@ def batch_cancel(*, batch: Batch) -> int:
         batch=batch, state__in=[S.QUEUED, S.SUBMITTED, S.RUNNING]
     ).values_list("id", flat=True)
     for generation_id in list(in_flight):
-        if services.generation_cancel(generation_id=generation_id):
+        if generation_cancel(generation_id=generation_id):
             canceled += 1
     return canceled
-
-
-def _unretried(batch: Batch) -> Any:
-    retried = Generation.objects.filter(parent=OuterRef("pk"), batch=batch)
-    return Generation.objects.filter(batch=batch).exclude(Exists(retried))
 
 
 def batch_retry_failed(*, batch: Batch, user: Any) -> int:
@@ -616,152 +492,21 @@ def batch_retry_failed(*, batch: Batch, user: Any) -> int:
                         references=g.references,
                         estimated_cost=g.estimated_cost,
                         requested_backend=g.requested_backend or g.backend,
-                        route=[_route_entry(g.backend, g.model, now, g.estimated_cost)],
+                        route=[
+                            routing.route_entry(
+                                g.backend, g.model, g.estimated_cost, at=now
+                            )
+                        ],
                         owner_key=locked.owner_key,
                         fair_rank=rank,
                         queued_at=now,
                     )
                 )
-        Generation.objects.bulk_create(rows)
+        queue_generations(rows)
         Batch.objects.filter(pk=locked.pk, state__in=[B.FINISHED, B.CANCELED]).update(
             state=B.RUNNING, finished_at=None, updated_at=now
         )
-        _wake_on_commit(
-            {
-                f"{backend}:{account_id if account_id is not None else 'env'}"
-                for backend, account_id in groups
-            }
-        )
     return len(rows)
-
-
-# --- Progress -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ErrorGroup:
-    error_class: str
-    label: str
-    count: int
-    messages: tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True)
-class BatchProgress:
-    counts: Mapping[str, int]
-    total: int
-    retried: int
-    spend: Spend
-    eta_seconds: float | None
-    errors: tuple[ErrorGroup, ...]
-
-    @property
-    def active(self) -> int:
-        return sum(self.counts.get(s, 0) for s in ACTIVE_STATES)
-
-    @property
-    def finished(self) -> int:
-        return self.total - self.active
-
-    @property
-    def succeeded(self) -> int:
-        return self.counts.get(S.SUCCEEDED, 0)
-
-    @property
-    def failed(self) -> int:
-        return sum(self.counts.get(s, 0) for s in FAILED_STATES)
-
-    @property
-    def retryable(self) -> int:
-        return self.failed - self.counts.get(S.MODERATED, 0) - self.retried
-
-    @property
-    def canceled(self) -> int:
-        return self.counts.get(S.CANCELED, 0)
-
-    @property
-    def percent(self) -> int:
-        # 100 only when every generation is terminal.
-        if not self.total:
-            return 0
-        return 100 if not self.active else min(99, self.finished * 100 // self.total)
-
-    @property
-    def is_done(self) -> bool:
-        return self.total > 0 and not self.active
-
-    @property
-    def state_rows(self) -> list[tuple[str, str, int]]:
-        return [(s.value, s.label, self.counts.get(s, 0)) for s in GenerationState]
-
-    @property
-    def eta_text(self) -> str:
-        if self.is_done:
-            return "done"
-        if self.eta_seconds is None:
-            return "estimating…"
-        seconds = max(1, round(self.eta_seconds))
-        if seconds < 90:
-            return f"about {seconds} s"
-        if seconds < 5400:
-            return f"about {round(seconds / 60)} min"
-        return f"about {seconds / 3600:.1f} h"
-
-
-def batch_counts(*, batch: Batch) -> dict[str, int]:
-    rows = (
-        Generation.objects.filter(batch=batch)
-        .order_by()
-        .values_list("state")
-        .annotate(n=Count("id"))
-    )
-    return dict(rows)
-
-
-def batch_progress(*, batch: Batch) -> BatchProgress:
-    generations = Generation.objects.filter(batch=batch)
-    counts = batch_counts(batch=batch)
-    total = sum(counts.values())
-    retried = (
-        generations.filter(state__in=FAILED_STATES)
-        .filter(Exists(Generation.objects.filter(parent=OuterRef("pk"), batch=batch)))
-        .count()
-    )
-    eta = None
-    active = sum(counts.get(s, 0) for s in ACTIVE_STATES)
-    if active and batch.dispatched_at is not None:
-        done = generations.filter(
-            state__in=TERMINAL_STATES, finished_at__gte=batch.dispatched_at
-        ).count()
-        elapsed = (timezone.now() - batch.dispatched_at).total_seconds()
-        if done and elapsed > 0:
-            eta = active / (done / elapsed)
-    groups: dict[str, Counter[str]] = defaultdict(Counter)
-    for error_class, message in (
-        _unretried(batch)
-        .filter(state__in=FAILED_STATES)
-        .values_list("error_class", "error_message")
-    ):
-        groups[error_class or "provider_error"][message or "(no message)"] += 1
-    errors = tuple(
-        ErrorGroup(
-            error_class=cls,
-            label=ERROR_LABELS.get(cls, cls),
-            count=sum(messages.values()),
-            messages=tuple(messages.most_common(5)),
-        )
-        for cls, messages in sorted(
-            groups.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])
-        )
-    )
-    return BatchProgress(
-        counts=counts,
-        total=total,
-        retried=retried,
-        spend=spend_of(generations),
-        eta_seconds=eta,
-        errors=errors,
-    )
 
 
 def batch_sync_state(*, batch: Batch) -> Batch:
@@ -787,304 +532,6 @@ def batch_sync_state(*, batch: Batch) -> Batch:
         return batch
     batch.refresh_from_db()
     return batch
-
-
-# --- Change one thing ---------------------------------------------------------------------------
-
-
-def value_field(name: str) -> str:
-    return f"value_{name}"
-
-
-def _slots_of(generation: Generation) -> list[str]:
-    return [str(r["name"]) for r in generation.references or () if r.get("name")]
-
-
-def _merge_brand_of(generation: Generation, kit: BrandKit, filled: list[str]) -> bool:
-    """Whether the brand kit was merged into this generation's prompt (its batch says; else
-    whichever rendering reproduces the stored prompt)."""
-    if generation.batch is not None and "merge_brand" in generation.batch.spec:
-        return bool(generation.batch.spec["merge_brand"])
-    version = generation.template_version
-    assert version is not None
-    for merge in (True, False):
-        try:
-            rendered = render_prompt(
-                kind=version.kind,
-                body=version.body,
-                values=dict(generation.variables),
-                brand=kit,
-                reference_slots=version.reference_slots,
-                filled_slots=filled,
-                merge_brand=merge,
-            )
-        except PromptError:
-            break
-        if rendered.text == generation.prompt:
-            return merge
-    return True
-
-
-def variant_from_asset(
-    *,
-    asset: Asset,
-    user: Any,
-    values: Mapping[str, str] | None = None,
-    prompt: str | None = None,
-) -> Generation:
-    """ "Change one thing": the asset's request again with only the edited values changed.
-
-    Seed, backend, model, size, parameters and references are kept exactly; the prompt is
-    rendered from the same template version with the new values (or, for a generation made
-    without a template, the edited prompt is used as written). The new generation records its
-    parent and `changes` ({"headline": {"from": ..., "to": ...}}). Raises BatchRefused with
-    errors under `value_<name>` (or `prompt`).
-    """
-    source = Generation.objects.select_related(
-        "template_version", "brand", "campaign", "batch"
-    ).get(pk=asset.generation_id)
-    version = source.template_version
-    changes: dict[str, Any] = {}
-    new_values = dict(source.variables)
-    if version is not None and source.variables:
-        for name in version.variables:
-            if values is not None and name in values:
-                new_values[name] = str(values[name]).strip()
-            if new_values.get(name) != source.variables.get(name):
-                changes[name] = {
-                    "from": source.variables.get(name, ""),
-                    "to": new_values.get(name, ""),
-                }
-        if not changes:
-            raise BatchRefused(
-                {
-                    NON_FIELD: [
-                        "Change at least one value: this would be the same image."
-                    ]
-                }
-            )
-        brand = source.brand
-        kit = BrandKit.from_brand(brand) if brand is not None else None
-        filled = _slots_of(source)
-        merge = _merge_brand_of(source, kit, filled) if kit is not None else False
-        errors: dict[str, list[str]] = {}
-        try:
-            rendered = render_prompt(
-                kind=version.kind,
-                body=version.body,
-                values=new_values,
-                brand=kit,
-                reference_slots=version.reference_slots,
-                filled_slots=filled,
-                merge_brand=merge,
-            )
-        except PromptError as exc:
-            for problem in exc.problems:
-                key = value_field(problem.name) if problem.name else NON_FIELD
-                errors.setdefault(key, []).append(problem.message)
-            raise BatchRefused(errors) from exc
-        for avoided in rendered.avoided_words:
-            names = [
-                n
-                for n, ch in changes.items()
-                if avoided.word.lower() in ch["to"].lower()
-            ]
-            for name in names or [NON_FIELD]:
-                key = value_field(name) if name != NON_FIELD else NON_FIELD
-                errors.setdefault(key, []).append(avoided.message)
-        if errors:
-            raise BatchRefused(errors)
-        new_prompt = rendered.text
-    else:
-        new_prompt = (prompt if prompt is not None else source.prompt).strip()
-        if not new_prompt:
-            raise BatchRefused({"prompt": ["The prompt is empty."]})
-        if new_prompt == source.prompt:
-            raise BatchRefused(
-                {"prompt": ["Change the prompt: this would be the same image."]}
-            )
-        changes["prompt"] = {"from": source.prompt, "to": new_prompt}
-
-    with transaction.atomic():
-        budget: Budget | None = None
-        if source.campaign_id is not None:
-            campaign = Campaign.objects.select_for_update().get(pk=source.campaign_id)
-            budget = campaign_budget(campaign=campaign)
-        try:
-            generation = services.generation_create(
-                workspace=source.workspace,
-                backend=source.backend,
-                model=source.model,
-                prompt=new_prompt,
-                width=source.width,
-                height=source.height,
-                seed=source.seed,
-                params=source.params,
-                references=source.references,
-                created_by=user,
-                campaign=source.campaign,
-                brand=source.brand,
-                template_version=version,
-            )
-        except BackendError as exc:
-            raise BatchRefused({NON_FIELD: [exc.message]}) from exc
-        if budget is not None and not budget.fits(generation.estimated_cost):
-            raise BatchRefused(
-                {FIELD_BUDGET: [budget.refusal(generation.estimated_cost)]}
-            )
-        Generation.objects.filter(pk=generation.pk).update(
-            parent=source, changes=changes, variables=new_values
-        )
-    generation.refresh_from_db()
-    return generation
-
-
-def spec_from_generation(*, generation: Generation) -> BatchSpec:
-    """A one-variant spec that remakes `generation` (the builder's "remix" start): its values,
-    seed, backend and model, size and references."""
-    version = generation.template_version
-    names = list(version.variables) if version is not None else []
-    merge = True
-    if generation.batch is not None:
-        merge = bool(generation.batch.spec.get("merge_brand", True))
-    return BatchSpec(
-        mode=MATRIX,
-        matrix=tuple(
-            (name, (str(generation.variables.get(name, "")),)) for name in names
-        ),
-        seeds=(
-            Seeds(FIXED, values=(generation.seed,))
-            if generation.seed is not None
-            else Seeds(RANDOM, 1, random.SystemRandom().randint(0, MAX_SEED))
-        ),
-        targets=(Target(generation.backend, generation.model),),
-        sizes=(Size(generation.width, generation.height),),
-        references={
-            str(r["name"]): str(r["code"])
-            for r in generation.references or ()
-            if r.get("name") and r.get("code")
-        },
-        merge_brand=merge,
-    )
-
-
-# --- Re-run with one axis changed -----------------------------------------------------------------
-
-AXIS_SEEDS, AXIS_TARGETS, AXIS_SIZES = "seeds", "targets", "sizes"
-
-
-def batch_axes(batch: Batch) -> list[tuple[str, str, str]]:
-    """(axis, label, current value as text) for the "re-run with one axis changed" form."""
-    spec = BatchSpec.from_json(batch.spec)
-    axes = []
-    if spec.mode == MATRIX:
-        for name, values in spec.matrix:
-            axes.append((f"var:{name}", f"Values of {{{name}}}", "\n".join(values)))
-    seeds = spec.seeds
-    axes.append(
-        (
-            AXIS_SEEDS,
-            "Seeds",
-            f"random {seeds.count}"
-            if seeds.mode == RANDOM
-            else ", ".join(str(s) for s in seeds.values),
-        )
-    )
-    axes.append(
-        (AXIS_TARGETS, "Backends and models", "\n".join(t.key for t in spec.targets))
-    )
-    axes.append(
-        (
-            AXIS_SIZES,
-            "Sizes",
-            "\n".join(s.key or f"{s.width}x{s.height}" for s in spec.sizes),
-        )
-    )
-    return axes
-
-
-def _parse_targets(text: str) -> tuple[tuple[Target, ...], list[str]]:
-    targets: list[Target] = []
-    problems = []
-    for token in text.replace(",", "\n").splitlines():
-        if not token.strip():
-            continue
-        try:
-            target = Target.parse(token)
-        except ValueError as exc:
-            problems.append(str(exc))
-            continue
-        if target not in targets:
-            targets.append(target)
-    return tuple(targets), problems
-
-
-def parse_size_choices(
-    text: str, presets: Mapping[str, Size]
-) -> tuple[tuple[Size, ...], list[str]]:
-    """Channel keys ("instagram-square") or custom sizes ("1024x768"), one per line or comma."""
-    sizes: list[Size] = []
-    problems: list[str] = []
-    custom = []
-    for token in text.replace(",", "\n").splitlines():
-        token = token.strip()
-        if not token:
-            continue
-        if token in presets:
-            sizes.append(presets[token])
-        else:
-            custom.append(token)
-    parsed, problems = parse_sizes("\n".join(custom))
-    sizes.extend(s for s in parsed if s not in sizes)
-    return tuple(sizes), problems
-
-
-def describe_changes(old: BatchSpec, new: BatchSpec) -> str:
-    """What differs between two specs, in words ("{headline}: “A”, “B” → “A”, “C”")."""
-
-    def listing(items: Sequence[str]) -> str:
-        shown = ", ".join(f"“{i}”" for i in items[:4])
-        return shown + (f" and {len(items) - 4} more" if len(items) > 4 else "")
-
-    parts = []
-    if old.mode != new.mode:
-        parts.append(f"mode: {old.mode} → {new.mode}")
-    elif new.mode == MATRIX:
-        before = dict(old.matrix)
-        for name, values in new.matrix:
-            if before.get(name) != values:
-                parts.append(
-                    f"{{{name}}}: {listing(before.get(name, ()))} → {listing(values)}"
-                )
-    elif old.rows != new.rows:
-        parts.append(f"rows: {len(old.rows)} → {len(new.rows)}")
-    if old.seeds != new.seeds:
-
-        def seeds_text(seeds: Seeds) -> str:
-            if seeds.mode == RANDOM:
-                return f"{seeds.count} random"
-            return ", ".join(str(s) for s in seeds.values[:6])
-
-        parts.append(f"seeds: {seeds_text(old.seeds)} → {seeds_text(new.seeds)}")
-    if old.targets != new.targets:
-        parts.append(
-            "models: "
-            + ", ".join(target_label(t) for t in old.targets)
-            + " → "
-            + ", ".join(target_label(t) for t in new.targets)
-        )
-    if old.sizes != new.sizes:
-        parts.append(
-            "sizes: "
-            + ", ".join(s.text for s in old.sizes)
-            + " → "
-            + ", ".join(s.text for s in new.sizes)
-        )
-    if dict(old.references) != dict(new.references):
-        parts.append("references changed")
-    if old.merge_brand != new.merge_brand:
-        parts.append("brand kit " + ("added" if new.merge_brand else "left out"))
-    return "; ".join(parts)[:500]
 
 
 def batch_rerun_with_axis(

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from generation import batch_views, spend_views
+from generation.batches import views as batch_views
+from generation.spend import views as spend_views
 
 urlpatterns = [
     path("batches/", batch_views.batch_list, name="batch-list"),

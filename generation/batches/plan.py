@@ -1,6 +1,6 @@
 """Variant batches, the pure part: what people type, expanded into the exact requests to send.
 
-No database, clock or network: generation/batch_services.py loads the template version, brand
+No database, clock or network: generation/batches/services.py loads the template version, brand
 kit, references and backends, and hands them to `plan_batch`.
 
 A spec (`BatchSpec`) is one of two modes:

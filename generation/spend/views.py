@@ -1,7 +1,7 @@
 """Spend: one campaign's (against its budget), and the workspace's month by month.
 
 Read-only; every member sees them. Amounts are "estimated while running, actual when done"
-(generation/spend.py).
+(generation/spend/services.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from campaigns.models import Campaign
-from generation import spend
 from generation.models import Generation
+from generation.spend import services as spend
 from studio.http import StudioRequest
 from studio.tenancy import get_in_workspace, member_required
 

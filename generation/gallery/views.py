@@ -34,7 +34,8 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import push_url, trigger_client_event
 
 from campaigns.models import Brand, Campaign, ReferenceImage, TemplateVersion
-from generation import gallery, review
+from generation import review
+from generation.gallery import queries as gallery
 from generation.models import Asset, Batch, Generation, ReviewStatus
 from studio.http import StudioRequest, wants_partial
 from studio.private_files import serve_private_file
@@ -82,12 +83,6 @@ class BulkForm(forms.Form):
 
 
 # --- Access helpers ----------------------------------------------------------------------------
-
-
-def _asset_for_user(request: StudioRequest, code: UUID) -> Asset:
-    return get_in_workspace(
-        request, Asset.objects.select_related("generation"), code=code
-    )
 
 
 def _card(request: StudioRequest, code: UUID) -> Asset:
@@ -330,7 +325,7 @@ def _card_response(
 @require_POST
 @member_required()
 def asset_review(request: StudioRequest, code: UUID) -> HttpResponse:
-    asset = _asset_for_user(request, code)
+    asset = gallery.asset_for_user(request, code)
     form = ReviewForm(request.POST)
     if not form.is_valid():
         return _card_response(request, code, note="", error="Choose a decision.")
@@ -352,7 +347,7 @@ def asset_review(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 @member_required()
 def asset_star(request: StudioRequest, code: UUID) -> HttpResponse:
-    asset = _asset_for_user(request, code)
+    asset = gallery.asset_for_user(request, code)
     wanted = request.POST.get("starred")
     starred = (not asset.starred) if wanted is None else wanted in ("1", "true", "on")
     review.asset_star(asset=asset, actor=request.user, starred=starred)
@@ -362,7 +357,7 @@ def asset_star(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 @member_required()
 def asset_tags(request: StudioRequest, code: UUID) -> HttpResponse:
-    asset = _asset_for_user(request, code)
+    asset = gallery.asset_for_user(request, code)
     add = [t for t in request.POST.get("add", "").split(",") if t.strip()]
     remove = request.POST.getlist("remove")
     try:
@@ -381,7 +376,7 @@ def asset_tags(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 @member_required()
 def asset_comment(request: StudioRequest, code: UUID) -> HttpResponse:
-    asset = _asset_for_user(request, code)
+    asset = gallery.asset_for_user(request, code)
     form = CommentForm(request.POST)
     error = ""
     if form.is_valid():
@@ -414,7 +409,7 @@ def asset_comment(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 @member_required()
 def asset_focal_point(request: StudioRequest, code: UUID) -> HttpResponse:
-    asset = _asset_for_user(request, code)
+    asset = gallery.asset_for_user(request, code)
     form = FocalPointForm(request.POST)
     if form.is_valid():
         x, y = form.cleaned_data["x"], form.cleaned_data["y"]

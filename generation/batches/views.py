@@ -21,8 +21,10 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from campaigns.models import Campaign, PromptTemplate, ReferenceImage, TemplateVersion
-from generation import batch_services as services
-from generation.batch_forms import (
+from generation.batches import progress as progress_services
+from generation.batches import services as batch_services
+from generation.batches.common import BatchRefused
+from generation.batches.forms import (
     HIDDEN_FIELD_LABELS,
     BatchBuilderForm,
     RerunForm,
@@ -30,7 +32,21 @@ from generation.batch_forms import (
     builder_initial,
     size_presets,
 )
-from generation.batches import BatchSpec, fix_axes
+from generation.batches.plan import BatchSpec, fix_axes
+from generation.batches.services import (
+    BatchPreview,
+    batch_rerun_with_axis,
+    batch_retry_failed,
+    batch_sync_state,
+)
+from generation.batches.targets import target_options
+from generation.batches.variants import (
+    batch_axes,
+    describe_changes,
+    spec_from_generation,
+    variant_from_asset,
+)
+from generation.gallery.queries import asset_for_user
 from generation.models import Asset, Batch, Generation
 from studio.form_errors import surface_hidden_errors
 from studio.http import StudioRequest, wants_partial
@@ -118,7 +134,7 @@ def _builder_parts(
     return {
         "campaign": campaign,
         "campaigns": campaigns,
-        "targets": services.target_options(workspace=request.workspace),
+        "targets": target_options(workspace=request.workspace),
         "presets": size_presets(campaign=campaign, version=version),
         "references": references,
     }
@@ -161,7 +177,7 @@ def _render_builder(
     version: TemplateVersion,
     parts: dict[str, Any],
     form: BatchBuilderForm,
-    preview: services.BatchPreview | None,
+    preview: BatchPreview | None,
     parent: Batch | None = None,
 ) -> HttpResponse:
     context = {
@@ -220,7 +236,7 @@ def _builder_source(
     return (
         generation.template_version,
         generation.campaign,
-        services.spec_from_generation(generation=generation),
+        spec_from_generation(generation=generation),
         None,
     )
 
@@ -270,7 +286,7 @@ def _builder_page(request: StudioRequest) -> HttpResponse:
     form = _form(request, version, parts, initial=initial)
     preview = None
     if spec is not None and parts["campaign"] is not None:
-        preview = services.batch_preview(
+        preview = batch_services.batch_preview(
             campaign=parts["campaign"], version=version, spec=spec
         )
     return _render_builder(request, version, parts, form, preview, parent=source)
@@ -282,7 +298,7 @@ def _bound_builder(
     TemplateVersion,
     dict[str, Any],
     BatchBuilderForm,
-    services.BatchPreview | None,
+    BatchPreview | None,
     Batch | None,
 ]:
     """The posted builder, parsed, previewed, with every problem at its field."""
@@ -304,7 +320,7 @@ def _bound_builder(
     surface_hidden_errors(form, labels=HIDDEN_FIELD_LABELS)
     # Even with a field that did not parse, the rest is checked: every problem shows at once.
     if form.spec is not None and parts["campaign"] is not None:
-        preview = services.batch_preview(
+        preview = batch_services.batch_preview(
             campaign=parts["campaign"], version=version, spec=form.spec
         )
         form.add_plan_errors(preview.errors)
@@ -333,7 +349,7 @@ def batch_create(request: StudioRequest) -> HttpResponse:
     version, parts, form, preview, parent = _bound_builder(request)
     if preview is not None and preview.can_dispatch and form.spec is not None:
         try:
-            batch = services.batch_create(
+            batch = batch_services.batch_create(
                 campaign=parts["campaign"],
                 version=version,
                 spec=form.spec,
@@ -341,13 +357,13 @@ def batch_create(request: StudioRequest) -> HttpResponse:
                 name=form.cleaned_data.get("name") or "",
                 token=form.cleaned_data["token"],
                 parent=parent,
-                changed=services.describe_changes(
-                    BatchSpec.from_json(parent.spec), form.spec
-                )
+                # Planned and validated once, by _bound_builder: not again here.
+                preview=preview,
+                changed=describe_changes(BatchSpec.from_json(parent.spec), form.spec)
                 if parent
                 else "",
             )
-        except services.BatchRefused as exc:
+        except BatchRefused as exc:
             form.add_plan_errors(exc.errors)
         else:
             messages.success(
@@ -366,8 +382,8 @@ def batch_create(request: StudioRequest) -> HttpResponse:
 def _detail_context(
     request: StudioRequest, batch: Batch, **extra: Any
 ) -> dict[str, Any]:
-    batch = services.batch_sync_state(batch=batch)
-    progress = services.batch_progress(batch=batch)
+    batch = batch_sync_state(batch=batch)
+    progress = progress_services.batch_progress(batch=batch)
     assets = (
         Asset.objects.filter(generation__batch=batch)
         .select_related("generation")
@@ -387,7 +403,7 @@ def _detail_context(
         "reruns": batch.reruns.order_by("-created_at")[:10],
     }
     if batch.state == Batch.State.DRAFT and batch.template_version is not None:
-        context["draft_preview"] = services.batch_preview(
+        context["draft_preview"] = batch_services.batch_preview(
             campaign=batch.campaign,
             version=batch.template_version,
             spec=context["spec"],
@@ -404,7 +420,7 @@ def _detail_context(
 
 
 def _rerun_form(batch: Batch, data: Any = None) -> RerunForm:
-    axes = services.batch_axes(batch)
+    axes = batch_axes(batch)
     form = RerunForm(data, axes=axes)
     form.axis_values = [(key, value) for key, _label, value in axes]  # type: ignore[attr-defined]
     return form
@@ -446,8 +462,8 @@ def _after_action(request: StudioRequest, batch: Batch) -> HttpResponse:
 def batch_dispatch(request: StudioRequest, code: UUID) -> HttpResponse:
     batch = _batch_for_user(request, code)
     try:
-        batch = services.batch_dispatch(batch=batch, user=request.user)
-    except services.BatchRefused as exc:
+        batch = batch_services.batch_dispatch(batch=batch, user=request.user)
+    except BatchRefused as exc:
         for message in exc.messages:
             messages.error(request, message)
     else:
@@ -461,7 +477,7 @@ def batch_dispatch(request: StudioRequest, code: UUID) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def batch_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
     batch = _batch_for_user(request, code)
-    canceled = services.batch_cancel(batch=batch)
+    canceled = batch_services.batch_cancel(batch=batch)
     messages.info(request, f"Batch canceled: {canceled} generations stopped.")
     return _after_action(request, batch)
 
@@ -472,8 +488,8 @@ def batch_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
 def batch_retry(request: StudioRequest, code: UUID) -> HttpResponse:
     batch = _batch_for_user(request, code)
     try:
-        retried = services.batch_retry_failed(batch=batch, user=request.user)
-    except services.BatchRefused as exc:
+        retried = batch_retry_failed(batch=batch, user=request.user)
+    except BatchRefused as exc:
         for message in exc.messages:
             messages.error(request, message)
     else:
@@ -494,14 +510,14 @@ def batch_rerun(request: StudioRequest, code: UUID) -> HttpResponse:
             else {}
         )
         try:
-            draft = services.batch_rerun_with_axis(
+            draft = batch_rerun_with_axis(
                 batch=batch,
                 axis=form.cleaned_data["axis"],
                 text=form.cleaned_data["values"],
                 user=request.user,
                 presets=parts_presets,
             )
-        except services.BatchRefused as exc:
+        except BatchRefused as exc:
             for key, messages_ in exc.errors.items():
                 for message in messages_:
                     form.add_error("values" if key not in form.fields else key, message)
@@ -520,14 +536,15 @@ VARIANT = "generation/batches/variant.html"
 
 
 def _asset_for_user(request: StudioRequest, code: UUID) -> Asset:
-    queryset = Asset.objects.select_related(
+    return asset_for_user(
+        request,
+        code,
         "generation__template_version__template",
         "generation__batch",
         "generation__campaign",
         "generation__brand",
         "generation__parent__asset",
     )
-    return get_in_workspace(request, queryset, code=code)
 
 
 def _variant_form(asset: Asset, data: Any = None) -> VariantForm:
@@ -577,13 +594,13 @@ def asset_variant(request: StudioRequest, code: UUID) -> HttpResponse:
     form = _variant_form(asset, request.POST)
     if form.is_valid():
         try:
-            generation = services.variant_from_asset(
+            generation = variant_from_asset(
                 asset=asset,
                 user=request.user,
                 values=form.values(),
                 prompt=form.cleaned_data.get("prompt"),
             )
-        except services.BatchRefused as exc:
+        except BatchRefused as exc:
             form.add_service_errors(exc.errors)
         else:
             changed = ", ".join(

@@ -2,7 +2,7 @@
 
 The builder's fields depend on the template version (one values field per variable, one image
 choice per reference slot) and on the workspace (the backends it can use). Parsing what people
-type happens here (generation/batches.py does the work); everything that needs the backends,
+type happens here (generation/batches/plan.py does the work); everything that needs the backends,
 references and budget is checked by batch_services.batch_preview, whose errors come back under
 the same names and are attached here with `add_plan_errors`.
 """
@@ -19,8 +19,7 @@ from django.core.files.uploadedfile import UploadedFile
 
 from campaigns.channels import CHANNELS_BY_KEY
 from campaigns.models import Campaign, ReferenceImage, TemplateVersion
-from generation.batch_services import TargetOption
-from generation.batches import (
+from generation.batches.plan import (
     FIELD_SEEDS,
     FIELD_SIZES,
     FIELD_TARGETS,
@@ -42,6 +41,7 @@ from generation.batches import (
     parse_values,
     reference_field,
 )
+from generation.batches.targets import TargetOption
 from studio.input_rules import NUL_MESSAGE, has_nul
 
 MAX_CSV_BYTES = 1024 * 1024

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
+from uuid import UUID
 
 from django import forms
 from django.db import connection
@@ -49,6 +50,7 @@ from generation.backends.registry import BACKENDS, MODELS
 from generation.models import Asset, Comment, Generation, ReviewStatus
 from studio.input_rules import NUL_MESSAGE, has_nul
 from studio.models import Workspace
+from studio.tenancy import get_in_workspace
 
 PAGE_SIZE = 48
 MAX_VARIABLE_FILTERS = 5
@@ -703,3 +705,13 @@ def compare_assets(*, workspace: Workspace, codes: Sequence[str]) -> Comparison:
 
 def _text(value: Any) -> str:
     return "—" if value is None or value == "" else str(value)
+
+
+def asset_for_user(request: Any, code: UUID, *related: str) -> Asset:
+    """The current workspace's asset with this code (404 otherwise), with `related` joined.
+
+    The one lookup of an asset for a page: the gallery, the asset page and "change one thing".
+    """
+    return get_in_workspace(
+        request, Asset.objects.select_related("generation", *related), code=code
+    )

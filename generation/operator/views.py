@@ -18,10 +18,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from generation import accounts, losses, operator, routing, webhooks
+from generation import accounts, losses, routing, webhooks
 from generation.backends import registry
 from generation.models import ProviderAccount
-from generation.operator_forms import ProviderAccountForm
+from generation.operator import services as operator
+from generation.operator.forms import ProviderAccountForm
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
 from studio.tenancy import get_in_workspace, member_required

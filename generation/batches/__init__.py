@@ -1,0 +1,1 @@
+"""Variant batches: planning (plan), services, progress, targets, variants, forms, views and URLs."""

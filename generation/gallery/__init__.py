@@ -1,0 +1,1 @@
+"""The review gallery, compare and the asset page: read side (queries), views and URLs."""
