@@ -1,5 +1,5 @@
 """How checks plugs into generation without generation importing it: the ingest signal, and the
-gallery's flag filters and card data (generation.gallery.FLAG_FILTERS, CARD_RELATED)."""
+gallery's flag filters and card data (generation.gallery.queries.FLAG_FILTERS, CARD_RELATED)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ Fallback classes, and why the others are not:
   request itself is fine, the door is not.
 - moderated: never. The provider refused the prompt or the image on purpose; sending it to
   another door of the same model family is shopping for a laxer filter, costs a second
-  generation, and design.md makes moderation terminal and explained.
+  generation, and docs/architecture.md makes moderation terminal and explained.
 - invalid_request: never. The request breaks a rule (ours were checked for every candidate before
   anything was sent), so the provider disagreeing means a bug or a stale rule worth seeing, not a
   reason to pay another provider to find out.

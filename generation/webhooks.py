@@ -8,7 +8,7 @@ When settings.STUDIO_PUBLIC_URL is set, every submission to a backend that calls
 `token` is an HMAC of the generation's code under SECRET_KEY (django.utils.crypto.salted_hmac),
 so it is unguessable, needs no column and no lookup to check, and a URL for one generation says
 nothing about another's. BFL also gets a per-generation `webhook_secret` (another HMAC of the
-code) and signs its callback with it (providers.md 1.11); fal signs with its own Ed25519 key
+code) and signs its callback with it (docs/providers.md §1.11); fal signs with its own Ed25519 key
 (2.7) and Replicate with the account's `whsec_` secret (3.4), as each backend's parse_webhook
 verifies. Rotating SECRET_KEY invalidates callbacks in flight; polling finishes those.
 
@@ -55,7 +55,7 @@ from generation.backends.base import (
 from generation.engine import policy as engine
 from generation.models import Generation
 
-# The backends whose callbacks the studio receives (providers.md 1.11, 2.7, 3.4).
+# The backends whose callbacks the studio receives (docs/providers.md §1.11, 2.7, 3.4).
 WEBHOOK_BACKENDS = frozenset({"bfl", "fal", "replicate"})
 
 

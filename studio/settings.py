@@ -325,7 +325,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Redis redelivers a dead worker's unacked tasks after visibility_timeout. It must exceed the
     # longest task (seconds: our tasks never wait on a provider) but stay short so recovery is
-    # bounded; the restore sweep runs every interval x throttle seconds (ecosystem-notes.md).
+    # bounded; kombu's Redis transport restores unacked messages every interval x throttle seconds.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300),
         "unacked_restore_interval": 5,

@@ -308,7 +308,7 @@ class Backend:
                 )
 
     def estimate_cost(self, request: GenerationRequest) -> Decimal:
-        """Price in USD from the provider's published pricing (providers.md)."""
+        """Price in USD from the provider's published pricing (docs/providers.md)."""
         raise NotImplementedError
 
     def submit(self, request: GenerationRequest) -> Submission:

@@ -1,4 +1,4 @@
-"""The Black Forest Labs API backend (providers.md section 1).
+"""The Black Forest Labs API backend (docs/providers.md §1).
 
 Protocol in short: `POST {base}/v1/{model}` with header `x-key` answers `{id, polling_url, cost}` at
 once; `GET {polling_url}` (exactly as given: it points at the cluster that took the job) answers a
@@ -18,7 +18,7 @@ Configuration (`BackendConfig`):
                 "connect_timeout", "read_timeout", "fetch_timeout" (seconds), "max_result_bytes".
 
 Decisions worth knowing:
-    - References go as raw base64 in `input_image`, `input_image_2`... (providers.md: "URL or
+    - References go as raw base64 in `input_image`, `input_image_2`... (docs/providers.md: "URL or
       base64"); our references are private files, so there is no URL BFL could fetch.
     - Megapixels are counted in units of 1024×1024 px and rounded up per image, input and output
       (fal's documented rule; BFL's own "4 MP, e.g. 2048×2048" uses the same unit). Estimates
@@ -69,7 +69,7 @@ REGIONS: dict[str, str] = {
     "us": "https://api.us.bfl.ai",
 }
 DEFAULT_BASE_URL = REGIONS["global"]
-# Hosts BFL answers and delivers from (providers.md 1.1). "." entries match subdomains.
+# Hosts BFL answers and delivers from (docs/providers.md §1.1). "." entries match subdomains.
 PROVIDER_HOSTS: tuple[str, ...] = (
     ".bfl.ai",
     ".bfl.ml",
@@ -79,9 +79,7 @@ PROVIDER_HOSTS: tuple[str, ...] = (
 MAX_MEGAPIXELS = (
     4 * MEGAPIXEL / 1_000_000
 )  # "max 4 MP (e.g. 2048×2048)", in ModelSpec's 10^6 units
-MAX_SIDE = (
-    4096  # providers.md states no per-side limit; this only keeps aspect ratios sane
-)
+MAX_SIDE = 4096  # docs/providers.md states no per-side limit; this only keeps aspect ratios sane
 CREDIT = Decimal("0.01")  # USD per BFL credit
 WEBHOOK_URL_MAX = 2083
 
@@ -133,7 +131,7 @@ MODELS: dict[str, ModelSpec] = {
 Price = MegapixelPrice
 _PRO = Price(Decimal(3), Decimal("1.5"), Decimal("1.5"))
 _KLEIN_9B = Price(Decimal("1.5"), Decimal("0.2"), Decimal("0.2"))
-PRICES: dict[str, MegapixelPrice] = {  # providers.md 1.12
+PRICES: dict[str, MegapixelPrice] = {  # docs/providers.md §1.12
     "flux-2-pro": _PRO,
     "flux-2-pro-preview": _PRO,
     "flux-2-max": Price(Decimal(7), Decimal(3), Decimal(3)),
@@ -339,7 +337,7 @@ class BFLBackend(Backend):
             )
 
     def estimate_cost(self, request: GenerationRequest) -> Decimal:
-        """providers.md 1.12: cents = first MP + (output MP − 1) × MP price + input MP × MP price."""
+        """docs/providers.md §1.12: cents = first MP + (output MP − 1) × MP price + input MP × MP price."""
         price = PRICES.get(request.model)
         if price is None:
             raise RuleViolation(
@@ -439,7 +437,7 @@ class BFLBackend(Backend):
         """Verify `X-BFL-Signature: sha256=<hex>` (HMAC-SHA256 of the raw body) and parse the payload.
 
         With a secret, a missing or wrong signature is refused. Without one nothing can be checked
-        (providers.md: BFL may send unsigned callbacks); the engine should always set a secret.
+        (docs/providers.md: BFL may send unsigned callbacks); the engine should always set a secret.
         """
         lowered = {k.lower(): v for k, v in headers.items()}
         if secret:

@@ -1,4 +1,4 @@
-"""The Cloudflare Workers AI backend (providers.md section 4).
+"""The Cloudflare Workers AI backend (docs/providers.md §4).
 
 Protocol in short: `POST {base}/accounts/{account_id}/ai/run/@cf/black-forest-labs/flux-2-dev` with
 `Authorization: Bearer <token>` and a **multipart/form-data** body (even for a prompt-only call)
@@ -8,7 +8,7 @@ same envelope with `"success": false, "errors": [{"code": ..., "message": ...}]`
 no polling, no webhook and no cancel: `submit()` returns the finished image.
 
 BFL models that Cloudflare proxies (`black-forest-labs/flux-2-flex`, `…/flux-2-pro-preview`,
-providers.md 4.4) take another shape: `POST {base}/accounts/{account_id}/ai/run` with JSON
+docs/providers.md §4.4) take another shape: `POST {base}/accounts/{account_id}/ai/run` with JSON
 `{"model": ..., "input": {...}}`, answering `{"state": "Completed", "result": {"image": "<URL>"}}`.
 The image is a URL there, downloaded by `fetch()` from BFL's delivery hosts.
 
@@ -23,22 +23,22 @@ Configuration (`BackendConfig`, each falling back to the environment):
 
 Decisions worth knowing:
     - References larger than 512×512 are downscaled to fit (aspect kept, PNG) rather than refused:
-      providers.md gives 512×512 per `input_image_N`, the studio's cleaned references are usually
+      docs/providers.md gives 512×512 per `input_image_N`, the studio's cleaned references are usually
       larger, and refusing would make every edit impossible here. FLUX.2 encodes references at
       reduced resolution anyway; other backends still get the full-size file.
-    - Sizes: 256–1920 px per side (providers.md). providers.md gives no dimension step for
+    - Sizes: 256–1920 px per side (docs/providers.md). docs/providers.md gives no dimension step for
       Cloudflare; we require multiples of 16 like every other FLUX.2 door (the latent grid is 16 px),
       so a request is never silently resized.
     - [dev] always gets an explicit `steps` (25, the documented example, when the request has none):
       Cloudflare bills [dev] per step, so the estimate must know the step count that is sent.
       [klein] takes no `steps` (fixed at 4, "steps ignored") and no `guidance` (distilled models).
     - Pricing (USD): [dev] $0.00021 per input 512×512 tile per step + $0.00041 per output tile per
-      step; [klein] 4B $0.000059 per input tile + $0.000287 per output tile (providers.md 4.1).
+      step; [klein] 4B $0.000059 per input tile + $0.000287 per output tile (docs/providers.md §4.1).
       Tiles are counted as ceil(w/512) × ceil(h/512), an upper bound (Cloudflare does not say how
-      partial tiles are counted). [klein] 9B is not priced in providers.md; Cloudflare's pricing page
+      partial tiles are counted). [klein] 9B is not priced in docs/providers.md; Cloudflare's pricing page
       (stored copy, 2026-08) gives BFL's 9B list price, $0.015 first MP + $0.002 per further MP +
       $0.002 per input MP, which we use (MP = 1024×1024 px, rounded up per image, as in bfl.py).
-      Proxied models are priced "only in the dashboard"; we use BFL's list prices (providers.md
+      Proxied models are priced "only in the dashboard"; we use BFL's list prices (docs/providers.md
       1.12) as the estimate. Cloudflare reports no cost per call, so the estimate is all we know.
     - Proxied models take references as URLs only; ours are private files, so they serve text to
       image only (max_references 0).
@@ -101,7 +101,7 @@ ENV_TOKEN = "CLOUDFLARE_API_TOKEN"
 ENV_ACCOUNT = "CLOUDFLARE_ACCOUNT_ID"
 ENV_URL = "CLOUDFLARE_API_URL"
 
-MIN_SIDE = 256  # providers.md 4.2: width/height 256–1920
+MIN_SIDE = 256  # docs/providers.md §4.2: width/height 256–1920
 MAX_SIDE = 1920
 MAX_REFERENCES = 4  # input_image_0 … input_image_3
 REFERENCE_MAX_SIDE = 512  # "512×512 each"
@@ -109,17 +109,17 @@ TILE = 512
 DEV_DEFAULT_STEPS = 25  # the documented curl example and cost example
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 
-# Hosts a proxied model's result URL may point at (BFL delivery, providers.md 1.1), besides the
+# Hosts a proxied model's result URL may point at (BFL delivery, docs/providers.md §1.1), besides the
 # configured base URL's host and any "allowed_hosts".
 PROXIED_RESULT_HOSTS: tuple[str, ...] = PROVIDER_HOSTS
 
-# Cloudflare documents no ranges for [dev]; these are BFL's FLUX.2 ranges (providers.md 1.4).
+# Cloudflare documents no ranges for [dev]; these are BFL's FLUX.2 ranges (docs/providers.md §1.4).
 _DEV_RULES = {
     "steps": ParamRule("int", 1, 50),
     "guidance": ParamRule("float", 1.5, 10),
 }
-# providers.md 4.4: "parameters mirror BFL" (safety_tolerance 0–5, output_format jpeg/png/webp,
-# guidance 1.5–10); steps and prompt_upsampling are [flex]'s own (providers.md 1.4).
+# docs/providers.md §4.4: "parameters mirror BFL" (safety_tolerance 0–5, output_format jpeg/png/webp,
+# guidance 1.5–10); steps and prompt_upsampling are [flex]'s own (docs/providers.md §1.4).
 _PROXIED_COMMON_RULES = {
     "safety_tolerance": ParamRule("int", 0, 5),
     "output_format": ParamRule("choice", choices=("jpeg", "png", "webp")),
@@ -150,7 +150,7 @@ def _hosted(
 
 
 def _proxied(model: str, rules: Mapping[str, ParamRule]) -> ModelSpec:
-    # BFL's own limits (providers.md 1.8): min 64, multiples of 16, 4 MP of 1024×1024 px.
+    # BFL's own limits (docs/providers.md §1.8): min 64, multiples of 16, 4 MP of 1024×1024 px.
     return ModelSpec(
         model=model,
         provider_model=f"black-forest-labs/{model}",
@@ -197,11 +197,11 @@ PRICES: dict[str, TilePrice | MegapixelPrice] = {
     "flux-2-klein-4b": TilePrice(
         Decimal("0.000059"), Decimal("0.000287"), per_step=False
     ),
-    # Not in providers.md: Cloudflare's pricing page (stored copy, 2026-08); see the module docstring.
+    # Not in docs/providers.md: Cloudflare's pricing page (stored copy, 2026-08); see the module docstring.
     "flux-2-klein-9b": MegapixelPrice(
         Decimal("0.015"), Decimal("0.002"), Decimal("0.002")
     ),
-    # "Pricing only in the dashboard" (providers.md 4.4): BFL's list prices (providers.md 1.12).
+    # "Pricing only in the dashboard" (docs/providers.md §4.4): BFL's list prices (docs/providers.md §1.12).
     "flux-2-flex": MegapixelPrice(Decimal("0.05"), Decimal("0.05"), Decimal("0.05")),
     "flux-2-pro-preview": MegapixelPrice(
         Decimal("0.03"), Decimal("0.015"), Decimal("0.015")
@@ -397,7 +397,7 @@ class CloudflareBackend(Backend):
         return int(steps) if steps is not None else DEV_DEFAULT_STEPS
 
     def estimate_cost(self, request: GenerationRequest) -> Decimal:
-        """USD from providers.md 4.1 (and the sources named in the module docstring)."""
+        """USD from docs/providers.md §4.1 (and the sources named in the module docstring)."""
         price = PRICES.get(request.model)
         if price is None:
             raise RuleViolation(

@@ -1,4 +1,4 @@
-"""The self-hosted ComfyUI backend (providers.md section 5).
+"""The self-hosted ComfyUI backend (docs/providers.md §5).
 
 Protocol in short: references go up first with `POST /upload/image` (multipart); then `POST /prompt
 {"prompt": <API-format graph>, "client_id", "prompt_id"}` queues the project's FLUX.2 workflow
@@ -29,7 +29,7 @@ Decisions worth knowing:
     - The shipped graphs are text-to-image; the backend inserts one LoadImage →
       ImageScaleToTotalPixels (1 MP) → VAEEncode → ReferenceLatent chain per reference, each
       ReferenceLatent taking the previous one's conditioning, the last feeding the guider
-      (providers.md 5.3). Nodes are found by class_type, so a replacement workflow only needs one
+      (docs/providers.md §5.3). Nodes are found by class_type, so a replacement workflow only needs one
       CLIPTextEncode, RandomNoise, EmptyFlux2LatentImage, Flux2Scheduler, VAELoader, SaveImage and a
       BasicGuider or CFGGuider.
     - References are uploaded under content-addressed names (`flux-studio/ref-<sha256>.png`):
@@ -95,7 +95,7 @@ MEGAPIXEL = 1024 * 1024
 MAX_RESULT_BYTES = 128 * 1024 * 1024
 SEED_LIMIT = 2**53  # exact in JSON numbers everywhere
 
-# Step and guidance ranges are ours (providers.md gives only defaults: 20 steps, guidance 4);
+# Step and guidance ranges are ours (docs/providers.md gives only defaults: 20 steps, guidance 4);
 # they keep a self-hosted GPU from being tied up by a typo.
 _DEV_RULES = {"steps": ParamRule("int", 1, 100), "guidance": ParamRule("float", 0, 100)}
 _KLEIN_RULES = {"steps": ParamRule("int", 1, 50)}
@@ -120,9 +120,9 @@ def _spec(
 MODELS: dict[str, ModelSpec] = {
     spec.model: spec
     for spec in (
-        # "BFL recommends <= 6 for [dev]" (providers.md 0 and 1.8).
+        # "BFL recommends <= 6 for [dev]" (docs/providers.md §0 and 1.8).
         _spec("flux-2-dev", "flux2_dev.json", 6, _DEV_RULES),
-        # Community workflow (providers.md 5.3, unconfirmed); BFL's [klein] limit of 4 references.
+        # Community workflow (docs/providers.md §5.3, unconfirmed); BFL's [klein] limit of 4 references.
         _spec("flux-2-klein-9b", "flux2_klein.json", 4, _KLEIN_RULES),
     )
 }

@@ -1,4 +1,4 @@
-"""The local GPU backend: FLUX.2 [dev] and [klein] in-process with diffusers (providers.md 6).
+"""The local GPU backend: FLUX.2 [dev] and [klein] in-process with diffusers (docs/providers.md §6).
 
 Synchronous like `preview`: submit() runs the pipeline and returns the finished PNG in a
 Submission whose result is READY, so the engine stores it in the same step. All of the torch
@@ -24,11 +24,11 @@ Configuration (`BackendConfig`, from the environment through the registry):
                     default 0: the GPU is already paid for);
                 "offload": FLUX2_OFFLOAD, auto | none | model | sequential (diffusers_pipeline.py)
 
-Rules: sides 64-2048 px in steps of 16, at most 4 MP (BFL's FLUX.2 limits, providers.md 1.8; the
+Rules: sides 64-2048 px in steps of 16, at most 4 MP (BFL's FLUX.2 limits, docs/providers.md §1.8; the
 pipelines floor sizes to multiples of 16); references at least 64 px a side and at most 8:1
 (the pipelines' own check), up to 6 for [dev] (BFL's recommendation) and 4 for [klein];
 `steps` 1-50 on both, `guidance` 1.5-10 on [dev] only: the [klein] 4B/9B releases are
-step-distilled and diffusers ignores their guidance (providers.md 6.2). Defaults: [dev] 28 steps,
+step-distilled and diffusers ignores their guidance (docs/providers.md §6.2). Defaults: [dev] 28 steps,
 guidance 4; [klein] 4 steps.
 
 Errors: missing weights or a missing torch/diffusers are configuration (AUTH, not retried); a

@@ -31,7 +31,7 @@ loaded at the first job and kept (a request for another model unloads it first);
 job at a time, which is what the backend's Celery queue (`gpu`, one worker process per GPU) wants
 anyway. `offload` ("auto", "none", "model", "sequential") decides between `pipe.to("cuda")` and
 diffusers' CPU offload; "auto" offloads when the weights on disk would not fit in 85% of the
-GPU's memory ([dev] bf16 does not fit an 80 GB card with its text encoder; providers.md 6.4).
+GPU's memory ([dev] bf16 does not fit an 80 GB card with its text encoder; docs/providers.md §6.4).
 
 [dev]'s tokenizer is a `PixtralProcessor`, which transformers only builds with torchvision. Without
 torchvision the folder's tokenizer files are loaded as a plain tokenizer instead: the pipeline
@@ -65,7 +65,7 @@ PIPELINE_CLASSES = {
     "flux-2-klein-9b": "Flux2KleinPipeline",
 }
 # Folder names accepted for each model (compared case-insensitively): the studio's id, and the
-# Hub repos' names (providers.md 6.2).
+# Hub repos' names (docs/providers.md §6.2).
 FOLDER_NAMES = {
     "flux-2-dev": ("flux-2-dev", "FLUX.2-dev", "FLUX.2-dev-bnb-4bit"),
     "flux-2-klein-4b": ("flux-2-klein-4b", "FLUX.2-klein-4B"),

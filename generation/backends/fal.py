@@ -1,4 +1,4 @@
-"""The fal.ai queue backend for FLUX.2 (providers.md section 2).
+"""The fal.ai queue backend for FLUX.2 (docs/providers.md §2).
 
 Protocol in short: `POST {base}/{model_id}[/edit]` with `Authorization: Key <key>` answers at once
 with `request_id` and three URLs: `status_url`, `response_url`, `cancel_url`. `GET status_url`
@@ -22,18 +22,18 @@ Decisions worth knowing:
     - The URLs from the submit answer are used as given. The engine keeps only `poll_url`, so
       poll_url is the `status_url`; the response URL is the `response_url` that every status
       answer repeats, and only when an answer lacks it is it derived by dropping "/status"
-      (providers.md 2.3's path table: status, result and cancel share `/{app}/requests/{id}`).
+      (docs/providers.md §2.3's path table: status, result and cancel share `/{app}/requests/{id}`).
       cancel() derives the cancel URL the same way. All three also stay in Submission.raw.
     - References go as `data:` URIs in `image_urls`: our references are private files with no URL
-      fal could fetch. providers.md does not state that fal's FLUX.2 edit endpoints take data
+      fal could fetch. docs/providers.md does not state that fal's FLUX.2 edit endpoints take data
       URIs (fal's CDN page says "some models" do); if one refuses them, the fix is to upload to
       fal's storage first, which this module does not do yet.
     - The size always goes as `image_size: {width, height}`: the enum presets' pixel sizes are
       unconfirmed, and the studio must get the exact size it asked for.
     - Megapixels are 1024×1024 px, rounded up per image, input and output (fal's own example:
-      1920×1080 = 2 MP). Klein prices are not on fal's pages in providers.md; they mirror BFL's
+      1920×1080 = 2 MP). Klein prices are not on fal's pages in docs/providers.md; they mirror BFL's
       (1.12) until confirmed. fal reports no cost, so the estimate is all we have.
-    - Webhooks are verified with Ed25519 against fal's JWKS (providers.md 2.7); the per-request
+    - Webhooks are verified with Ed25519 against fal's JWKS (docs/providers.md §2.7); the per-request
       webhook secret plays no part (fal signs with its own key).
 """
 
@@ -94,10 +94,10 @@ ENV_API_KEY = "FAL_KEY"
 ENV_BASE_URL = "FAL_QUEUE_URL"
 ENV_JWKS_URL = "FAL_JWKS_URL"
 DEFAULT_BASE_URL = "https://queue.fal.run"
-# Hosts fal answers from (queue) and delivers results from (providers.md 2.3, 2.5).
+# Hosts fal answers from (queue) and delivers results from (docs/providers.md §2.3, 2.5).
 API_HOSTS: tuple[str, ...] = (".fal.run",)
 DELIVERY_HOSTS: tuple[str, ...] = (".fal.media",)
-# Webhook signing keys (providers.md 2.7; the exact host is unconfirmed, rest.fal.ai is also seen).
+# Webhook signing keys (docs/providers.md §2.7; the exact host is unconfirmed, rest.fal.ai is also seen).
 JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 JWKS_HOSTS: tuple[str, ...] = (".fal.ai",)
 JWKS_TTL = 24 * 3600.0
@@ -129,7 +129,7 @@ class FalModel:
     price: Price
 
 
-# Studio parameter -> fal field (providers.md 2.4).
+# Studio parameter -> fal field (docs/providers.md §2.4).
 FIELD_NAMES = {
     "steps": "num_inference_steps",
     "guidance": "guidance_scale",
@@ -156,7 +156,7 @@ _DEV_RULES = {
     "prompt_upsampling": ParamRule("bool"),
     "output_format": _OPEN_FORMATS,
 }
-# fal's [klein] 4B page gives 4–8 steps (distilled); providers.md gives only the default, 4.
+# fal's [klein] 4B page gives 4–8 steps (distilled); docs/providers.md gives only the default, 4.
 _KLEIN_RULES = {"steps": ParamRule("int", 4, 8), "output_format": _OPEN_FORMATS}
 
 
@@ -184,8 +184,8 @@ def _model(
     return FalModel(spec, endpoint, family, Price(*(Decimal(p) for p in price)))
 
 
-# providers.md 2.1 (ids), 2.4 (fields, limits), 2.8 (prices). pro/max/flex are BFL-hosted: BFL's
-# limits apply (8 references assumed, providers.md 8.5; min side 64). dev and klein run on fal:
+# docs/providers.md §2.1 (ids), 2.4 (fields, limits), 2.8 (prices). pro/max/flex are BFL-hosted: BFL's
+# limits apply (8 references assumed, docs/providers.md §8.5; min side 64). dev and klein run on fal:
 # 512–2048 px per side (documented for dev, assumed for klein) and 4 references ("first 4 used";
 # we refuse a fifth rather than have it silently dropped).
 MODELS: dict[str, FalModel] = {
@@ -258,7 +258,7 @@ def app_root(endpoint: str) -> str:
 
 
 def queue_urls(base_url: str, endpoint: str, request_id: str) -> dict[str, str]:
-    """The documented URLs of a request (providers.md 2.3), for answers that omit them."""
+    """The documented URLs of a request (docs/providers.md §2.3), for answers that omit them."""
     root = f"{base_url}/{app_root(endpoint)}/requests/{quote(request_id, safe='')}"
     return {
         "status_url": f"{root}/status",
@@ -604,7 +604,7 @@ class FalBackend(Backend):
     # Protocol
 
     def build_input(self, request: GenerationRequest) -> dict[str, Any]:
-        """The JSON input of the endpoint `endpoint_for(request)` (providers.md 2.4)."""
+        """The JSON input of the endpoint `endpoint_for(request)` (docs/providers.md §2.4)."""
         body: dict[str, Any] = {
             "prompt": request.prompt,
             "image_size": {"width": request.width, "height": request.height},
@@ -743,7 +743,7 @@ class FalBackend(Backend):
     def parse_webhook(
         self, *, headers: Mapping[str, str], body: bytes, secret: str = ""
     ) -> tuple[str, PollResult]:
-        """Verify fal's Ed25519 signature (providers.md 2.7) and parse the delivery.
+        """Verify fal's Ed25519 signature (docs/providers.md §2.7) and parse the delivery.
 
         `secret` is not used: fal signs every callback with its own key, published as a JWKS.
         Raises AUTH (401) for a missing, stale or wrong signature; NETWORK (retryable) when the

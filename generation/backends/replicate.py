@@ -1,4 +1,4 @@
-"""The Replicate predictions backend for Black Forest Labs' FLUX.2 models (providers.md section 3).
+"""The Replicate predictions backend for Black Forest Labs' FLUX.2 models (docs/providers.md §3).
 
 Protocol in short: `POST {base}/v1/models/black-forest-labs/{name}/predictions` with
 `Authorization: Bearer <token>` and `{"input": {...}}` answers a prediction at once (we never send
@@ -17,7 +17,7 @@ Configuration (`BackendConfig`, registry env fallbacks in brackets):
                 "connect_timeout", "read_timeout", "fetch_timeout" (seconds), "max_result_bytes".
 
 Decisions worth knowing:
-    - Input names differ per model (providers.md 3.3): pro/max/flex/dev take `input_images`,
+    - Input names differ per model (docs/providers.md §3.3): pro/max/flex/dev take `input_images`,
       klein takes `images`; `build_input` writes each model's own fields.
     - Sizes: pro/max/flex/dev get `aspect_ratio: "custom"` with `width`/`height`. Replicate
       *rounds* those to a step (32 on pro, flex and dev, 16 on max); the studio must get exactly the
@@ -27,7 +27,7 @@ Decisions worth knowing:
       documented: the one size it is taken to produce exactly is 1024×1024 (1:1 at the default
       1 MP); every other size is refused with that reason.
     - References go as `data:` URIs (documented as accepted for file inputs).
-    - Prices are not published for these models in providers.md (3.6, unconfirmed): estimates
+    - Prices are not published for these models in docs/providers.md (3.6, unconfirmed): estimates
       mirror BFL's (1.12) per 1024×1024-px megapixel rounded up per image; [dev] uses fal's
       ≈ $0.012/MP. Replicate reports no cost per prediction.
     - Webhooks follow the Standard Webhooks scheme Replicate documents (3.4).
@@ -155,7 +155,7 @@ def _model(
     )
 
 
-# providers.md 3.1 (models), 3.3 (inputs, limits); prices per the module docstring.
+# docs/providers.md §3.1 (models), 3.3 (inputs, limits); prices per the module docstring.
 MODELS: dict[str, ReplicateModel] = {
     m.spec.model: m
     for m in (
@@ -487,7 +487,7 @@ class ReplicateBackend(Backend):
     # Protocol
 
     def build_input(self, request: GenerationRequest) -> dict[str, Any]:
-        """The prediction `input` for the request's model (providers.md 3.3)."""
+        """The prediction `input` for the request's model (docs/providers.md §3.3)."""
         model = MODELS[request.model]
         body: dict[str, Any] = {"prompt": request.prompt}
         if model.custom_size:
@@ -594,7 +594,7 @@ class ReplicateBackend(Backend):
     def parse_webhook(
         self, *, headers: Mapping[str, str], body: bytes, secret: str = ""
     ) -> tuple[str, PollResult]:
-        """Verify a Standard Webhooks signature (providers.md 3.4) and parse the prediction.
+        """Verify a Standard Webhooks signature (docs/providers.md §3.4) and parse the prediction.
 
         Replicate signs with the account's secret, not a per-request one. It is `secret` when
         that is a `whsec_…` value, else the configured one, else fetched once from the API.

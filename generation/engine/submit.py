@@ -161,7 +161,7 @@ def _record_uncertain_submit(
     """A submit whose answer was lost after the request went out (a read timeout, a dropped
     connection): the provider may have created, and charged, a task we will never hear of.
 
-    None of the hosted providers (providers.md: BFL, fal, Replicate, Cloudflare) documents a way
+    None of the hosted providers (docs/providers.md: BFL, fal, Replicate, Cloudflare) documents a way
     to find a task by anything but the id that was lost, or to submit idempotently, so the retry
     has to submit again; each such submit is kept in provider_details["uncertain_submits"] and a
     later submission that succeeds makes it a possible paid duplicate, which the operator page

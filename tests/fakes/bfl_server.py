@@ -1,4 +1,4 @@
-"""A fake Black Forest Labs API speaking the documented protocol (providers.md section 1) over real
+"""A fake Black Forest Labs API speaking the documented protocol (docs/providers.md §1) over real
 HTTP on 127.0.0.1, for contract tests, the engine's integration tests and the benchmark.
 
     with FakeBFL(latency=2.0, concurrency=24) as fake:
@@ -74,7 +74,7 @@ from tests.fakes.base import (
 )
 from tests.fakes.base import make_image as make_image
 
-# Model → (max input images, output formats). providers.md 1.3/1.4.
+# Model → (max input images, output formats). docs/providers.md §1.3/1.4.
 MODELS: dict[str, tuple[int, tuple[str, ...]]] = {
     "flux-2-pro": (8, ("jpeg", "png")),
     "flux-2-pro-preview": (8, ("jpeg", "png")),
@@ -85,7 +85,7 @@ MODELS: dict[str, tuple[int, tuple[str, ...]]] = {
     "flux-2-klein-9b-preview": (4, ("jpeg", "png", "webp")),
 }
 FLEX_FIELDS = ("steps", "guidance", "prompt_upsampling", "input_image_blob_path")
-# Cents: first output MP, each extra output MP, each input MP (providers.md 1.12).
+# Cents: first output MP, each extra output MP, each input MP (docs/providers.md §1.12).
 PRICES: dict[str, tuple[float, float, float]] = {
     "flux-2-pro": (3, 1.5, 1.5),
     "flux-2-pro-preview": (3, 1.5, 1.5),

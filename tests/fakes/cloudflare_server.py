@@ -1,4 +1,4 @@
-"""A fake Cloudflare Workers AI REST API for FLUX.2 (providers.md section 4) over real HTTP on
+"""A fake Cloudflare Workers AI REST API for FLUX.2 (docs/providers.md §4) over real HTTP on
 127.0.0.1, for contract tests and the engine's integration tests.
 
     with FakeCloudflare(latency=0.5) as fake:
@@ -18,7 +18,7 @@ What it does:
   After `latency` seconds it answers `{"result": {"image": <base64 JPEG of the requested size>},
   "success": true, "errors": [], "messages": []}` with a `cf-ray` header.
 - `POST /client/v4/accounts/{account}/ai/run` with JSON `{"model": "black-forest-labs/flux-2-flex"
-  | ".../flux-2-pro-preview", "input": {...}}` (the proxied BFL models, providers.md 4.4) answers
+  | ".../flux-2-pro-preview", "input": {...}}` (the proxied BFL models, docs/providers.md §4.4) answers
   `{"state": "Completed", "result": {"image": "<URL on this server>"}, "gatewayMetadata": {...}}`;
   `GET /delivery/<id>.jpeg` serves that image.
 

@@ -1,4 +1,4 @@
-"""A fake ComfyUI server (providers.md section 5) over real HTTP on 127.0.0.1, for contract tests and
+"""A fake ComfyUI server (docs/providers.md §5) over real HTTP on 127.0.0.1, for contract tests and
 the engine's integration tests.
 
     with FakeComfyUI(latency=0.5) as fake:

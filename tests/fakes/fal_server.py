@@ -1,4 +1,4 @@
-"""A fake fal.ai queue speaking the documented protocol (providers.md section 2) over real HTTP on
+"""A fake fal.ai queue speaking the documented protocol (docs/providers.md §2) over real HTTP on
 127.0.0.1, for contract tests, the engine's integration tests and benchmarks.
 
     with FakeFal(latency=2.0) as fake:
@@ -8,7 +8,7 @@
         fake.counts["submissions"], fake.counts["status_polls"], fake.bodies
 
 What it does:
-- `POST /{model_id}[/{subpath}]` for the FLUX.2 ids of providers.md 2.1 checks
+- `POST /{model_id}[/{subpath}]` for the FLUX.2 ids of docs/providers.md §2.1 checks
   `Authorization: Key <key>` (missing or wrong: 401 `{"detail": "Unauthorized"}`) and answers the
   superset submit answer: `request_id`, `gateway_request_id`, `status_url`, `response_url`,
   `cancel_url` (on the app root, without the subpath, as fal does), `status: IN_QUEUE`,
@@ -25,7 +25,7 @@ What it does:
 - Result images live on the other host alias (`localhost` when the base URL is `127.0.0.1`) under
   `/files/<id>/out.<ext>`: a real image of the requested size and format (unique bytes per
   request), until `url_ttl` seconds after completion, then 404.
-- `GET /.well-known/jwks.json` publishes the Ed25519 key that signs webhooks (providers.md 2.7:
+- `GET /.well-known/jwks.json` publishes the Ed25519 key that signs webhooks (docs/providers.md §2.7:
   `X-Fal-Webhook-{Request-Id,User-Id,Timestamp,Signature}`, signature = hex Ed25519 over
   "request_id\\nuser_id\\ntimestamp\\nsha256_hex(body)"). Callbacks are retried after
   `webhook_retry_delays` while the receiver does not answer 2xx.
@@ -112,7 +112,7 @@ def _endpoints() -> dict[str, Endpoint]:
     return table
 
 
-# providers.md 2.1 / 2.4. Edit endpoints of pro/max/flex: 8 references (assumed, 8.5).
+# docs/providers.md §2.1 / 2.4. Edit endpoints of pro/max/flex: 8 references (assumed, 8.5).
 ENDPOINTS: dict[str, Endpoint] = _endpoints()
 PRESETS = {
     "square_hd": (1024, 1024),
@@ -333,7 +333,7 @@ class FakeFal(FakeProvider):
         return (1024, 1024) if spec.edit else PRESETS["landscape_4_3"]
 
     def validate(self, endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """FastAPI-style validation errors for an input (empty when valid), providers.md 2.4."""
+        """FastAPI-style validation errors for an input (empty when valid), docs/providers.md §2.4."""
         spec = ENDPOINTS[endpoint]
         allowed = FIELDS[spec.family] | ({"image_urls"} if spec.edit else set())
         errors = [

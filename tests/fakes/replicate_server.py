@@ -1,4 +1,4 @@
-"""A fake Replicate predictions API for the black-forest-labs FLUX.2 models (providers.md section 3)
+"""A fake Replicate predictions API for the black-forest-labs FLUX.2 models (docs/providers.md §3)
 over real HTTP on 127.0.0.1, for contract tests, the engine's integration tests and benchmarks.
 
     with FakeReplicate(latency=2.0) as fake:
@@ -127,7 +127,7 @@ FIELDS = {"pro": _PRO_FIELDS, "dev": _DEV_FIELDS, "klein": _KLEIN_FIELDS}
 
 
 def models(flex_step: int = 32) -> dict[str, Model]:
-    """providers.md 3.1 / 3.3."""
+    """docs/providers.md §3.1 / 3.3."""
     flex_extra = frozenset({"steps", "guidance", "prompt_upsampling"})
     return {
         "flux-2-pro": Model("pro", "input_images", 8, 32, 2048, False, "webp"),
@@ -351,7 +351,7 @@ class FakeReplicate(FakeProvider):
         return size_for(ratio if ratio in ASPECT_RATIOS else "1:1", mp, 16)
 
     def validate(self, name: str, body: dict[str, Any]) -> list[dict[str, str]]:
-        """Replicate-style invalid_fields for an input (empty when valid), providers.md 3.3."""
+        """Replicate-style invalid_fields for an input (empty when valid), docs/providers.md §3.3."""
         model = self.models[name]
         allowed = FIELDS[model.kind] | model.extra_fields
         problems = [

@@ -676,7 +676,7 @@ class PricingTests(SimpleTestCase):
             req(model, width=width, height=height, references=references)
         )
 
-    def test_providers_md_figures(self) -> None:
+    def test_the_providers_page_figures(self) -> None:
         figures = {
             "flux-2-pro": ("0.03", "0.045"),
             "flux-2-pro-preview": ("0.03", "0.045"),

@@ -270,7 +270,7 @@ class SizeRuleTests(CloudflareTestCase):
 
 class PricingTests(CloudflareTestCase):
     def test_dev_matches_the_documented_example(self) -> None:
-        # providers.md 4.1: 1024×1024, 25 steps, no refs: 4 output tiles × 25 × $0.00041 = $0.041.
+        # docs/providers.md §4.1: 1024×1024, 25 steps, no refs: 4 output tiles × 25 × $0.00041 = $0.041.
         self.assertEqual(
             self.backend.estimate_cost(request(width=1024, height=1024)),
             Decimal("0.041"),

@@ -488,7 +488,7 @@ class PricingTests(FalTestCase):
             req(model, width=width, height=height, references=references)
         )
 
-    def test_it_prices_as_providers_md_documents(self) -> None:
+    def test_it_prices_as_the_providers_page_documents(self) -> None:
         cases = [
             ("flux-2-pro", 1024, 1024, 0, "0.03"),  # $0.03 first MP
             ("flux-2-pro", 1024, 1024, 1, "0.045"),  # inputs at $0.015/MP

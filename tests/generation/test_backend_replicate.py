@@ -473,7 +473,7 @@ class PricingTests(ReplicateTestCase):
             (
                 req("flux-2-pro", height=1024),
                 "0.03",
-            ),  # ≈ $0.03 for 1 MP T2I (providers.md 3.6)
+            ),  # ≈ $0.03 for 1 MP T2I (docs/providers.md §3.6)
             (
                 req("flux-2-pro", height=1024, references=(one,)),
                 "0.045",

@@ -1,5 +1,5 @@
 """The pure part of batches: matrix and CSV expansion, seeds, sizes, and planning with the real
-backends' rules and prices (providers.md)."""
+backends' rules and prices (docs/providers.md)."""
 
 from __future__ import annotations
 
@@ -315,7 +315,7 @@ class SizeTests(SimpleTestCase):
 
 
 class EstimateTests(SimpleTestCase):
-    """providers.md 1.12: pro $0.03 for the first MP (+$0.015 each further MP and input MP),
+    """docs/providers.md §1.12: pro $0.03 for the first MP (+$0.015 each further MP and input MP),
     flex $0.05 per MP in and out; the preview backend is free."""
 
     def test_one_megapixel_prices(self) -> None:

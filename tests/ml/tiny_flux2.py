@@ -1,8 +1,9 @@
 """Tiny randomly initialised FLUX.2 pipelines, built and saved locally (nothing is downloaded).
 
-The component configs are copied exactly from diffusers' own tests, as providers.md 6.5 gives them
+The component configs are copied exactly from diffusers' own tests, as docs/providers.md §6.5 gives them
 (tests/pipelines/flux2/test_pipeline_flux2.py and test_pipeline_flux2_klein.py). Those tests load a
-tokenizer from the Hub; here it is built locally instead (ecosystem-notes.md section 8):
+tokenizer from the Hub; here it is built locally instead (the test machines have no network access
+to the Hugging Face Hub):
 
 - [klein]: a `Qwen2Tokenizer` over the byte-level alphabet with no merges, plus the Qwen chat
   tokens and a small chat template (the pipeline calls `apply_chat_template(...,
@@ -123,7 +124,7 @@ def _vae() -> AutoencoderKLFlux2:
 
 
 def tiny_dev() -> Flux2Pipeline:
-    """providers.md 6.5, test_pipeline_flux2.py: Flux2Pipeline with a Mistral3 text encoder."""
+    """docs/providers.md §6.5, test_pipeline_flux2.py: Flux2Pipeline with a Mistral3 text encoder."""
     torch.manual_seed(0)
     transformer = Flux2Transformer2DModel(
         patch_size=1,
@@ -186,7 +187,7 @@ def tiny_dev() -> Flux2Pipeline:
 
 
 def tiny_klein() -> Flux2KleinPipeline:
-    """providers.md 6.5, test_pipeline_flux2_klein.py: Flux2KleinPipeline with Qwen3."""
+    """docs/providers.md §6.5, test_pipeline_flux2_klein.py: Flux2KleinPipeline with Qwen3."""
     torch.manual_seed(0)
     transformer = Flux2Transformer2DModel(
         patch_size=1,
