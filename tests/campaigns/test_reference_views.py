@@ -35,7 +35,7 @@ from campaigns.references import (
     reference_update,
     tags_for_workspace,
 )
-from studio.models import Role
+from studio.models import Membership, Role
 from tests.base import StudioTestCase
 from tests.factories import make_brand, make_member, make_workspace
 
@@ -597,11 +597,37 @@ class OutsiderTests(ReferenceTestCase):
         self.assertTrue(ReferenceImage.objects.filter(pk=reference.pk).exists())
 
     def test_a_member_of_both_workspaces_sees_only_the_current_ones(self) -> None:
-        reference = self.make_reference()
+        # Carol joins Acme as well: she belongs to both workspaces, and what she sees follows the
+        # workspace she is in, not every workspace she could see.
+        Membership.objects.create(
+            workspace=self.workspace, user=self.carol, role=Role.EDITOR
+        )
+        ours = self.make_reference(title="Acme mug")
         other_brand = make_brand(self.other_workspace, name="Globex Cola")
+        theirs = self.make_reference(brand=other_brand, title="Globex can")
         self.client.force_login(self.carol)
-        self.assertEqual(self.client.get(self.list_url(other_brand)).status_code, 200)
-        self.assertEqual(self.client.get(url("image", reference)).status_code, 404)
+
+        def switch(workspace: Any) -> None:
+            r = self.client.post(
+                reverse("workspace-switch"), {"workspace": str(workspace.code)}
+            )
+            self.assertEqual(r.status_code, 302)
+
+        switch(self.workspace)
+        r = self.client.get(self.list_url())
+        self.assertContains(r, str(ours.code))
+        self.assertNotContains(r, str(theirs.code))
+        self.assertEqual(self.client.get(url("image", ours)).status_code, 200)
+        self.assertEqual(self.client.get(url("image", theirs)).status_code, 404)
+        self.assertEqual(self.client.get(self.list_url(other_brand)).status_code, 404)
+
+        switch(self.other_workspace)
+        r = self.client.get(self.list_url(other_brand))
+        self.assertContains(r, str(theirs.code))
+        self.assertNotContains(r, str(ours.code))
+        self.assertEqual(self.client.get(url("image", theirs)).status_code, 200)
+        self.assertEqual(self.client.get(url("image", ours)).status_code, 404)
+        self.assertEqual(self.client.get(self.list_url()).status_code, 404)
 
 
 class ReferenceServiceTests(ReferenceTestCase):
