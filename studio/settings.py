@@ -544,6 +544,10 @@ STUDIO_UI_HOOKS = {
     "batch_actions": ["exports/hooks/batch_actions.html"],
     "brand_actions": ["exports/hooks/brand_actions.html"],
     "main_nav": ["exports/hooks/main_nav.html"],
+    # Cards in a campaign page's sidebar.
+    "campaign_sidebar": ["results/hooks/campaign_sidebar.html"],
+    # Extra columns of a template's version list (a <th> with part="head", a <td> per version).
+    "template_version_columns": ["results/hooks/template_version_columns.html"],
 }
 # JSON API (api/, docs/api.md).
 API_RATE_LIMIT = env_int(
