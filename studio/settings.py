@@ -195,6 +195,8 @@ AXES_LOCKOUT_CALLABLE = "studio.login_throttle.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "studio.login_throttle.client_address"
 # Successful logins are not logged by axes (the table would only grow); failures are what counts.
 AXES_DISABLE_ACCESS_LOG = True
+# No "AXES: BEGIN version …" banner in every process (management commands print one line only).
+AXES_VERBOSE = False
 # Proxies in front of the studio that append to X-Forwarded-For (0: the peer address is the client).
 LOGIN_PROXY_COUNT = env_int(
     "LOGIN_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0
