@@ -11,6 +11,7 @@ from ninja import NinjaAPI
 from api import problems
 from api.auth import BearerToken
 from api.routes_catalog import router as catalog
+from api.routes_exports import router as exports
 from api.routes_generation import router as generation
 
 api = NinjaAPI(
@@ -29,3 +30,4 @@ api = NinjaAPI(
 problems.install(api)
 api.add_router("", catalog)
 api.add_router("", generation)
+api.add_router("", exports)
