@@ -22,7 +22,7 @@ from PIL import Image
 from zipstream import ZipStream
 
 from campaigns.models import Brand, Campaign, ReviewEvent, ReviewStatus
-from exports import naming
+from exports import naming, signals
 from exports import presets as presets_mod
 from exports.crop import plan
 from exports.models import ExportPack, PackState, pack_upload_to
@@ -197,6 +197,13 @@ def export_pack_build(*, pack_id: int) -> ExportPack | None:
     )
     if not finished:  # canceled while the last bytes were uploaded
         _delete_quietly(storage, saved)
+    else:
+        workspace_id = pack.workspace_id
+        transaction.on_commit(
+            lambda: signals.pack_ready.send(
+                sender=ExportPack, pack_id=pack_id, workspace_id=workspace_id
+            )
+        )
     return ExportPack.objects.get(pk=pack_id)
 
 
