@@ -48,6 +48,7 @@ from generation.backends.base import (
     ProviderState,
     RuleViolation,
 )
+from generation.metrics import finished, provider_call, provider_error
 from generation.models import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -58,6 +59,7 @@ from generation.models import (
     cap_key_for,
     parse_cap_key,
 )
+from studio.metrics import PROVIDER_GENERATION_LATENCY
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +289,11 @@ def generation_create(
         )
         if dispatch:
             _wake_on_commit(generation.cap_key)
+    # Links the request (or command) that made it to the tasks that run it (studio/logs.py).
+    log.info(
+        "generation queued",
+        extra={"generation_id": generation.pk, "backend": backend, "model": model},
+    )
     return generation
 
 
@@ -400,7 +407,8 @@ def generation_submit(*, generation_id: int) -> Next:
             step=SUBMIT,
         )
     try:
-        submission = backend.submit(request)
+        with provider_call(generation.backend, "submit"):
+            submission = backend.submit(request)
     except BackendError as exc:
         return _on_error(generation, exc, step=SUBMIT)
 
@@ -519,9 +527,11 @@ def generation_poll(*, generation_id: int, seq: int) -> Next:
         return Next(wake=(generation.cap_key,))
     try:
         backend = accounts.backend_for_generation(generation)
-        result = backend.poll(
-            task_id=generation.provider_task_id, poll_url=generation.poll_url or None
-        )
+        with provider_call(generation.backend, "poll"):
+            result = backend.poll(
+                task_id=generation.provider_task_id,
+                poll_url=generation.poll_url or None,
+            )
     except BackendError as exc:
         return _on_error(generation, exc, step=POLL, seq=seq)
     return _on_result(
@@ -588,6 +598,9 @@ def _on_result(
                 last_delay / 2 if seq > 0 else 0.0
             )
             engine.record_duration(generation.backend, generation.model, observed)
+            PROVIDER_GENERATION_LATENCY.labels(
+                generation.backend, generation.model
+            ).observe(max(0.0, observed))
         details = dict(generation.provider_details)
         if result.seed is not None:
             details["seed"] = result.seed
@@ -668,9 +681,10 @@ def _download(generation: Generation, backend: Backend) -> bytes:
     synchronous = backend.capabilities().synchronous
     if generation.result_url:
         try:
-            content, _type = backend.fetch(
-                PollResult(ProviderState.READY, result_url=generation.result_url)
-            )
+            with provider_call(generation.backend, "fetch"):
+                content, _type = backend.fetch(
+                    PollResult(ProviderState.READY, result_url=generation.result_url)
+                )
             return content
         except BackendError as exc:
             if exc.error_class != ErrorClass.EXPIRED:
@@ -681,9 +695,10 @@ def _download(generation: Generation, backend: Backend) -> bytes:
             )
     if synchronous:
         raise _ResultLost("the synchronous result was lost before it was stored")
-    result = backend.poll(
-        task_id=generation.provider_task_id, poll_url=generation.poll_url or None
-    )
+    with provider_call(generation.backend, "poll"):
+        result = backend.poll(
+            task_id=generation.provider_task_id, poll_url=generation.poll_url or None
+        )
     if result.state == ProviderState.READY and (
         result.result_url or result.result_bytes is not None
     ):
@@ -692,7 +707,8 @@ def _download(generation: Generation, backend: Backend) -> bytes:
                 ErrorClass.EXPIRED,
                 "The provider's result URL expired before it was downloaded.",
             )
-        content, _type = backend.fetch(result)
+        with provider_call(generation.backend, "fetch"):
+            content, _type = backend.fetch(result)
         return content
     if result.state == ProviderState.FAILED and result.error is not None:
         raise result.error
@@ -748,7 +764,7 @@ def _store(generation: Generation, content: bytes) -> Next:
         unique_fields=["generation"],
         update_fields=[name.removesuffix("_id") for name in defaults],
     )
-    _transition(
+    if _transition(
         generation.pk,
         source=[S.INGESTING],
         target=S.SUCCEEDED,
@@ -756,7 +772,8 @@ def _store(generation: Generation, content: bytes) -> Next:
         due_at=None,
         error_class="",
         error_message="",
-    )
+    ):
+        finished(generation, S.SUCCEEDED)
     return Next()
 
 
@@ -794,6 +811,7 @@ def _finish(
     moved = _transition(generation.pk, source=source, target=target, **fields)
     if moved:
         caps.cap_for(generation.cap_key).release(generation.pk)
+        finished(generation, target)
     return moved
 
 
@@ -802,6 +820,7 @@ def _on_error(
 ) -> Next:
     """Terminal or retry, per engine.decide; a retry is scheduled, never slept. With a fallback
     chain, a failure worth falling back on re-routes the row instead (generation_reroute)."""
+    provider_error(generation.backend, error.error_class)
     tripped = breaker.record_failure(
         generation.cap_key, error.error_class, error.message
     )
@@ -1091,6 +1110,7 @@ def generation_cancel(*, generation_id: int) -> bool:
     ):
         return False
     caps.cap_for(generation.cap_key).release(generation.pk)
+    finished(generation, S.CANCELED)
     if generation.provider_task_id:
         try:
             backend = accounts.backend_for_generation(generation)

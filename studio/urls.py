@@ -16,7 +16,6 @@ urlpatterns = [
     path("workspaces/none/", views.no_workspace, name="no-workspace"),
     path("members/", views.members, name="members"),
     path("members/<int:membership_id>/", views.member_update, name="member-update"),
-    path("healthz", views.healthz, name="healthz"),
     path("", include("campaigns.urls")),
     path("", include("generation.urls")),
     path("admin/", admin.site.urls),
