@@ -3,20 +3,24 @@
 #
 #   make run                  set up .venv, migrate, load the demo data, start web + worker (Ctrl-C stops both)
 #   make test [ARGS="-k x"]   set up .venv (dev extra), ruff, pytest on PostgreSQL + Redis
+#   make prod                 production topology on this machine: gunicorn, I/O + CPU workers, beat (scripts/prod.sh)
 #   make lint                 ruff check + ruff format --check only
 #   make demo                 (re)load the demo data only
 #   make clean                remove .venv and var/ (the SQLite database, media, queue, artefacts)
 
 ARGS ?=
 
-.PHONY: run test lint demo clean help
+.PHONY: run prod test lint demo clean help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '4,9p' Makefile | sed 's/^#  *//'
+	@sed -n '4,10p' Makefile | sed 's/^#  *//'
 
 run:
 	@scripts/run.sh
+
+prod:
+	@scripts/prod.sh
 
 test:
 	@scripts/test.sh $(ARGS)

@@ -456,6 +456,8 @@ def generation_submit(*, generation_id: int) -> Next:
         return Next(wake=(key,))
     generation.state = S.SUBMITTED
     generation.submitted_at = done
+    if submission.cost is not None:
+        generation.actual_cost = submission.cost
     generation.provider_task_id = submission.task_id[:200]
     generation.poll_url = submission.poll_url or ""
     if sync:
@@ -614,6 +616,7 @@ def _on_result(
         }
         if result.cost is not None:
             fields["actual_cost"] = result.cost
+            generation.actual_cost = result.cost
         where = _this_poll(generation, seq)
         if callback:
             del fields["poll_count"]
@@ -755,6 +758,10 @@ def _store(generation: Generation, content: bytes) -> Next:
         "content_type": info.content_type,
         "byte_size": info.byte_size,
         "sha256": info.sha256,
+        # Copied for the gallery's cost sorts (an index per scope): the charge, else the estimate.
+        "cost": generation.actual_cost
+        if generation.actual_cost is not None
+        else generation.estimated_cost,
     }
     # One INSERT ... ON CONFLICT (generation) DO UPDATE: a rerun, even a concurrent one,
     # leaves exactly one Asset, in one round trip.

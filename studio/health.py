@@ -60,13 +60,12 @@ def check_broker() -> str:
 
 
 def check_storage() -> str:
-    from django.core.files.storage import default_storage
+    from django.core.files.storage import storages
 
-    name = default_storage.save(
-        f"health/{uuid.uuid4().hex}.txt", ContentFile(b"readyz")
-    )
-    default_storage.delete(name)
-    return type(default_storage).__name__
+    storage = storages["default"]
+    name = storage.save(f"health/{uuid.uuid4().hex}.txt", ContentFile(b"readyz"))
+    storage.delete(name)
+    return type(storage).__name__
 
 
 def check_migrations() -> str:

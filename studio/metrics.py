@@ -34,6 +34,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -131,15 +132,40 @@ def register_state_collector(collector: Collector) -> None:
         _STATE_COLLECTORS.append(collector)
 
 
+class _Declared(Collector):
+    """In multiprocess mode a family shows up only once some process observed it; this adds the
+    HELP and TYPE of the ones nobody observed yet, so dashboards and alerts see every family."""
+
+    def __init__(self, present: set[str]) -> None:
+        self.present = present
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in (
+            REQUEST_LATENCY,
+            REQUEST_EXCEPTIONS,
+            PROVIDER_CALL_LATENCY,
+            PROVIDER_GENERATION_LATENCY,
+            GENERATION_ERRORS,
+            RATE_LIMITED,
+            GENERATIONS_FINISHED,
+            COST,
+            EXPORT_DURATION,
+            CHECK_DURATION,
+        ):
+            if metric._name not in self.present:
+                yield Metric(metric._name, metric._documentation, metric._type)
+
+
 def exposition() -> tuple[bytes, str]:
     """The text exposition: this machine's event metrics (every process's, in multiprocess mode)
     followed by the state collectors' families."""
+    state = CollectorRegistry(auto_describe=False)
     if settings.PROMETHEUS_MULTIPROC_DIR:
         events = CollectorRegistry()
-        MultiProcessCollector(events)
+        collector = MultiProcessCollector(events)
+        state.register(_Declared({family.name for family in collector.collect()}))
     else:
         events = REGISTRY
-    state = CollectorRegistry(auto_describe=False)
     for collector in _STATE_COLLECTORS:
         state.register(collector)
     return generate_latest(events) + generate_latest(state), CONTENT_TYPE_LATEST
@@ -180,4 +206,8 @@ def families(text: str) -> Iterable[str]:
     """Family names in an exposition (tests and the topology check)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {family.name for family in text_string_to_metric_families(text)}
+    # The parser names a counter family without its `_total`; exporters and queries use it.
+    return {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(text)
+    }
