@@ -18,6 +18,7 @@ canceled batch back to running. Each change is a conditional UPDATE on the expec
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -71,6 +72,7 @@ from generation.models import (
 )
 from generation.spend import Budget, Spend, campaign_budget, spend_of
 
+log = logging.getLogger(__name__)
 S = GenerationState
 B = BatchState
 FIELD_BUDGET = "budget"
@@ -350,6 +352,15 @@ def _store_generations(
         for index, variant in enumerate(plan.variants)
     ]
     Generation.objects.bulk_create(rows, batch_size=500)
+    # Links the request that dispatched the batch to the tasks that run each generation (their
+    # log lines carry generation_id and this request's request_id: studio/logs.py).
+    log.info(
+        "batch generations queued",
+        extra={
+            "batch": str(batch.code),
+            "generation_ids": [row.pk for row in rows],
+        },
+    )
     _wake_on_commit(
         {
             f"{backend}:{account_id if account_id is not None else 'env'}"

@@ -59,6 +59,7 @@ from generation.backends.base import (
     RuleViolation,
 )
 from generation.error_text import RAW_MAX_CHARS, member_message
+from generation.metrics import finished, provider_call, provider_error
 from generation.models import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -69,6 +70,7 @@ from generation.models import (
     cap_key_for,
     parse_cap_key,
 )
+from studio.metrics import PROVIDER_GENERATION_LATENCY
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +308,11 @@ def generation_create(
         )
         if dispatch:
             _wake_on_commit(generation.cap_key)
+    # Links the request (or command) that made it to the tasks that run it (studio/logs.py).
+    log.info(
+        "generation queued",
+        extra={"generation_id": generation.pk, "backend": backend, "model": model},
+    )
     return generation
 
 
@@ -419,7 +426,8 @@ def generation_submit(*, generation_id: int) -> Next:
             step=SUBMIT,
         )
     try:
-        submission = backend.submit(request)
+        with provider_call(generation.backend, "submit"):
+            submission = backend.submit(request)
     except BackendError as exc:
         if exc.details.get("maybe_submitted"):
             _record_uncertain_submit(generation, exc, now=now)
@@ -469,6 +477,8 @@ def generation_submit(*, generation_id: int) -> Next:
         return Next(wake=(key,))
     generation.state = S.SUBMITTED
     generation.submitted_at = done
+    if submission.cost is not None:
+        generation.actual_cost = submission.cost
     generation.provider_task_id = submission.task_id[:200]
     generation.poll_url = submission.poll_url or ""
     if sync:
@@ -567,9 +577,11 @@ def generation_poll(*, generation_id: int, seq: int) -> Next:
         return Next(wake=(generation.cap_key,))
     try:
         backend = accounts.backend_for_generation(generation)
-        result = backend.poll(
-            task_id=generation.provider_task_id, poll_url=generation.poll_url or None
-        )
+        with provider_call(generation.backend, "poll"):
+            result = backend.poll(
+                task_id=generation.provider_task_id,
+                poll_url=generation.poll_url or None,
+            )
     except BackendError as exc:
         return _on_error(generation, exc, step=POLL, seq=seq)
     return _on_result(
@@ -640,6 +652,10 @@ def _on_result(
         _learn_duration(
             generation, result, now=now, seq=seq, last_delay=last_delay, late=lateness
         )
+        if generation.submitted_at is not None:
+            PROVIDER_GENERATION_LATENCY.labels(
+                generation.backend, generation.model
+            ).observe(max(0.0, (now - generation.submitted_at).total_seconds()))
         details = dict(generation.provider_details)
         if result.seed is not None:
             details["seed"] = result.seed
@@ -653,6 +669,7 @@ def _on_result(
         }
         if result.cost is not None:
             fields["actual_cost"] = result.cost
+            generation.actual_cost = result.cost
         where = _this_poll(generation, seq)
         if callback:
             del fields["poll_count"]
@@ -753,9 +770,10 @@ def _download(generation: Generation, backend: Backend) -> bytes:
     synchronous = backend.capabilities().synchronous
     if generation.result_url:
         try:
-            content, _type = backend.fetch(
-                PollResult(ProviderState.READY, result_url=generation.result_url)
-            )
+            with provider_call(generation.backend, "fetch"):
+                content, _type = backend.fetch(
+                    PollResult(ProviderState.READY, result_url=generation.result_url)
+                )
             return content
         except BackendError as exc:
             if exc.error_class != ErrorClass.EXPIRED:
@@ -766,14 +784,16 @@ def _download(generation: Generation, backend: Backend) -> bytes:
             )
     if synchronous:
         raise _ResultLost("the synchronous result was lost before it was stored")
-    result = backend.poll(
-        task_id=generation.provider_task_id, poll_url=generation.poll_url or None
-    )
+    with provider_call(generation.backend, "poll"):
+        result = backend.poll(
+            task_id=generation.provider_task_id, poll_url=generation.poll_url or None
+        )
     if result.state == ProviderState.READY and (
         result.result_url or result.result_bytes is not None
     ):
         try:
-            content, _type = backend.fetch(result)
+            with provider_call(generation.backend, "fetch"):
+                content, _type = backend.fetch(result)
         except BackendError as exc:
             if exc.error_class != ErrorClass.EXPIRED:
                 raise
@@ -838,6 +858,10 @@ def _store(generation: Generation, content: bytes) -> Next:
         "content_type": info.content_type,
         "byte_size": info.byte_size,
         "sha256": info.sha256,
+        # Copied for the gallery's cost sorts (an index per scope): the charge, else the estimate.
+        "cost": generation.actual_cost
+        if generation.actual_cost is not None
+        else generation.estimated_cost,
     }
     # One INSERT ... ON CONFLICT (generation) DO UPDATE: a rerun, even a concurrent one,
     # leaves exactly one Asset, in one round trip.
@@ -857,6 +881,7 @@ def _store(generation: Generation, content: bytes) -> Next:
         error_message="",
     )
     if stored:
+        finished(generation, S.SUCCEEDED)
         # Brand checks (checks/) listen: they queue their own task, the image is in the gallery now.
         # (PostgreSQL returns the row's id from the upsert; other databases need a query.)
         asset_id = asset.pk or Asset.objects.get(generation=generation).pk
@@ -900,6 +925,7 @@ def _finish(
     moved = _transition(generation.pk, source=source, target=target, **fields)
     if moved:
         caps.cap_for(generation.cap_key).release(generation.pk)
+        finished(generation, target)
     return moved
 
 
@@ -908,6 +934,7 @@ def _on_error(
 ) -> Next:
     """Terminal or retry, per engine.decide; a retry is scheduled, never slept. With a fallback
     chain, a failure worth falling back on re-routes the row instead (generation_reroute)."""
+    provider_error(generation.backend, error.error_class)
     tripped = breaker.record_failure(
         generation.cap_key, error.error_class, error.message
     )
@@ -1197,6 +1224,7 @@ def generation_cancel(*, generation_id: int) -> bool:
     ):
         return False
     caps.cap_for(generation.cap_key).release(generation.pk)
+    finished(generation, S.CANCELED)
     if generation.provider_task_id:
         try:
             backend = accounts.backend_for_generation(generation)

@@ -16,6 +16,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from studio import logs as studio_logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -38,6 +40,11 @@ def env_secret(name: str, default: str = "") -> str:
     if path := os.environ.get(f"{name}_FILE"):
         return Path(path).read_text().strip()
     return default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -113,6 +120,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Probes (/healthz, /readyz, /metrics) answer before the HTTPS redirect and host validation.
+    "studio.health.ProbeMiddleware",
+    "studio.metrics.RequestMetricsMiddleware",
+    "studio.logs.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads the body (CSRF reads POST): an oversized upload is refused unread.
     "studio.uploads.RequestSizeLimitMiddleware",
@@ -387,16 +398,21 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# Logs: plain text, or one JSON object per line with request/task context (studio/logs.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+LOGGING = studio_logs.logging_config(LOG_FORMAT, os.environ.get("LOG_LEVEL", "INFO"))
+# Errors to Sentry from web and workers when set (sentry-sdk; studio/observability.py).
+SENTRY_DSN = env_secret("SENTRY_DSN")
+SENTRY_ENVIRONMENT = os.environ.get("SENTRY_ENVIRONMENT", "production")
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0)
+# /metrics: with a token, only `Authorization: Bearer <token>` may read it; without, loopback only.
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+# prometheus-client's multiprocess folder (read by the library itself, before any metric exists):
+# set it for gunicorn and the Celery workers of one machine, emptied at each start (scripts/prod.sh).
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+# Redis must not evict the broker's messages, leases or breakers: warn at start unless the
+# server's maxmemory-policy is noeviction (studio/checks.py). 0 turns the check off.
+REDIS_EVICTION_CHECK = env_bool("REDIS_EVICTION_CHECK", True)
 
 # Test runs: the fast hasher (passwords are irrelevant to what the tests check).
 if TESTING:
@@ -407,11 +423,6 @@ if TESTING:
 # provider account (generation/accounts.py). BFL_API_URL takes a URL or a region ("eu", "us").
 BFL_API_KEY = env_secret("BFL_API_KEY")
 BFL_API_URL = os.environ.get("BFL_API_URL", "https://api.bfl.ai")
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
 
 
 # Active tasks each provider account may have at once, shared by every worker through Redis
