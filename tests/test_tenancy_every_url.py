@@ -108,6 +108,10 @@ NOT_OBJECT_URLS: set[str] = {
             "asset_comment",
             "asset_file",
             "asset_signed_file",
+            "export_detail",
+            "export_cancel",
+            "export_file",
+            "export_signed_file",
         )
     ),  # fmt: skip
 }
