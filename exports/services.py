@@ -429,10 +429,15 @@ def _assets(pack: ExportPack) -> list[Asset]:
 
 
 def _approvals(pack: ExportPack) -> dict[int, list[dict[str, str]]]:
+    return _approvals_for(pack.asset_ids)
+
+
+def _approvals_for(asset_ids: list[int]) -> dict[int, list[dict[str, str]]]:
+    """Who approved each asset and when (every approval, oldest first)."""
     result: dict[int, list[dict[str, str]]] = {}
     events = (
         ReviewEvent.objects.filter(
-            asset_id__in=pack.asset_ids, to_status=ReviewStatus.APPROVED
+            asset_id__in=asset_ids, to_status=ReviewStatus.APPROVED
         )
         .select_related("actor")
         .order_by("created_at", "id")
