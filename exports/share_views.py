@@ -55,7 +55,9 @@ def public(view: Any) -> Any:
         response = view(request, link, token, *args, **kwargs)
         add_never_cache_headers(response)
         response["X-Robots-Tag"] = "noindex, nofollow"
-        response["Referrer-Policy"] = "no-referrer"  # the token is in the address
+        # The token is in the address: never sent to other sites. (no-referrer would make browsers
+        # send "Origin: null" with the forms, which the CSRF check rightly refuses.)
+        response["Referrer-Policy"] = "same-origin"
         return response
 
     return wrapper
