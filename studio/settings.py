@@ -204,6 +204,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_LOCKOUT_CALLABLE = "studio.login_throttle.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "studio.login_throttle.client_address"
+# No start-up banner on stderr: management commands promise one line of output (export_pack).
+AXES_VERBOSE = False
 # Successful logins are not logged by axes (the table would only grow); failures are what counts.
 AXES_DISABLE_ACCESS_LOG = True
 # No "AXES: BEGIN version …" banner in every process (management commands print one line only).
@@ -545,6 +547,19 @@ STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)
 EXPORT_MAX_UPSCALE = env_float("EXPORT_MAX_UPSCALE", 1.25)
 EXPORT_PACK_TTL_HOURS = env_int("EXPORT_PACK_TTL_HOURS", 168)
 EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3600)
+# C2PA signing of renditions (exports/c2pa_sign.py): a PEM certificate chain (signing certificate
+# first) and its PKCS#8 PEM key; both set turns signing on. ES256 or PS256 etc. (EXPORT_C2PA_ALG).
+EXPORT_C2PA_CERT = os.environ.get("EXPORT_C2PA_CERT", "")
+EXPORT_C2PA_KEY = os.environ.get("EXPORT_C2PA_KEY", "")
+EXPORT_C2PA_ALG = os.environ.get("EXPORT_C2PA_ALG", "es256")
+EXPORT_C2PA_TSA_URL = os.environ.get("EXPORT_C2PA_TSA_URL", "")
+# Images rendered at once while a pack builds (threads: Pillow releases the GIL while decoding,
+# resizing and encoding, and Celery's prefork children may not start processes of their own).
+EXPORT_BUILD_THREADS = env_int("EXPORT_BUILD_THREADS", 2)
+# Outside review links (exports/sharing.py): default lifetime, and requests per address and
+# link per minute on the public pages.
+SHARE_LINK_DAYS = env_int("SHARE_LINK_DAYS", 14)
+SHARE_RATE_LIMIT = env_int("SHARE_RATE_LIMIT", 120)
 
 # Templates of feature apps that lower layers include without importing them (studio/ui_hooks.py):
 # the gallery's bulk bar, a campaign's and a batch's action buttons.
