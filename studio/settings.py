@@ -228,6 +228,10 @@ else:
         "unacked_restore_interval": 5,
         "unacked_restore_throttle": 2,
     }
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        # kombu's Redis transport, minus a crash that ends the worker when Redis restarts while
+        # it holds unacknowledged messages (studio/broker.py; docs/engine-recovery.md).
+        CELERY_BROKER_TRANSPORT = "studio.broker:Transport"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
