@@ -1118,14 +1118,16 @@ def generation_expire(*, generation_id: int, message: str) -> bool:
 # --- the sweep ----------------------------------------------------------------------------------
 
 
-def generation_sweep(*, now: datetime | None = None, limit: int = 1000) -> SweepPlan:
+def generation_sweep(
+    *, now: datetime | None = None, limit: int = 1000, stuck_after: float | None = None
+) -> SweepPlan:
     """Find non-terminal generations whose next step is overdue, re-arm them, and say what to run.
 
     A row is overdue when its due_at is more than ENGINE_STUCK_AFTER in the past: its scheduled
     task was lost (a SIGKILLed worker's messages stay unacked in Redis until visibility_timeout,
     5 minutes here) or its claim outlived a dead worker. Re-arming (due_at = now, conditional on
     the due_at just read) makes each re-drive happen once per ENGINE_STUCK_AFTER at most, even with
-    two sweeps running. Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
+    two sweeps running. A starting worker passes a shorter `stuck_after` (tasks.py). Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
     waiting, then `expired`.
     """
     now = now or timezone.now()
@@ -1147,7 +1149,9 @@ def generation_sweep(*, now: datetime | None = None, limit: int = 1000) -> Sweep
         ):
             plan.expired.append(generation_id)
 
-    stuck_before = now - _seconds(engine.conf("ENGINE_STUCK_AFTER", 30.0))
+    if stuck_after is None:
+        stuck_after = engine.conf("ENGINE_STUCK_AFTER", 30.0)
+    stuck_before = now - _seconds(stuck_after)
     stuck = (
         Generation.objects.filter(state__in=ACTIVE_STATES, due_at__lt=stuck_before)
         .order_by("due_at")

@@ -30,6 +30,7 @@ import logging
 
 import redis
 from celery import shared_task
+from celery.signals import task_postrun, task_prerun, worker_ready
 from django.db import InterfaceError, OperationalError, connections
 
 from generation import caps, engine
@@ -55,9 +56,12 @@ _OPTIONS = {
 }
 
 
-def _usable_connections() -> None:
-    """Drop database connections that broke (server restart, network): the worker keeps its
-    connection between tasks (CELERY_DB_REUSE_MAX), so nobody else would notice."""
+@task_prerun.connect
+@task_postrun.connect
+def _usable_connections(**_: object) -> None:
+    """Drop database connections that broke (server restart, network) before and after every
+    task: the worker keeps its connection between tasks (CELERY_DB_REUSE_MAX), so nobody else
+    would notice, and a retry would fail again on the same dead socket."""
     for conn in connections.all(initialized_only=True):
         if (
             conn.connection is not None
@@ -164,7 +168,6 @@ def follow(generation_id: int, nxt: Next, *, inline: int = 1) -> None:
 
 @shared_task(**_OPTIONS)
 def generation_dispatch(cap_key: str) -> None:
-    _usable_connections()
     _dispatch(cap_key)
 
 
@@ -172,7 +175,6 @@ def generation_dispatch(cap_key: str) -> None:
 def generation_submit(generation_id: int) -> None:
     from generation import services
 
-    _usable_connections()
     follow(generation_id, services.generation_submit(generation_id=generation_id))
 
 
@@ -189,16 +191,14 @@ def generation_poll(generation_id: int, seq: int) -> None:
 def generation_ingest(generation_id: int) -> None:
     from generation import services
 
-    _usable_connections()
     follow(generation_id, services.generation_ingest(generation_id=generation_id))
 
 
 @shared_task(**_OPTIONS)
-def generation_sweep() -> dict[str, int]:
+def generation_sweep(stuck_after: float | None = None) -> dict[str, int]:
     from generation import services
 
-    _usable_connections()
-    plan = services.generation_sweep()
+    plan = services.generation_sweep(stuck_after=stuck_after)
     for generation_id in plan.submit:
         generation_submit.delay(generation_id)
     for generation_id, seq in plan.poll:
@@ -212,3 +212,16 @@ def generation_sweep() -> dict[str, int]:
         "expired": len(plan.expired),
         "dispatch": len(plan.dispatch),
     }
+
+
+@worker_ready.connect
+def _sweep_on_start(sender: object = None, **_: object) -> None:
+    """A worker that starts re-drives overdue work at once: after a crash its predecessor's
+    messages sit unacknowledged in Redis until the visibility timeout, and the periodic sweep
+    would wait ENGINE_STUCK_AFTER. Work due within the next poll interval is caught by a second
+    pass. Re-driving work another live worker holds is harmless (every step is idempotent)."""
+    stuck_after = engine.conf("ENGINE_STARTUP_STUCK_AFTER", 2.0)
+    for countdown in (0.0, engine.conf("ENGINE_POLL_MAX", 8.0) + stuck_after):
+        generation_sweep.apply_async(
+            kwargs={"stuck_after": stuck_after}, countdown=countdown
+        )
