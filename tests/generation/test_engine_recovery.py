@@ -255,12 +255,14 @@ def test_a_postgresql_restart_costs_each_worker_process_one_failed_task_at_most(
     on_postgres.stop("fast")
     on_postgres.start()
     finished = wait_for(lambda: terminal(ids) == n, timeout=60, step=0.1)
-    log = worker.log_path.read_text(errors="replace")
-    broken = log.count("OperationalError") + log.count("InterfaceError")
-    print(f"\npostgresql restart: {broken} database errors in the worker log")
+    log = worker.log_path.read_text(errors="replace").splitlines()
+    # Retries on a dead socket kept from before the restart; "connection failed" is a new
+    # connection tried while the server was still down, which no worker can avoid.
+    broken = sum(
+        1 for line in log if " retry: " in line and "connection failed" not in line
+    )
+    print(f"\npostgresql restart: {broken} retries on a broken connection")
     assert finished, f"{states(ids)}\n{worker.log_tail(60)}"
     assert states(ids) == Counter({GenerationState.SUCCEEDED: n})
-    # Two pool processes and the beat: each may lose one task to its broken connection, and a
-    # failed task may name its error in the retry line and in a traceback (measured: 4; before
-    # the fix the issue saw 45 retries).
-    assert broken <= 6, worker.log_tail(80)
+    # Two pool processes: each may lose one task to its broken connection (the issue saw 45).
+    assert broken <= 2, worker.log_tail(80)
