@@ -39,7 +39,17 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from generation import accounts, breaker, caps, engine, fair, imaging, routing, webhooks
+from generation import (
+    accounts,
+    breaker,
+    caps,
+    claims,
+    engine,
+    fair,
+    imaging,
+    routing,
+    webhooks,
+)
 from generation.backends.base import (
     Backend,
     BackendError,
@@ -385,6 +395,7 @@ def generation_submit(*, generation_id: int) -> Next:
     )
     if not claimed:
         return Next()
+    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     try:
         backend = accounts.backend_for_generation(generation)
         request = webhooks.attach(generation, backend, _request_for(generation))
@@ -619,6 +630,7 @@ def _on_result(
             return Next(wake=(key,))
         if not inline:
             return Next(INGEST, wake=(key,))
+        claims.hold(generation.pk, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
         generation.state = S.INGESTING
         nxt = _store(generation, result.result_bytes)
         return Next(nxt.action, nxt.countdown, nxt.poll_seq, wake=(key, *nxt.wake))
@@ -649,6 +661,7 @@ def generation_ingest(*, generation_id: int) -> Next:
     )
     if not claimed:
         return Next()
+    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     try:
         backend = accounts.backend_for_generation(generation)
         content = _download(generation, backend)
@@ -1125,7 +1138,8 @@ def generation_sweep(
 
     A row is overdue when its due_at is more than ENGINE_STUCK_AFTER in the past: its scheduled
     task was lost (a SIGKILLed worker's messages stay unacked in Redis until visibility_timeout,
-    5 minutes here) or its claim outlived a dead worker. Re-arming (due_at = now, conditional on
+    5 minutes here) or its claim outlived a dead worker. A claim whose holder is provably dead
+    (claims.py) is re-armed at once, whatever its due_at. Re-arming (due_at = now, conditional on
     the due_at just read) makes each re-drive happen once per ENGINE_STUCK_AFTER at most, even with
     two sweeps running. A starting worker passes a shorter `stuck_after` (tasks.py). Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
     waiting, then `expired`.
@@ -1157,7 +1171,22 @@ def generation_sweep(
         .order_by("due_at")
         .values_list("id", "state", "poll_count", "due_at")[:limit]
     )
-    for generation_id, state, poll_count, due_at in stuck:
+    # Claims whose holder died (claims.py): released now instead of after ENGINE_CLAIM_TTL.
+    claimed = (
+        Generation.objects.filter(
+            Q(state=S.QUEUED, dispatched_at__isnull=False) | Q(state=S.INGESTING),
+            due_at__gt=now,
+            due_at__lte=now + _claim_ttl() + _SLACK,
+        )
+        .order_by("due_at")
+        .values_list("id", "state", "poll_count", "due_at")[:limit]
+    )
+    claimed = list(claimed)
+    orphaned = claims.dead((pk, due_at) for pk, _, _, due_at in claimed)
+    if orphaned:
+        log.warning("sweep: releasing %d claim(s) of dead workers", len(orphaned))
+    overdue = [*stuck, *(row for row in claimed if row[0] in orphaned)]
+    for generation_id, state, poll_count, due_at in overdue:
         rearmed = Generation.objects.filter(
             pk=generation_id, state=state, due_at=due_at
         ).update(due_at=now, updated_at=now)

@@ -216,12 +216,18 @@ def generation_sweep(stuck_after: float | None = None) -> dict[str, int]:
 
 @worker_ready.connect
 def _sweep_on_start(sender: object = None, **_: object) -> None:
-    """A worker that starts re-drives overdue work at once: after a crash its predecessor's
+    """A worker that starts re-drives its dead predecessor's work at once. The predecessor's
     messages sit unacknowledged in Redis until the visibility timeout, and the periodic sweep
-    would wait ENGINE_STUCK_AFTER. Work due within the next poll interval is caught by a second
-    pass. Re-driving work another live worker holds is harmless (every step is idempotent)."""
-    stuck_after = engine.conf("ENGINE_STARTUP_STUCK_AFTER", 2.0)
-    for countdown in (0.0, engine.conf("ENGINE_POLL_MAX", 8.0) + stuck_after):
-        generation_sweep.apply_async(
-            kwargs={"stuck_after": stuck_after}, countdown=countdown
-        )
+    only takes work ENGINE_STUCK_AFTER (30 s) overdue. So for a short while the worker sweeps
+    every ENGINE_STARTUP_STUCK_AFTER seconds with that as the overdue bound: until every poll the
+    predecessor had scheduled is due (ENGINE_POLL_MAX) and its claims' holders have missed their
+    heartbeat (ENGINE_HOLDER_ALIVE_TTL, claims.py). Re-driving work another live worker holds is
+    harmless (every step is idempotent); its claims are never touched while it lives."""
+    from generation import claims
+
+    step = max(engine.conf("ENGINE_STARTUP_STUCK_AFTER", 2.0), 0.5)
+    until = max(engine.conf("ENGINE_POLL_MAX", 8.0), claims.alive_ttl()) + step
+    countdown = 0.0
+    while countdown <= until:
+        generation_sweep.apply_async(kwargs={"stuck_after": step}, countdown=countdown)
+        countdown += step

@@ -361,10 +361,13 @@ ENGINE_SWEEP_INTERVAL = env_float("ENGINE_SWEEP_INTERVAL", 15.0)
 ENGINE_STUCK_AFTER = env_float("ENGINE_STUCK_AFTER", 30.0)
 ENGINE_LEASE_TTL = env_float("ENGINE_LEASE_TTL", 180.0)
 ENGINE_CAP_RECHECK = env_float("ENGINE_CAP_RECHECK", 2.0)
-# A worker that starts re-drives work already this overdue at once (and again after
-# ENGINE_POLL_MAX), instead of waiting for STUCK_AFTER: a restarted worker resumes its dead
-# predecessor's generations in seconds (docs/engine-recovery.md).
+# A worker that starts sweeps every this many seconds, re-driving work this overdue, until its
+# dead predecessor's polls are due and claims released, instead of waiting for STUCK_AFTER: a
+# restarted worker resumes its predecessor's generations in seconds (docs/engine-recovery.md).
 ENGINE_STARTUP_STUCK_AFTER = env_float("ENGINE_STARTUP_STUCK_AFTER", 2.0)
+# A process holding a submit/ingest claim keeps a liveness key with this TTL (s) in Redis; once
+# it lapses the holder counts as dead and the sweep releases its claims (generation/claims.py).
+ENGINE_HOLDER_ALIVE_TTL = env_float("ENGINE_HOLDER_ALIVE_TTL", 6.0)
 # Deadlines: at the provider (then `expired`), and waiting in the queue.
 ENGINE_PROVIDER_DEADLINE = env_float("ENGINE_PROVIDER_DEADLINE", 900.0)
 ENGINE_QUEUE_DEADLINE = env_float("ENGINE_QUEUE_DEADLINE", 86400.0)

@@ -170,10 +170,6 @@ def test_a_redis_restart_mid_batch_neither_ends_the_worker_nor_forgets_the_cap(
     assert counts["submissions"] == n, counts
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10 item 7 unfinished: measured 28.8 s (< 15 s required); see the 10a note",
-)
 def test_a_sigkilled_worker_is_replaced_and_recovers_in_seconds_with_default_settings(
     fake: FakeBFL, engine: Callable[..., Worker]
 ) -> None:
