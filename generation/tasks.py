@@ -225,7 +225,7 @@ def _sweep_on_start(sender: object = None, **_: object) -> None:
     harmless (every step is idempotent); its claims are never touched while it lives."""
     from generation import claims
 
-    step = max(engine.conf("ENGINE_STARTUP_STUCK_AFTER", 2.0), 0.5)
+    step = max(engine.conf("ENGINE_STARTUP_STUCK_AFTER", 1.0), 0.5)
     until = max(engine.conf("ENGINE_POLL_MAX", 8.0), claims.alive_ttl()) + step
     countdown = 0.0
     while countdown <= until:

@@ -364,7 +364,7 @@ ENGINE_CAP_RECHECK = env_float("ENGINE_CAP_RECHECK", 2.0)
 # A worker that starts sweeps every this many seconds, re-driving work this overdue, until its
 # dead predecessor's polls are due and claims released, instead of waiting for STUCK_AFTER: a
 # restarted worker resumes its predecessor's generations in seconds (docs/engine-recovery.md).
-ENGINE_STARTUP_STUCK_AFTER = env_float("ENGINE_STARTUP_STUCK_AFTER", 2.0)
+ENGINE_STARTUP_STUCK_AFTER = env_float("ENGINE_STARTUP_STUCK_AFTER", 1.0)
 # A process holding a submit/ingest claim keeps a liveness key with this TTL (s) in Redis; once
 # it lapses the holder counts as dead and the sweep releases its claims (generation/claims.py).
 ENGINE_HOLDER_ALIVE_TTL = env_float("ENGINE_HOLDER_ALIVE_TTL", 6.0)

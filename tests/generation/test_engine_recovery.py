@@ -29,7 +29,8 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from generation.models import Generation, GenerationState
+from generation import caps
+from generation.models import TERMINAL_STATES, Generation, GenerationState
 from studio.celery import app as celery_app
 from tests.fakes import bfl_server
 from tests.fakes.bfl_server import FakeBFL
@@ -139,6 +140,23 @@ def at_provider(ids: list[int]) -> int:
     ).count()
 
 
+def unfinished(ids: list[int]) -> list[tuple[object, ...]]:
+    """The rows still open, with the claim record and the holder's liveness (claims.py)."""
+    client = caps.redis_client()
+    assert client is not None
+    rows = []
+    for pk, state, due_at, updated_at in (
+        Generation.objects.filter(pk__in=ids)
+        .exclude(state__in=TERMINAL_STATES)
+        .values_list("pk", "state", "due_at", "updated_at")
+    ):
+        record = client.get(f"{caps.prefix()}:claim:{pk}")
+        holder = record.decode().split(" ")[0] if record else ""
+        alive = bool(holder) and bool(client.exists(f"{caps.prefix()}:alive:{holder}"))
+        rows.append((pk, state, due_at, updated_at, record, alive))
+    return rows
+
+
 def test_a_redis_restart_mid_batch_neither_ends_the_worker_nor_forgets_the_cap(
     fake: FakeBFL, redis_server: RedisServer, engine: Callable[..., Worker]
 ) -> None:
@@ -187,7 +205,7 @@ def test_a_sigkilled_worker_is_replaced_and_recovers_in_seconds_with_default_set
     print(
         f"\nsigkill: {left} left at the kill, all done {recovery:.1f} s after restart"
     )
-    assert finished, f"{states(ids)}\n{second.log_tail(60)}"
+    assert finished, f"{states(ids)} {unfinished(ids)}\n{second.log_tail(60)}"
     assert states(ids) == Counter({GenerationState.SUCCEEDED: n})
     # Generations still to run take ceil(left / 24) x 2 s at the fake; the rest is recovery.
     assert recovery < 15, f"recovery took {recovery:.1f} s"
