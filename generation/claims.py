@@ -5,9 +5,11 @@ second delivery sees a future due_at and stops. When the worker holding the clai
 the claim used to block the row for the whole TTL (60 s) plus ENGINE_STUCK_AFTER. So every claim
 also names its holder in Redis:
 
-- `<prefix>:claim:<generation id>` = "<holder> <due_at ISO>", expiring with the claim. The due_at
+- `<prefix>:claim:<generation id>:<due_at ISO>` = "<holder>", expiring with the claim. The due_at
   identifies THIS claim: a later claim, a retry's backoff or any other move of the row changes
-  due_at, and the record no longer applies.
+  due_at, and the record no longer applies. It is written BEFORE the claim's UPDATE, so a kill
+  between the two never leaves a claim without its record (a record whose UPDATE lost or never
+  ran matches no row); one key per claim, so a losing duplicate never overwrites the winner's.
 - `<prefix>:alive:<holder>`, with a short TTL (ENGINE_HOLDER_ALIVE_TTL), refreshed by a daemon
   thread of the holding process. The holder is one process (host, pid and a random token, so a
   reused pid is a new holder); the thread starts with the process's first claim.
@@ -65,8 +67,8 @@ def _alive_key(name: str) -> str:
     return f"{prefix()}:alive:{name}"
 
 
-def _claim_key(generation_id: int) -> str:
-    return f"{prefix()}:claim:{generation_id}"
+def _claim_key(generation_id: int, due_at: datetime) -> str:
+    return f"{prefix()}:claim:{generation_id}:{due_at.isoformat()}"
 
 
 def _heartbeat(client: redis.Redis, name: str, pid: int) -> None:
@@ -103,9 +105,7 @@ def hold(generation_id: int, due_at: datetime, *, ttl: float) -> None:
         pipe = client.pipeline(transaction=False)
         pipe.set(_alive_key(name), "1", px=int(alive_ttl() * 1000))
         pipe.set(
-            _claim_key(generation_id),
-            f"{name} {due_at.isoformat()}",
-            px=int((ttl + alive_ttl()) * 1000),
+            _claim_key(generation_id, due_at), name, px=int((ttl + alive_ttl()) * 1000)
         )
         pipe.execute()
     except redis.RedisError:
@@ -125,14 +125,12 @@ def dead(claims: Iterable[tuple[int, datetime]]) -> set[int]:
 
 
 def _dead(client: redis.Redis, claims: list[tuple[int, datetime]]) -> set[int]:
-    records = client.mget([_claim_key(pk) for pk, _ in claims])
-    holders: dict[int, str] = {}
-    for (pk, due_at), record in zip(claims, records, strict=True):
-        if record is None:
-            continue
-        name, _, stamp = record.decode().partition(" ")
-        if stamp == due_at.isoformat():
-            holders[pk] = name
+    records = client.mget([_claim_key(pk, due_at) for pk, due_at in claims])
+    holders = {
+        pk: record.decode()
+        for (pk, _), record in zip(claims, records, strict=True)
+        if record is not None
+    }
     if not holders:
         return set()
     names = sorted(set(holders.values()))

@@ -386,6 +386,9 @@ def generation_submit(*, generation_id: int) -> Next:
         return Next(wake=(key,))
     if (held := _breaker_gate(generation, now=now)) is not None:
         return held
+    # The holder is recorded before the claim is taken: a kill between the two leaves either
+    # no claim or a claim the sweep can attribute (claims.py).
+    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     claimed = (
         Generation.objects.filter(
             pk=generation_id, state=S.QUEUED, dispatched_at__isnull=False
@@ -395,7 +398,6 @@ def generation_submit(*, generation_id: int) -> Next:
     )
     if not claimed:
         return Next()
-    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     try:
         backend = accounts.backend_for_generation(generation)
         request = webhooks.attach(generation, backend, _request_for(generation))
@@ -619,6 +621,10 @@ def _on_result(
         # Synchronous backend: the bytes are here, ingest in this same step (claimed for it);
         # otherwise an ingest task downloads the result at once.
         inline = result.result_bytes is not None
+        if inline:
+            claims.hold(
+                generation.pk, now + _claim_ttl(), ttl=_claim_ttl().total_seconds()
+            )
         if not _transition(
             generation.pk,
             source=AT_PROVIDER,
@@ -630,7 +636,6 @@ def _on_result(
             return Next(wake=(key,))
         if not inline:
             return Next(INGEST, wake=(key,))
-        claims.hold(generation.pk, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
         generation.state = S.INGESTING
         nxt = _store(generation, result.result_bytes)
         return Next(nxt.action, nxt.countdown, nxt.poll_seq, wake=(key, *nxt.wake))
@@ -654,6 +659,7 @@ def generation_ingest(*, generation_id: int) -> Next:
     now = timezone.now()
     if generation is None or generation.state != S.INGESTING:
         return Next()
+    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     claimed = (
         Generation.objects.filter(pk=generation_id, state=S.INGESTING)
         .filter(Q(due_at__isnull=True) | Q(due_at__lte=now + _SLACK))
@@ -661,7 +667,6 @@ def generation_ingest(*, generation_id: int) -> Next:
     )
     if not claimed:
         return Next()
-    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     try:
         backend = accounts.backend_for_generation(generation)
         content = _download(generation, backend)
