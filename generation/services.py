@@ -1137,7 +1137,11 @@ def generation_expire(*, generation_id: int, message: str) -> bool:
 
 
 def generation_sweep(
-    *, now: datetime | None = None, limit: int = 1000, stuck_after: float | None = None
+    *,
+    now: datetime | None = None,
+    limit: int = 1000,
+    stuck_after: float | None = None,
+    skip: Iterable[int] = (),
 ) -> SweepPlan:
     """Find non-terminal generations whose next step is overdue, re-arm them, and say what to run.
 
@@ -1146,7 +1150,8 @@ def generation_sweep(
     5 minutes here) or its claim outlived a dead worker. A claim whose holder is provably dead
     (claims.py) is re-armed at once, whatever its due_at. Re-arming (due_at = now, conditional on
     the due_at just read) makes each re-drive happen once per ENGINE_STUCK_AFTER at most, even with
-    two sweeps running. A starting worker passes a shorter `stuck_after` (tasks.py). Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
+    two sweeps running. A starting worker passes a shorter `stuck_after` (tasks.py), and `skip`:
+    the rows its earlier passes re-drove (their re-drives may still wait in its busy queue). Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
     waiting, then `expired`.
     """
     now = now or timezone.now()
@@ -1173,6 +1178,7 @@ def generation_sweep(
     stuck_before = now - _seconds(stuck_after)
     stuck = (
         Generation.objects.filter(state__in=ACTIVE_STATES, due_at__lt=stuck_before)
+        .exclude(pk__in=list(skip))
         .order_by("due_at")
         .values_list("id", "state", "poll_count", "due_at")[:limit]
     )
