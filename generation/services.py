@@ -43,6 +43,7 @@ from generation import (
     accounts,
     breaker,
     caps,
+    claims,
     engine,
     fair,
     imaging,
@@ -402,6 +403,9 @@ def generation_submit(*, generation_id: int) -> Next:
         return Next(wake=(key,))
     if (held := _breaker_gate(generation, now=now)) is not None:
         return held
+    # The holder is recorded before the claim is taken: a kill between the two leaves either
+    # no claim or a claim the sweep can attribute (claims.py).
+    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     claimed = (
         Generation.objects.filter(
             pk=generation_id, state=S.QUEUED, dispatched_at__isnull=False
@@ -677,6 +681,10 @@ def _on_result(
         # Synchronous backend: the bytes are here, ingest in this same step (claimed for it);
         # otherwise an ingest task downloads the result at once.
         inline = result.result_bytes is not None
+        if inline:
+            claims.hold(
+                generation.pk, now + _claim_ttl(), ttl=_claim_ttl().total_seconds()
+            )
         if not _transition(
             generation.pk,
             source=AT_PROVIDER,
@@ -739,6 +747,7 @@ def generation_ingest(*, generation_id: int) -> Next:
     now = timezone.now()
     if generation is None or generation.state != S.INGESTING:
         return Next()
+    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     claimed = (
         Generation.objects.filter(pk=generation_id, state=S.INGESTING)
         .filter(Q(due_at__isnull=True) | Q(due_at__lte=now + _SLACK))
@@ -1252,14 +1261,22 @@ def generation_expire(*, generation_id: int, message: str) -> bool:
 # --- the sweep ----------------------------------------------------------------------------------
 
 
-def generation_sweep(*, now: datetime | None = None, limit: int = 1000) -> SweepPlan:
+def generation_sweep(
+    *,
+    now: datetime | None = None,
+    limit: int = 1000,
+    stuck_after: float | None = None,
+    skip: Iterable[int] = (),
+) -> SweepPlan:
     """Find non-terminal generations whose next step is overdue, re-arm them, and say what to run.
 
     A row is overdue when its due_at is more than ENGINE_STUCK_AFTER in the past: its scheduled
     task was lost (a SIGKILLed worker's messages stay unacked in Redis until visibility_timeout,
-    5 minutes here) or its claim outlived a dead worker. Re-arming (due_at = now, conditional on
+    5 minutes here) or its claim outlived a dead worker. A claim whose holder is provably dead
+    (claims.py) is re-armed at once, whatever its due_at. Re-arming (due_at = now, conditional on
     the due_at just read) makes each re-drive happen once per ENGINE_STUCK_AFTER at most, even with
-    two sweeps running. Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
+    two sweeps running. A starting worker passes a shorter `stuck_after` (tasks.py), and `skip`:
+    the rows its earlier passes re-drove (their re-drives may still wait in its busy queue). Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
     waiting, then `expired`.
     """
     now = now or timezone.now()
@@ -1281,13 +1298,31 @@ def generation_sweep(*, now: datetime | None = None, limit: int = 1000) -> Sweep
         ):
             plan.expired.append(generation_id)
 
-    stuck_before = now - _seconds(engine.conf("ENGINE_STUCK_AFTER", 30.0))
+    if stuck_after is None:
+        stuck_after = engine.conf("ENGINE_STUCK_AFTER", 30.0)
+    stuck_before = now - _seconds(stuck_after)
     stuck = (
         Generation.objects.filter(state__in=ACTIVE_STATES, due_at__lt=stuck_before)
+        .exclude(pk__in=list(skip))
         .order_by("due_at")
         .values_list("id", "state", "poll_count", "due_at")[:limit]
     )
-    for generation_id, state, poll_count, due_at in stuck:
+    # Claims whose holder died (claims.py): released now instead of after ENGINE_CLAIM_TTL.
+    claimed = (
+        Generation.objects.filter(
+            Q(state=S.QUEUED, dispatched_at__isnull=False) | Q(state=S.INGESTING),
+            due_at__gt=now,
+            due_at__lte=now + _claim_ttl() + _SLACK,
+        )
+        .order_by("due_at")
+        .values_list("id", "state", "poll_count", "due_at")[:limit]
+    )
+    claimed = list(claimed)
+    orphaned = claims.dead((pk, due_at) for pk, _, _, due_at in claimed)
+    if orphaned:
+        log.warning("sweep: releasing %d claim(s) of dead workers", len(orphaned))
+    overdue = [*stuck, *(row for row in claimed if row[0] in orphaned)]
+    for generation_id, state, poll_count, due_at in overdue:
         rearmed = Generation.objects.filter(
             pk=generation_id, state=state, due_at=due_at
         ).update(due_at=now, updated_at=now)

@@ -345,6 +345,10 @@ else:
         "unacked_restore_interval": 5,
         "unacked_restore_throttle": 2,
     }
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        # kombu's Redis transport, minus a crash that ends the worker when Redis restarts while
+        # it holds unacknowledged messages (studio/broker.py; docs/engine-recovery.md).
+        CELERY_BROKER_TRANSPORT = "studio.broker:Transport"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -457,6 +461,13 @@ ENGINE_RETRY_CAP = env_float("ENGINE_RETRY_CAP", 60.0)
 ENGINE_MAX_RETRIES = env_int("ENGINE_MAX_RETRIES", 5)
 ENGINE_MAX_RATE_LIMITED = env_int("ENGINE_MAX_RATE_LIMITED", 50)
 ENGINE_RETRY_AFTER_MAX = env_float("ENGINE_RETRY_AFTER_MAX", 120.0)
+_visibility = CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+if _visibility is not None and _visibility <= ENGINE_RETRY_AFTER_MAX:
+    # A retry waiting longer than that is delivered a second time by Redis meanwhile.
+    raise ImproperlyConfigured(
+        f"ENGINE_RETRY_AFTER_MAX ({ENGINE_RETRY_AFTER_MAX:g} s) must be below "
+        f"CELERY_VISIBILITY_TIMEOUT ({_visibility} s): lower the first or raise the second."
+    )
 # Recovery after a crash. A submit or ingest claims its row for CLAIM_TTL (longer than any
 # HTTP call's timeout, so a slow call is never run twice); the sweep runs every SWEEP_INTERVAL
 # and re-drives a row whose next step is STUCK_AFTER overdue. STUCK_AFTER sits well above the
@@ -470,6 +481,13 @@ ENGINE_SWEEP_INTERVAL = env_float("ENGINE_SWEEP_INTERVAL", 15.0)
 ENGINE_STUCK_AFTER = env_float("ENGINE_STUCK_AFTER", 30.0)
 ENGINE_LEASE_TTL = env_float("ENGINE_LEASE_TTL", 180.0)
 ENGINE_CAP_RECHECK = env_float("ENGINE_CAP_RECHECK", 2.0)
+# A worker that starts sweeps every this many seconds, re-driving work this overdue, until its
+# dead predecessor's polls are due and claims released, instead of waiting for STUCK_AFTER: a
+# restarted worker resumes its predecessor's generations in seconds (docs/engine-recovery.md).
+ENGINE_STARTUP_STUCK_AFTER = env_float("ENGINE_STARTUP_STUCK_AFTER", 1.0)
+# A process holding a submit/ingest claim keeps a liveness key with this TTL (s) in Redis; once
+# it lapses the holder counts as dead and the sweep releases its claims (generation/claims.py).
+ENGINE_HOLDER_ALIVE_TTL = env_float("ENGINE_HOLDER_ALIVE_TTL", 6.0)
 # Deadlines: at the provider (then `expired`), and waiting in the queue.
 ENGINE_PROVIDER_DEADLINE = env_float("ENGINE_PROVIDER_DEADLINE", 900.0)
 ENGINE_QUEUE_DEADLINE = env_float("ENGINE_QUEUE_DEADLINE", 86400.0)
