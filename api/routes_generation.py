@@ -9,6 +9,7 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signing
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema, Status
@@ -190,11 +191,18 @@ async def _maybe_wait(
 
     @sync_to_async
     def is_terminal() -> bool:
-        state = (
-            Generation.objects.filter(pk=generation_id)
-            .values_list("state", flat=True)
-            .first()
-        )
+        try:
+            state = (
+                Generation.objects.filter(pk=generation_id)
+                .values_list("state", flat=True)
+                .first()
+            )
+        finally:
+            # A waiting call must not keep a database connection for its whole wait (200
+            # waiters would hold 200 idle PostgreSQL connections): give it back after each read.
+            # Inside a transaction (a test's, or an atomic request) the connection stays.
+            if not connection.in_atomic_block:
+                connection.close()
         return state in TERMINAL_STATES
 
     await wait_until(generation_id, seconds, is_terminal)
