@@ -1,4 +1,4 @@
-"""gunicorn settings for the studio (scripts/prod.sh, deploy/systemd): `gunicorn -c deploy/gunicorn.conf.py studio.wsgi`.
+"""gunicorn settings for the studio (scripts/prod.sh, deploy/systemd): `gunicorn -c deploy/gunicorn.conf.py`.
 
 Threads per worker: the API and htmx pages spend most of a request waiting on PostgreSQL and
 Redis, so a few threads per process serve more concurrent reviewers than processes alone would,
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 
-wsgi_app = "studio.wsgi"
+# ASGI with uvicorn workers: an API call with `Prefer: wait=N` is a suspended coroutine, not a
+# busy thread (GUNICORN_WORKER_CLASS=gthread with studio.wsgi also works, a thread per waiter).
+wsgi_app = os.environ.get("GUNICORN_APP", "studio.asgi:application")
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "uvicorn.workers.UvicornWorker")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # Longer than the slowest page (a big ZIP export streams, it does not block the worker).
 timeout = 60

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make prod`: the production topology on one machine, in one command (README "Deployment").
 #
-#   web         gunicorn (gthread workers, deploy/gunicorn.conf.py), DEBUG=0
+#   web         gunicorn (uvicorn workers, ASGI; deploy/gunicorn.conf.py), pooled DB connections, DEBUG=0
 #   I/O worker  celery -A studio worker -Q dispatch -P threads -c 16   (submit, poll: waiting on HTTP)
-#   CPU worker  celery -A studio worker -Q celery,ingest -c 2          (download, Pillow, storage)
+#   CPU worker  celery -A studio worker -Q celery,ingest,export -c 2          (download, Pillow, storage)
 #   beat        celery -A studio beat                                   (exactly one per installation)
 #
 # On PostgreSQL (DATABASE_URL) and Redis (REDIS_URL), both required, and S3: AWS_STORAGE_BUCKET_NAME
@@ -93,11 +93,11 @@ say "Migrating and collecting static files"
 "$VPY" manage.py collectstatic --noinput >"$LOGS/collectstatic.log" 2>&1 || die "collectstatic failed"
 
 say "Starting web, I/O worker, CPU worker and beat (logs: $LOGS)"
-GUNICORN_BIND="$HOST:$PORT" GUNICORN_WORKERS="${WEB_WORKERS:-2}" \
+GUNICORN_BIND="$HOST:$PORT" GUNICORN_WORKERS="${WEB_WORKERS:-2}" DB_POOL_MAX_SIZE="${DB_POOL_MAX_SIZE:-20}" \
     start web "$BIN/gunicorn" -c deploy/gunicorn.conf.py
 start worker-io "$BIN/celery" -A studio worker -Q dispatch -P threads -c 16 -n "io-$$@%h" -l INFO \
     --without-gossip --without-mingle
-start worker-cpu "$BIN/celery" -A studio worker -Q celery,ingest -c 2 -n "cpu-$$@%h" -l INFO \
+start worker-cpu "$BIN/celery" -A studio worker -Q celery,ingest,export -c 2 -n "cpu-$$@%h" -l INFO \
     --without-gossip --without-mingle
 start beat "$BIN/celery" -A studio beat -l INFO -s "$PROD_DIR/beat-schedule"
 

@@ -180,6 +180,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     )
 
+# A connection pool per process (psycopg_pool through Django's PostgreSQL backend), off unless
+# DB_POOL_MAX_SIZE is set. The ASGI web process wants it: each concurrent request's sync code runs
+# in its own thread with its own connection, so 200 simultaneous API calls (Prefer: wait) would
+# otherwise open 200 PostgreSQL connections; with the pool they share DB_POOL_MAX_SIZE and queue
+# for up to DB_POOL_TIMEOUT seconds. (Django requires CONN_MAX_AGE 0 with a pool.)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env_float("DB_POOL_TIMEOUT", 30.0),
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
