@@ -2,12 +2,12 @@
 
 Every check reads pixels, none needs all of them: the palette is a statistic (160 px on the long
 side, 19,200 pixels at 4:3, keeps every colour that covers a noticeable share of the image), feature matching and OCR
-need detail (1280 px: headline text stays legible, small print may not). Downscaling with INTER_AREA averages, so small areas keep
+need detail (1024 px: headline text stays legible, small print may not; a 4 MP image halves exactly). Downscaling with INTER_AREA averages, so small areas keep
 their colour instead of aliasing.
 
 The full-size pixels are read once: the largest copy asked for is made from them, every smaller
 one from the smallest copy already made that is large enough (a 4 MP image is averaged down to
-1280 px once, the 160 px palette copy comes from those 1.6 MP, not from the 4 MP again), and the
+1024 px once, the 160 px palette copy comes from that 1 MP, not from the 4 MP again), and the
 grey copy that OCR and ORB both read is converted once (`grey`).
 """
 
