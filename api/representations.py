@@ -16,6 +16,7 @@ from campaigns.models import (
     ReferenceImage,
     TemplateVersion,
 )
+from checks.models import scores_of
 from exports.models import ExportPack, PackState
 from generation.models import (
     TERMINAL_STATES,
@@ -198,6 +199,7 @@ def asset(a: Asset, *, base: str = "") -> dict[str, Any]:
         "tags": sorted(t.name for t in a.tags.all()),
         "reviewed_at": a.reviewed_at,
         "created_at": a.created_at,
+        "brand_check": scores_of(a),
     }
 
 

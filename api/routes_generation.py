@@ -430,6 +430,11 @@ class AssetQuery(Schema):
     version: int | None = Field(default=None, ge=1)
     ref: UUID | None = None
     tag: str | None = Field(default=None, max_length=40)
+    flag: str | None = Field(
+        default=None,
+        max_length=40,
+        description="brand-check flag: needs-review, off-palette, text-mismatch, logo-missing, product-missing",
+    )
     starred: bool = False
     since: str | None = None
     until: str | None = None
@@ -439,7 +444,7 @@ class AssetQuery(Schema):
 
 def _asset(caller: Caller, code: UUID) -> Asset:
     return get_object_or_404(
-        Asset.objects.select_related("generation", "campaign", "batch"),
+        Asset.objects.select_related("generation", "campaign", "batch", "brand_check"),
         workspace=caller.workspace,
         code=code,
     )
@@ -458,6 +463,11 @@ def asset_list(request: HttpRequest, q: Query[AssetQuery]) -> dict:
     for name in ("status", "backend", "model", "tag", "since", "until", "sort"):
         if getattr(q, name):
             query[name] = getattr(q, name)
+    if q.flag:
+        if q.flag not in gallery.FLAG_FILTERS:
+            choices = ", ".join(gallery.FLAG_FILTERS)
+            raise Problem(422, "validation", f"flag is one of: {choices}.")
+        query["flag"] = q.flag
     for name in ("template", "ref"):
         if getattr(q, name):
             query[name] = str(getattr(q, name))

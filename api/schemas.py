@@ -322,6 +322,22 @@ class CancelOut(Schema):
     batch: BatchOut
 
 
+class BrandCheckOut(Schema):
+    """The asset's brand check (docs/brand-checks.md): scores 0..1, 1 best, null where a check
+    did not apply; state "unchecked" until the check has run."""
+
+    state: str = Field(description="done, failed or unchecked")
+    palette: float | None
+    text: float | None
+    logo: float | None
+    product: float | None
+    channels: float | None
+    flags: list[str] = Field(
+        description="off-palette, text-mismatch, logo-missing, product-missing, too-small"
+    )
+    needs_review: bool
+
+
 class AssetOut(AssetBrief):
     generation: UUID
     campaign: UUID | None
@@ -335,6 +351,7 @@ class AssetOut(AssetBrief):
     tags: list[str]
     reviewed_at: dt.datetime | None
     created_at: dt.datetime
+    brand_check: BrandCheckOut
 
 
 class AssetPage(PageOut):

@@ -29,6 +29,7 @@ from PIL import Image
 from zipstream import ZipStream
 
 from campaigns.models import Brand, Campaign, ReviewEvent, ReviewStatus
+from checks.models import scores_of
 from exports import c2pa_sign, naming, signals
 from exports import presets as presets_mod
 from exports.crop import Plan, plan
@@ -51,6 +52,9 @@ MANIFEST_FIELDS = [
     "height", "format", "bytes", "sha256", "too_small", "scale", "campaign", "brand",
     "template", "template_version", "prompt", "variables", "seed", "model", "backend",
     "cost", "approvals", "focal_x", "focal_y", "review_status",
+    # The asset's brand check (checks app; empty scores: not applicable or not checked yet).
+    "check_state", "palette_score", "text_score", "logo_score", "product_score",
+    "channel_score", "check_flags", "needs_review",
 ]  # fmt: skip
 
 
@@ -376,6 +380,7 @@ def asset_record(
         "focal_x": asset.focal_x if asset.focal_x is not None else 0.5,
         "focal_y": asset.focal_y if asset.focal_y is not None else 0.5,
         "review_status": asset.review_status,
+        "brand_check": scores_of(asset),
     }
 
 
@@ -429,6 +434,7 @@ def _assets(pack: ExportPack) -> list[Asset]:
             "generation__template_version__template",
             "generation__brand",
             "campaign__brand",
+            "brand_check",
         )
     }
     # Assets deleted since the pack was asked for are left out.
@@ -495,6 +501,17 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
         flat["approvals"] = "; ".join(
             f"{a['approver']} {a['at']}" for a in row["approvals"]
         )
+        check = row["brand_check"]
+        flat.update(
+            check_state=check["state"],
+            palette_score=check["palette"],
+            text_score=check["text"],
+            logo_score=check["logo"],
+            product_score=check["product"],
+            channel_score=check["channels"],
+            check_flags=" ".join(check["flags"]),
+            needs_review=check["needs_review"],
+        )
         writer.writerow(flat)
     return buffer.getvalue().encode("utf-8")
 
@@ -521,7 +538,8 @@ def _readme(
         "",
         "manifest.json and manifest.csv list every file: asset id, preset, size, format, bytes,",
         "sha256, campaign, brand, template and version, prompt, variables, seed, model, backend,",
-        "cost, approvals (who, when) and focal point.",
+        "cost, approvals (who, when) and focal point, and the brand check's scores (0..1, 1 best;",
+        "empty where a check did not apply or has not run) and flags.",
         "",
         "Every image is AI-generated and says so in its XMP metadata (IPTC Digital Source Type",
         "trainedAlgorithmicMedia, the model and the studio named).",

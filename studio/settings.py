@@ -565,6 +565,8 @@ CHECKS_TEXT_MIN = env_float("CHECKS_TEXT_MIN", 0.9)
 CHECKS_LOGO_MIN = env_float("CHECKS_LOGO_MIN", 0.5)
 CHECKS_PRODUCT_MIN = env_float("CHECKS_PRODUCT_MIN", 0.5)
 CHECKS_DELTA_E = env_float("CHECKS_DELTA_E", 10.0)
+# Folder holding Tesseract's eng.traineddata for the OCR check; empty: Debian's and other usual places.
+CHECKS_TESSDATA = os.environ.get("CHECKS_TESSDATA", "")
 
 # The longest rendered prompt the studio sends, in characters (a provider's documented limit wins
 # when lower: generation/prompt_limits.py). Previews refuse longer ones with the numbers.
