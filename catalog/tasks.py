@@ -17,3 +17,10 @@ def catalog_import_run(import_id: int) -> None:
     from catalog import services
 
     services.catalog_import_job_run(import_id=import_id)
+
+
+@shared_task(acks_late=True)
+def marketplace_check(asset_id: int) -> None:
+    from catalog import services
+
+    services.marketplace_check_asset(asset_id=asset_id)
