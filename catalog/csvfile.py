@@ -80,6 +80,22 @@ def decode(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+def _dialect(header_line: str) -> type[csv.Dialect]:
+    """RFC 4180 quoting ("" inside quotes) with the header's separator. Only the separator is
+    sniffed: from a header alone the sniffer guesses no quoting rules, and a later quoted value
+    with "" in it would be misread."""
+    try:
+        delimiter = csv.Sniffer().sniff(header_line, delimiters=",;\t|").delimiter
+    except csv.Error:
+        delimiter = ","
+
+    class Dialect(csv.excel):
+        pass
+
+    Dialect.delimiter = delimiter
+    return Dialect
+
+
 def read_catalog(data: bytes, *, max_rows: int = MAX_ROWS) -> CatalogFile:
     """Parse the file; problems of a row go to `errors` with its line, the rest are `rows`."""
     text = decode(data).lstrip("\ufeff")
@@ -90,13 +106,7 @@ def read_catalog(data: bytes, *, max_rows: int = MAX_ROWS) -> CatalogFile:
     if not text.strip():
         raise CatalogFileError("The CSV is empty.")
     header_line = text.splitlines()[0]
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
-            header_line, delimiters=",;\t|"
-        )
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    reader = csv.reader(io.StringIO(text, newline=""), _dialect(header_line))
     try:
         header = next(reader)
     except (StopIteration, csv.Error) as exc:
