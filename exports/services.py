@@ -108,7 +108,12 @@ def export_pack_request(
             else "Nothing to export: no images in this choice."
         )
     try:
-        chosen = presets_mod.resolve_presets(brand, preset_names or [])
+        # Chosen names and no presets: each image at its own size (not the brand's defaults).
+        chosen = (
+            presets_mod.resolve_presets(brand, preset_names or [])
+            if preset_names or not names
+            else []
+        )
     except ValueError as exc:
         raise ValidationError(str(exc)) from exc
     if not chosen and not names:
