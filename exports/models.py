@@ -82,6 +82,9 @@ class ExportPack(models.Model):
     # The resolved presets [{"key", "label", "width", "height"}] and formats ["jpeg", "webp"].
     presets = models.JSONField(default=list)
     formats = models.JSONField(default=list)
+    # {asset pk: "sku/hero_1"}: file names chosen by the asker (the catalog's export by product),
+    # used instead of the readable stem; with no presets each image keeps its own size.
+    names = models.JSONField(default=dict, blank=True)
     all_statuses = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -76,6 +76,8 @@ def export_pack_request(
     formats: list[str] | None = None,
     all_statuses: bool = False,
     dispatch: bool = True,
+    names: dict[int, str] | None = None,
+    title: str = "",
 ) -> ExportPack:
     """Fix the selection, presets and formats of a new pack; the build runs in a worker
     (dispatch=False: the caller builds it itself, as the command line does)."""
@@ -91,13 +93,13 @@ def export_pack_request(
         )
     queryset = Asset.objects.filter(workspace=workspace)
     if campaign is not None:
-        queryset, brand, title = (
+        queryset, brand, pack_title = (
             queryset.filter(campaign=campaign),
             campaign.brand,
             campaign.name,
         )
     elif batch is not None:
-        queryset, brand, title = (
+        queryset, brand, pack_title = (
             queryset.filter(batch=batch),
             batch.brand,
             f"{batch.campaign.name} – {batch}",
@@ -106,7 +108,7 @@ def export_pack_request(
         ids = [a.pk for a in assets or []]
         queryset = queryset.filter(pk__in=ids)
         brand = _common_brand(queryset)
-        title = f"Selection of {len(ids)} image{'s' if len(ids) != 1 else ''}"
+        pack_title = f"Selection of {len(ids)} image{'s' if len(ids) != 1 else ''}"
     if not all_statuses:
         queryset = queryset.filter(review_status=ReviewStatus.APPROVED)
     asset_ids = list(queryset.order_by("created_at", "id").values_list("pk", flat=True))
@@ -117,22 +119,28 @@ def export_pack_request(
             else "Nothing to export: no images in this choice."
         )
     try:
-        chosen = presets_mod.resolve_presets(brand, preset_names or [])
+        # Chosen names and no presets: each image at its own size (not the brand's defaults).
+        chosen = (
+            presets_mod.resolve_presets(brand, preset_names or [])
+            if preset_names or not names
+            else []
+        )
     except ValueError as exc:
         raise ValidationError(str(exc)) from exc
-    if not chosen:
+    if not chosen and not names:
         raise ValidationError("Choose at least one preset.")
     pack = ExportPack.objects.create(
         workspace=workspace,
         campaign=campaign or (batch.campaign if batch else None),
         batch=batch,
-        title=title[:200],
+        title=(title or pack_title)[:200],
         asset_ids=asset_ids,
         presets=[p.as_json() for p in chosen],
         formats=formats,
         all_statuses=all_statuses,
         created_by=user if getattr(user, "pk", None) else None,
-        total=len(asset_ids) * len(chosen) * len(formats),
+        total=len(asset_ids) * max(1, len(chosen)) * len(formats),
+        names={str(k): v for k, v in (names or {}).items()},
     )
     if dispatch:
         from exports.tasks import export_pack_build_task
@@ -245,7 +253,10 @@ def _render_job(job: _Job) -> list[tuple[Preset, Plan, str, str, bytes]]:
         else None
     )
     out = []
-    for preset in job.presets:
+    # No presets (a pack with chosen names): every image at its own size, named without a folder.
+    for preset in job.presets or [
+        Preset("original", "Original size", image.width, image.height)
+    ]:
         p = plan(
             image.width,
             image.height,
@@ -257,7 +268,11 @@ def _render_job(job: _Job) -> list[tuple[Preset, Plan, str, str, bytes]]:
         )
         for fmt in job.formats:
             data = render(image, p, fmt, xmp=job.xmp)
-            arcname = f"{preset.key}/{job.stem}.{EXTENSIONS[fmt]}"
+            arcname = (
+                f"{preset.key}/{job.stem}.{EXTENSIONS[fmt]}"
+                if job.presets
+                else f"{job.stem}.{EXTENSIONS[fmt]}"
+            )
             if signer is not None:
                 data = c2pa_sign.sign(
                     data,
@@ -340,7 +355,7 @@ def _zip_chunks(pack: ExportPack, flagged: list[dict[str, Any]]) -> Iterator[byt
                 )
                 del data
                 yield from zs.all_files()
-            done += len(presets) * len(pack.formats)
+            done += max(1, len(presets)) * len(pack.formats)
             ExportPack.objects.filter(pk=pack.pk, state=PackState.RUNNING).update(
                 done=done
             )
@@ -401,6 +416,9 @@ def _job(
         variables=g.variables or {},
         code=asset.code,
     )
+    chosen_name = pack.names.get(str(asset.pk)) if pack.names else None
+    if chosen_name:  # a pack with chosen names (catalog: <sku>/<shot>_<n>)
+        stem = chosen_name
     if stem in names:  # two assets with the same name and short id: lengthen the id
         stem = f"{stem}-{asset.code.hex[8:16]}"
     names.add(stem)

@@ -244,6 +244,31 @@ def _load_references(
     return inputs, rows
 
 
+def _load_row_references(
+    *, version: TemplateVersion, spec: BatchSpec
+) -> dict[str, ReferenceInput]:
+    """The brand's library images that rows name as their own (a catalog batch's products)."""
+    codes = {code for row in spec.rows for code in row.references}
+    if not codes:
+        return {}
+    valid = []
+    for code in codes:
+        try:
+            valid.append(UUID(code))
+        except ValueError:
+            continue
+    return {
+        str(ref.code): ReferenceInput(
+            ref.role, b"", ref.content_type, ref.width, ref.height, name=str(ref)
+        )
+        for ref in ReferenceImage.objects.filter(
+            workspace_id=version.workspace_id,
+            brand_id=version.template.brand_id,
+            code__in=valid,
+        )
+    }
+
+
 def batch_preview(
     *, campaign: Campaign, version: TemplateVersion, spec: BatchSpec
 ) -> BatchPreview:
@@ -268,6 +293,7 @@ def batch_preview(
         references=references,
         labels={t.key: target_label(t) for t in spec.targets},
         max_size=max_batch_size(),
+        row_references=_load_row_references(version=version, spec=spec),
     )
     for key, messages in plan.errors.items():
         for message in messages:
@@ -336,7 +362,11 @@ def _store_generations(
             width=variant.width,
             height=variant.height,
             seed=variant.seed,
-            references=reference_specs,
+            references=reference_specs
+            + [
+                {"code": code, "role": "product", "name": ""}
+                for code in variant.row_references
+            ],
             estimated_cost=variant.cost,
             # A batch names its backend: no routing policy, no fallback chain (routing.py).
             requested_backend=variant.target.backend,

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "ninja",  # Django Ninja: serves the API docs' Swagger UI files from static/
     "api",
     "results",
+    "catalog",
 ]
 
 MIDDLEWARE = [
@@ -534,6 +535,8 @@ CELERY_TASK_ROUTES = (
         # Brand checks are CPU work too; they run after the asset is stored, never before.
         "checks.tasks.*": {"queue": "ingest"},
         "exports.tasks.export_pack_build_task": {"queue": "export"},
+        # Import checks and cleans images (CPU); URL fetches are short I/O next to ingest.
+        "catalog.tasks.*": {"queue": "ingest"},
         "generation.tasks.*": {"queue": "dispatch"},
     },
 )
