@@ -3,6 +3,7 @@
 #
 #   make run                  set up .venv, migrate, load the demo data, start web + worker (Ctrl-C stops both)
 #   make test [ARGS="-k x"]   set up .venv (dev extra), ruff, pytest on PostgreSQL + Redis
+#   make prod                 production topology on this machine: gunicorn, I/O + CPU workers, beat (scripts/prod.sh)
 #   make lint                 ruff check + ruff format --check only
 #   make lock                 re-pin requirements/*.lock from pyproject.toml (after changing a dependency)
 #   make demo                 (re)load the demo data only
@@ -10,7 +11,7 @@
 
 ARGS ?=
 
-.PHONY: run test lint lock demo clean help
+.PHONY: run prod test lint lock demo clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -18,6 +19,9 @@ help:
 
 run:
 	@scripts/run.sh
+
+prod:
+	@scripts/prod.sh
 
 test:
 	@scripts/test.sh $(ARGS)

@@ -6,14 +6,24 @@ validation and the OpenAPI 3.1 document generated from the same type hints.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ninja import NinjaAPI
 
-from api import problems
+from api import openapi, problems
 from api.auth import BearerToken
 from api.routes_catalog import router as catalog
+from api.routes_exports import router as exports
 from api.routes_generation import router as generation
 
-api = NinjaAPI(
+
+class StudioAPI(NinjaAPI):
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        schema = super().get_openapi_schema(**kwargs)
+        return openapi.problem_responses(schema, self.get_root_path({}).rstrip("/"))
+
+
+api = StudioAPI(
     title="Flux Studio API",
     version="1",
     description=(
@@ -29,3 +39,4 @@ api = NinjaAPI(
 problems.install(api)
 api.add_router("", catalog)
 api.add_router("", generation)
+api.add_router("", exports)

@@ -14,6 +14,8 @@ from django.dispatch import receiver
 
 from api import representations, waiting, webhooks_out
 from api.models import WebhookEvent
+from exports.models import ExportPack
+from exports.signals import pack_ready
 from generation.batches.services import batch_sync_state
 from generation.models import (
     ACTIVE_STATES,
@@ -121,3 +123,17 @@ def on_assets_reviewed(sender: Any, events: list[Any], **kwargs: Any) -> None:
             )
     except Exception:
         logger.exception("Webhooks for review events failed")
+
+
+@receiver(pack_ready, dispatch_uid="api.pack_ready")
+def on_pack_ready(sender: Any, pack_id: int, workspace_id: int, **kwargs: Any) -> None:
+    try:
+        pack = ExportPack.objects.select_related("campaign", "batch").get(pk=pack_id)
+        webhooks_out.event_emit(
+            workspace_id=workspace_id,
+            event=WebhookEvent.EXPORT_READY,
+            data=representations.export_pack(pack),
+            message_key=f"export:{pack.code}",
+        )
+    except Exception:
+        logger.exception("Webhooks for export pack %s failed", pack_id)

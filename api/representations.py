@@ -16,6 +16,8 @@ from campaigns.models import (
     ReferenceImage,
     TemplateVersion,
 )
+from checks.models import scores_of
+from exports.models import ExportPack, PackState
 from generation.models import (
     TERMINAL_STATES,
     Asset,
@@ -197,6 +199,7 @@ def asset(a: Asset, *, base: str = "") -> dict[str, Any]:
         "tags": sorted(t.name for t in a.tags.all()),
         "reviewed_at": a.reviewed_at,
         "created_at": a.created_at,
+        "brand_check": scores_of(a),
     }
 
 
@@ -218,3 +221,40 @@ def batch(b: Batch, progress: Any = None) -> dict[str, Any]:
     if progress is not None:
         data["progress"] = progress
     return data
+
+
+EXPORT_SALT = "api.export-file"
+
+
+def signed_export_url(pack: ExportPack, base: str = "") -> str:
+    """The pack's zip without a token, valid API_FILE_URL_TTL seconds."""
+    token = signing.TimestampSigner(salt=EXPORT_SALT).sign(str(pack.code))
+    return _absolute(reverse("api:export_signed_file", args=[token]), base)
+
+
+def export_pack(p: ExportPack, *, base: str = "") -> dict[str, Any]:
+    ready = p.state == PackState.SUCCEEDED and bool(p.file.name)
+    return {
+        "id": str(p.code),
+        "title": p.title,
+        "state": p.state,
+        "terminal": not p.is_active,
+        "campaign": str(p.campaign.code) if p.campaign_id else None,
+        "batch": str(p.batch.code) if p.batch_id else None,
+        "assets": p.asset_count,
+        "presets": p.presets,
+        "formats": p.formats,
+        "all_statuses": p.all_statuses,
+        "progress": {"done": p.done, "total": p.total, "percent": p.percent},
+        "byte_size": p.byte_size,
+        "flagged": p.flagged,
+        "error": p.error,
+        "download_url": signed_export_url(p, base) if ready else None,
+        "file_url": _absolute(reverse("api:export_file", args=[p.code]), base)
+        if ready
+        else None,
+        "created_at": p.created_at,
+        "started_at": p.started_at,
+        "finished_at": p.finished_at,
+        "expires_at": p.expires_at,
+    }

@@ -9,6 +9,7 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signing
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema, Status
@@ -189,11 +190,18 @@ async def _maybe_wait(
 
     @sync_to_async
     def is_terminal() -> bool:
-        state = (
-            Generation.objects.filter(pk=generation_id)
-            .values_list("state", flat=True)
-            .first()
-        )
+        try:
+            state = (
+                Generation.objects.filter(pk=generation_id)
+                .values_list("state", flat=True)
+                .first()
+            )
+        finally:
+            # A waiting call must not keep a database connection for its whole wait (200
+            # waiters would hold 200 idle PostgreSQL connections): give it back after each read.
+            # Inside a transaction (a test's, or an atomic request) the connection stays.
+            if not connection.in_atomic_block:
+                connection.close()
         return state in TERMINAL_STATES
 
     await wait_until(generation_id, seconds, is_terminal)
@@ -420,6 +428,11 @@ class AssetQuery(Schema):
     version: int | None = Field(default=None, ge=1)
     ref: UUID | None = None
     tag: str | None = Field(default=None, max_length=40)
+    flag: str | None = Field(
+        default=None,
+        max_length=40,
+        description="brand-check flag: needs-review, off-palette, text-mismatch, logo-missing, product-missing",
+    )
     starred: bool = False
     since: str | None = None
     until: str | None = None
@@ -429,7 +442,7 @@ class AssetQuery(Schema):
 
 def _asset(caller: Caller, code: UUID) -> Asset:
     return get_object_or_404(
-        Asset.objects.select_related("generation", "campaign", "batch"),
+        Asset.objects.select_related("generation", "campaign", "batch", "brand_check"),
         workspace=caller.workspace,
         code=code,
     )
@@ -448,6 +461,11 @@ def asset_list(request: HttpRequest, q: Query[AssetQuery]) -> dict:
     for name in ("status", "backend", "model", "tag", "since", "until", "sort"):
         if getattr(q, name):
             query[name] = getattr(q, name)
+    if q.flag:
+        if q.flag not in gallery.FLAG_FILTERS:
+            choices = ", ".join(gallery.FLAG_FILTERS)
+            raise Problem(422, "validation", f"flag is one of: {choices}.")
+        query["flag"] = q.flag
     for name in ("template", "ref"):
         if getattr(q, name):
             query[name] = str(getattr(q, name))

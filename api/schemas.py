@@ -7,7 +7,7 @@ and lists have bounds, and ids are UUIDs (the objects' codes).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from ninja import Schema
@@ -322,6 +322,22 @@ class CancelOut(Schema):
     batch: BatchOut
 
 
+class BrandCheckOut(Schema):
+    """The asset's brand check (docs/brand-checks.md): scores 0..1, 1 best, null where a check
+    did not apply; state "unchecked" until the check has run."""
+
+    state: str = Field(description="done, failed or unchecked")
+    palette: float | None
+    text: float | None
+    logo: float | None
+    product: float | None
+    channels: float | None
+    flags: list[str] = Field(
+        description="off-palette, text-mismatch, logo-missing, product-missing, too-small"
+    )
+    needs_review: bool
+
+
 class AssetOut(AssetBrief):
     generation: UUID
     campaign: UUID | None
@@ -335,6 +351,7 @@ class AssetOut(AssetBrief):
     tags: list[str]
     reviewed_at: dt.datetime | None
     created_at: dt.datetime
+    brand_check: BrandCheckOut
 
 
 class AssetPage(PageOut):
@@ -360,3 +377,73 @@ class CommentOut(Schema):
     author: str
     body: str
     created_at: dt.datetime
+
+
+class ExportIn(Strict):
+    """Exactly one of campaign, batch or assets; by default only approved assets are packed."""
+
+    campaign: UUID | None = None
+    batch: UUID | None = None
+    assets: list[UUID] | None = Field(default=None, min_length=1, max_length=1000)
+    presets: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list,
+        max_length=30,
+        description="Preset keys, aliases (square, story, 16x9...) or sizes like 1600x500; "
+        "empty: the brand's presets.",
+    )
+    formats: list[Literal["jpeg", "jpg", "png", "webp", "avif"]] = Field(
+        default_factory=lambda: ["jpeg"], min_length=1, max_length=4
+    )
+    all_statuses: bool = False
+
+    @model_validator(mode="after")
+    def one_selection(self) -> ExportIn:
+        chosen = [x for x in (self.campaign, self.batch, self.assets) if x is not None]
+        if len(chosen) != 1:
+            raise ValueError("Give exactly one of campaign, batch or assets.")
+        return self
+
+
+class PresetOut(Schema):
+    key: str
+    label: str
+    width: int
+    height: int
+
+
+class ExportProgressOut(Schema):
+    done: int
+    total: int
+    percent: int
+
+
+class ExportOut(Schema):
+    id: UUID
+    title: str
+    state: str
+    terminal: bool
+    campaign: UUID | None
+    batch: UUID | None
+    assets: int
+    presets: list[PresetOut]
+    formats: list[str]
+    all_statuses: bool
+    progress: ExportProgressOut
+    byte_size: int | None
+    flagged: list[dict[str, Any]]
+    error: str
+    download_url: str | None
+    file_url: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    expires_at: dt.datetime | None
+
+
+class ExportPage(PageOut):
+    items: list[ExportOut]
+
+
+class ExportCancelOut(Schema):
+    canceled: bool
+    export: ExportOut

@@ -12,6 +12,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -56,25 +57,59 @@ async def wait_until(
     recheck = float(settings.API_WAIT_RECHECK)
     if not url:
         # No Redis (the embedded dev setup): re-read the row every second.
-        while not await is_terminal():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            await asyncio.sleep(min(1.0, left))
-        return True
+        return await _poll(deadline, is_terminal, 1.0)
     client = aioredis.from_url(url)
     pubsub = client.pubsub()
     try:
-        # Subscribe first, then read the row: a finish between the two is not missed.
-        await pubsub.subscribe(channel(generation_id))
+        try:
+            await _subscribed(pubsub, channel(generation_id), deadline)
+        except (aioredis.RedisError, OSError, TimeoutError):
+            return await _poll(deadline, is_terminal, 1.0)
+        # Subscribed at the server, then read the row: a finish after this read publishes to a
+        # channel we already hear; a finish before it is seen by the read.
         while not await is_terminal():
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            await pubsub.get_message(
-                ignore_subscribe_messages=True, timeout=min(recheck, left)
-            )
+            try:
+                await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=min(recheck, left)
+                )
+            except (aioredis.RedisError, OSError):
+                # The pub/sub connection broke: keep answering, by reading the row.
+                return await _poll(deadline, is_terminal, 1.0)
         return True
     finally:
-        await pubsub.aclose()
-        await client.aclose()
+        try:
+            await pubsub.aclose()
+            await client.aclose()
+        except (aioredis.RedisError, OSError):
+            pass
+
+
+async def _subscribed(pubsub: Any, name: str, deadline: float) -> None:
+    """SUBSCRIBE and wait for the server's confirmation.
+
+    redis-py's subscribe() only sends the command. Until the server has run it, a PUBLISH
+    from another connection reaches nobody, so "subscribe, then read the row" only holds once
+    the confirmation is back; a finish in that gap was a missed wake-up, left to the recheck.
+    """
+    await pubsub.subscribe(name)
+    while time.monotonic() < deadline:
+        message = await pubsub.get_message(
+            timeout=min(1.0, deadline - time.monotonic())
+        )
+        if message and message.get("type") in ("subscribe", b"subscribe"):
+            return
+        # A message (not the confirmation) cannot come before it on this connection.
+
+
+async def _poll(
+    deadline: float, is_terminal: Callable[[], Awaitable[bool]], step: float
+) -> bool:
+    while not await is_terminal():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(step, left))
+    return True

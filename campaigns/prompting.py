@@ -63,7 +63,8 @@ TEXT = "text"
 JSON = "json"
 KINDS = (TEXT, JSON)
 
-IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+# One optional dotted part, for namespaced values such as a catalog product's {product.colour}.
+IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?"
 NAME_RE = re.compile(rf"\A{IDENTIFIER}\Z")
 _HEX_RE = re.compile(r"\A#?([0-9A-Fa-f]{6})\Z")
 
@@ -653,7 +654,7 @@ def _tokenize(source: str) -> tuple[list[_Token], list[tuple[str, int, str]]]:
                     (
                         "invalid_placeholder",
                         i,
-                        f"“{{{shown}}}” is not a placeholder: use {{name}} (letters, digits, _), "
+                        f"“{{{shown}}}” is not a placeholder: use {{name}} (letters, digits, _; {{product.name}}), "
                         "{ref:slot}, or {{ and }} for literal braces.",
                     )
                 )

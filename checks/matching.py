@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from checks import palette
-from checks.pixels import MATCH_SIDE, Picture, fit
+from checks.pixels import MATCH_SIDE, Picture
 
 REFERENCE_SIDE = 512
 GOOD_INLIERS = 25
@@ -34,14 +34,9 @@ def _features(grey: np.ndarray, count: int) -> tuple[list[Any], np.ndarray | Non
     return orb.detectAndCompute(grey, None)
 
 
-def _grey(pixels: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-
-
-def _reference_mask(reference: Picture, small: np.ndarray) -> np.ndarray | None:
-    if reference.alpha is None:
-        return None
-    return (fit(reference.alpha, max(small.shape[:2])) >= 128).astype(np.uint8) * 255
+def _reference_mask(reference: Picture) -> np.ndarray | None:
+    opaque = reference.opaque(REFERENCE_SIDE)
+    return None if opaque is None else opaque.astype(np.uint8) * 255
 
 
 def _plausible(quad: np.ndarray, scene_area: float) -> bool:
@@ -53,7 +48,7 @@ def _plausible(quad: np.ndarray, scene_area: float) -> bool:
 
 def scene_features(picture: Picture) -> tuple[list[Any], np.ndarray | None]:
     """The image's keypoints, computed once for every reference looked for."""
-    return _features(_grey(picture.fitted(MATCH_SIDE)), SCENE_FEATURES)
+    return _features(picture.grey(MATCH_SIDE), SCENE_FEATURES)
 
 
 def find(
@@ -64,9 +59,8 @@ def find(
 ) -> dict[str, Any]:
     scene = picture.fitted(MATCH_SIDE)
     scale = picture.width / scene.shape[1]
-    ref_small = fit(reference.rgb, REFERENCE_SIDE)
-    ref_mask = _reference_mask(reference, ref_small)
-    ref_grey = _grey(ref_small)
+    ref_mask = _reference_mask(reference)
+    ref_grey = reference.grey(REFERENCE_SIDE)
     if ref_mask is not None:
         # Transparent parts of a logo carry no pixels of it: grey them out of the descriptors.
         ref_grey = np.where(ref_mask > 0, ref_grey, 127).astype(np.uint8)
@@ -119,17 +113,20 @@ def product_colour(
     picture: Picture, reference: Picture, region: list[list[float]]
 ) -> dict[str, Any]:
     """The dominant colour inside the matched region against the reference's own."""
-    ref_small = fit(reference.rgb, 128)
-    ref_lab = palette.to_lab(ref_small).reshape(-1, 3)
-    if reference.alpha is not None:
-        ref_lab = ref_lab[fit(reference.alpha, 128).reshape(-1) >= 128]
+    ref_lab = palette.to_lab(reference.fitted(128)).reshape(-1, 3)
+    ref_opaque = reference.opaque(128)
+    if ref_opaque is not None:
+        ref_lab = ref_lab[ref_opaque.reshape(-1)]
     scene = picture.fitted(MATCH_SIDE)
     scale = scene.shape[1] / picture.width
-    mask = np.zeros(scene.shape[:2], np.uint8)
-    cv2.fillConvexPoly(mask, (np.array(region) * scale).round().astype(np.int32), 255)
-    inside = palette.to_lab(scene)[mask > 0]
-    if len(inside) > 20000:
-        inside = inside[:: len(inside) // 20000 + 1]
+    quad = (np.array(region) * scale).round().astype(np.int32)
+    # Only the region's bounding box is converted to Lab, not the whole image.
+    x, y, w, h = cv2.boundingRect(quad)
+    x, y = max(0, x), max(0, y)
+    box = scene[y : y + h, x : x + w]
+    mask = np.zeros(box.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, quad - [x, y], 255)
+    inside = palette.to_lab(box)[mask > 0]
     want, got = _dominant(ref_lab), _dominant(inside)
     if want is None or got is None:
         return {}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checks import channel_fit, matching, palette, text
-from checks.pixels import Picture
+from checks.pixels import MATCH_SIDE, OCR_SIDE, PALETTE_SIDE, Picture
 
 
 @dataclass
@@ -39,6 +39,10 @@ def measure(picture: Picture, inputs: Inputs) -> dict[str, Any]:
         timings[name] = round((time.perf_counter() - started) * 1000, 1)
 
     out: dict[str, Any] = {"width": picture.width, "height": picture.height}
+    started = time.perf_counter()
+    # The full-size pixels are averaged down once; every check reads one of these copies.
+    picture.prepare(MATCH_SIDE, OCR_SIDE, PALETTE_SIDE)
+    timed("downscale", started)
     started = time.perf_counter()
     expected = palette.expected_colours(inputs.palette, inputs.prompt)
     out["palette"] = palette.check_palette(

@@ -141,3 +141,26 @@ class AssetCheck(models.Model):
             "flags": [f.lower().replace(" ", "-") for f in self.flags],
             "needs_review": self.needs_review,
         }
+
+
+UNCHECKED: dict[str, Any] = {
+    "state": "unchecked",
+    "palette": None,
+    "text": None,
+    "logo": None,
+    "product": None,
+    "channels": None,
+    "flags": [],
+    "needs_review": False,
+}
+
+
+def scores_of(asset: Any) -> dict[str, Any]:
+    """An asset's check scores as export manifests and the API carry them; state "unchecked"
+    (every score null) while its check has not run yet or checks are off. Reads the reverse
+    one-to-one, so callers listing many assets select_related("brand_check")."""
+    try:
+        check = asset.brand_check
+    except AssetCheck.DoesNotExist:
+        return dict(UNCHECKED)
+    return check.scores()

@@ -82,6 +82,9 @@ class ExportPack(models.Model):
     # The resolved presets [{"key", "label", "width", "height"}] and formats ["jpeg", "webp"].
     presets = models.JSONField(default=list)
     formats = models.JSONField(default=list)
+    # {asset pk: "sku/hero_1"}: file names chosen by the asker (the catalog's export by product),
+    # used instead of the readable stem; with no presets each image keeps its own size.
+    names = models.JSONField(default=dict, blank=True)
     all_statuses = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -139,3 +142,78 @@ class ExportPack(models.Model):
         from django.utils.text import slugify
 
         return f"{slugify(self.title)[:80] or 'pack'}-{self.code.hex[:8]}.zip"
+
+
+class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
+    def for_workspace(self, workspace: Workspace) -> ShareLinkQuerySet:
+        return self.filter(workspace=workspace).select_related("created_by", "pack")
+
+
+class ShareLink(models.Model):
+    """An outside review link: a pack or a gallery selection shown to someone without an
+    account (a client, an agency). Only the SHA-256 of its token is stored; the link is shown
+    once, when made. It grants exactly `asset_ids`, until `expires_at` or until revoked."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="share_links"
+    )
+    code = models.UUIDField(default=uuid4, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    pack = models.ForeignKey(
+        ExportPack,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="share_links",
+    )
+    asset_ids = models.JSONField(default=list)
+    # Decisions taken through the link are recorded through the review services with this
+    # member as the actor (marked external, with the reviewer's name): the creator vouches.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ShareFeedback(models.Model):
+    """One outside decision or comment: who (the name they gave), what, and the audit records
+    it produced through the review services (a ReviewEvent and/or a Comment)."""
+
+    class Kind(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        CHANGES = "changes", "Asked for changes"
+        COMMENT = "comment", "Commented"
+
+    link = models.ForeignKey(
+        ShareLink, on_delete=models.CASCADE, related_name="feedback"
+    )
+    asset = models.ForeignKey(
+        "generation.Asset", on_delete=models.CASCADE, related_name="+"
+    )
+    reviewer = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    comment = models.TextField(blank=True)
+    review_event = models.ForeignKey(
+        "generation.ReviewEvent", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    review_comment = models.ForeignKey(
+        "generation.Comment", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer}: {self.get_kind_display()}"

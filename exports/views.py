@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
@@ -138,7 +139,14 @@ def pack_detail(request: StudioRequest, code: UUID) -> HttpResponse:
     if wants_partial(request):
         template += "#pack_status"
     return render(
-        request, template, {"pack": pack, "can_edit": request.membership.can_edit}
+        request,
+        template,
+        {
+            "pack": pack,
+            "can_edit": request.membership.can_edit,
+            "can_share": request.membership.can_approve,
+            "share_days": settings.SHARE_LINK_DAYS,
+        },
     )
 
 

@@ -8,3 +8,7 @@ class GenerationConfig(AppConfig):
     def ready(self) -> None:
         # Receivers for campaigns.signals: the campaign and template pages' review data.
         from generation import receivers  # noqa: F401
+        from generation.metrics import EngineCollector
+        from studio.metrics import register_state_collector
+
+        register_state_collector(EngineCollector())

@@ -17,6 +17,12 @@ machine must count against the same number, so the count lives in Redis:
   (ENGINE_LEASE_TTL after its last renewal, longer than the sweep's re-drive window so a crash
   does not free a slot the provider still counts).
 
+- Redis restarted empty forgets every lease while the provider still counts those tasks. A marker
+  key (`<prefix>:cap-seeded:<key>`) is set once the leases of a cap were seeded from the
+  database; `acquire` and `count` find it missing (in the same script, no extra round trip), seed
+  a lease for every row of the cap that holds a slot (dispatched or at the provider), and only
+  then answer, so no new submit goes out past the provider's limit.
+
 Without Redis (the embedded development setup) the count comes from the database instead: the
 rows of the cap key that hold a slot (dispatched or at the provider), counted under a PostgreSQL
 advisory lock (SQLite serializes writers already).
@@ -24,6 +30,7 @@ advisory lock (SQLite serializes writers already).
 
 from __future__ import annotations
 
+import logging
 import zlib
 from functools import lru_cache
 from typing import Protocol
@@ -34,7 +41,10 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Q
 
+log = logging.getLogger(__name__)
+
 _ACQUIRE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -58,10 +68,24 @@ return 1
 """
 
 _COUNT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])
+"""
+
+
+# Leases for the rows that hold a slot (ARGV[2..]), then the marker: ZADD NX keeps a lease taken
+# meanwhile, so two workers seeding at once agree.
+_SEED = """
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'NX', expiry, ARGV[i])
+end
+redis.call('SET', KEYS[2], '1')
+return #ARGV - 1
 """
 
 
@@ -92,10 +116,31 @@ class Cap(Protocol):
 class RedisCap:
     def __init__(self, client: redis.Redis, key: str) -> None:
         self.client = client
+        self.cap_key = key
         self.key = f"{prefix()}:cap:{key}"
+        self.seeded_key = f"{prefix()}:cap-seeded:{key}"
+
+    def _seed(self) -> None:
+        """Rebuild the leases from the database (Redis came back empty; module docstring)."""
+        holders = list(_db_holders(self.cap_key).values_list("pk", flat=True))
+        ttl = float(getattr(settings, "ENGINE_LEASE_TTL", 180.0))
+        self.client.eval(
+            _SEED, 2, self.key, self.seeded_key, ttl, *[str(pk) for pk in holders]
+        )
+        if holders:
+            log.warning(
+                "cap %s: rebuilt %d lease(s) from the database",
+                self.cap_key,
+                len(holders),
+            )
 
     def acquire(self, member: int, *, limit: int, ttl: float) -> bool:
-        return bool(self.client.eval(_ACQUIRE, 1, self.key, str(member), limit, ttl))
+        keys = (self.key, self.seeded_key)
+        answer = self.client.eval(_ACQUIRE, 2, *keys, str(member), limit, ttl)
+        if answer == -1:
+            self._seed()
+            answer = self.client.eval(_ACQUIRE, 2, *keys, str(member), limit, ttl)
+        return answer == 1
 
     def renew(self, member: int, *, ttl: float) -> None:
         self.client.eval(_RENEW, 1, self.key, str(member), ttl)
@@ -104,11 +149,27 @@ class RedisCap:
         self.client.zrem(self.key, str(member))
 
     def count(self) -> int:
-        return int(self.client.eval(_COUNT, 1, self.key))
+        answer = int(self.client.eval(_COUNT, 2, self.key, self.seeded_key))
+        if answer == -1:
+            self._seed()
+            answer = int(self.client.eval(_COUNT, 2, self.key, self.seeded_key))
+        return max(answer, 0)
 
     def members(self) -> set[int]:
         self.count()
         return {int(m) for m in self.client.zrange(self.key, 0, -1)}
+
+
+def _db_holders(key: str):  # type: ignore[no-untyped-def]
+    """The rows of a cap that hold a slot: dispatched and waiting for their submit, or at the
+    provider."""
+    from generation.models import Generation, GenerationState, parse_cap_key
+
+    backend, account_id = parse_cap_key(key)
+    return Generation.objects.for_cap(backend=backend, account_id=account_id).filter(
+        Q(state=GenerationState.QUEUED, dispatched_at__isnull=False)
+        | Q(state__in=[GenerationState.SUBMITTED, GenerationState.RUNNING])
+    )
 
 
 class DatabaseCap:
@@ -118,15 +179,7 @@ class DatabaseCap:
         self.key = key
 
     def _holders(self):  # type: ignore[no-untyped-def]
-        from generation.models import Generation, GenerationState, parse_cap_key
-
-        backend, account_id = parse_cap_key(self.key)
-        return Generation.objects.for_cap(
-            backend=backend, account_id=account_id
-        ).filter(
-            Q(state=GenerationState.QUEUED, dispatched_at__isnull=False)
-            | Q(state__in=[GenerationState.SUBMITTED, GenerationState.RUNNING])
-        )
+        return _db_holders(self.key)
 
     def acquire(self, member: int, *, limit: int, ttl: float) -> bool:
         with transaction.atomic():

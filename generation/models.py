@@ -406,10 +406,22 @@ class Asset(models.Model):
         related_name="+",
         db_index=False,
     )
+    # What the image cost (the provider's charge, else the estimate), copied at ingest so the
+    # gallery's cost sorts are index scans like its date sorts (a sort through the generation
+    # join reads and sorts the whole scope on every page).
+    cost = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("0"))
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
+            # The cost sorts, per scope (scanned backwards for "cheapest first").
+            models.Index(
+                fields=["campaign", "-cost", "-id"], name="asset_campaign_cost"
+            ),
+            models.Index(fields=["batch", "-cost", "-id"], name="asset_batch_cost"),
+            models.Index(
+                fields=["workspace", "-cost", "-id"], name="asset_workspace_cost"
+            ),
             models.Index(
                 fields=["workspace", "-created_at"], name="asset_workspace_recent"
             ),
@@ -454,6 +466,36 @@ class BatchState(models.TextChoices):
     RUNNING = "running", "Running"
     FINISHED = "finished", "Finished"
     CANCELED = "canceled", "Canceled"
+
+
+class ReviewTally(models.Model):
+    """Assets per review status of one gallery scope, kept by PostgreSQL triggers on the asset
+    table (migration 0007): the gallery's status counts read a few rows instead of counting every
+    asset of the campaign. Triggers, not application code, so that every write counts: ingest's
+    upsert, review actions, bulk UPDATEs, cascades. Rows are never removed (a scope that lost
+    its assets keeps zeros); scope ids are not foreign keys, so a deleted workspace, campaign
+    or batch leaves harmless orphans instead of blocking its own deletion.
+    """
+
+    class Kind(models.TextChoices):
+        WORKSPACE = "w", "Workspace"
+        CAMPAIGN = "c", "Campaign"
+        BATCH = "b", "Batch"
+
+    kind = models.CharField(max_length=1, choices=Kind.choices)
+    scope_id = models.BigIntegerField()
+    review_status = models.CharField(max_length=20)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "scope_id", "review_status"], name="review_tally_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.scope_id} {self.review_status}={self.n}"
 
 
 class Batch(models.Model):

@@ -18,7 +18,7 @@ its submit IS the work (an in-process pipeline run), so it runs on that queue's 
 sent without a queue (retries, the sweep); the dispatcher names the queue itself, from the cap key.
 
 Crash safety: acks_late + reject_on_worker_lost (settings) redeliver a task whose worker process
-died; every task is idempotent through the conditional UPDATEs in services.py, so a redelivery
+died; every task is idempotent through the conditional UPDATEs in generation/engine/, so a redelivery
 or a duplicate does nothing. When a whole worker is SIGKILLed its messages stay unacked in Redis
 until the visibility timeout; the periodic `generation_sweep` (celery beat) re-drives such
 generations long before that (see engine_sweep.generation_sweep and the settings for the intervals).
@@ -29,14 +29,17 @@ still fails, the sweep picks the generation up again.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import redis
 from celery import shared_task
+from celery.signals import task_postrun, task_prerun, worker_ready
 from django.db import InterfaceError, OperationalError, connections
 
 from generation import caps
 from generation.engine import policy as engine
-from generation.engine.state import Next
+from generation.engine.state import Next, SweepPlan
 from generation.models import parse_cap_key
 
 log = logging.getLogger(__name__)
@@ -58,9 +61,12 @@ _OPTIONS = {
 }
 
 
-def _usable_connections() -> None:
-    """Drop database connections that broke (server restart, network): the worker keeps its
-    connection between tasks (CELERY_DB_REUSE_MAX), so nobody else would notice."""
+@task_prerun.connect
+@task_postrun.connect
+def _usable_connections(**_: object) -> None:
+    """Drop database connections that broke (server restart, network) before and after every
+    task: the worker keeps its connection between tasks (CELERY_DB_REUSE_MAX), so nobody else
+    would notice, and a retry would fail again on the same dead socket."""
     for conn in connections.all(initialized_only=True):
         if (
             conn.connection is not None
@@ -167,7 +173,6 @@ def follow(generation_id: int, nxt: Next, *, inline: int = 1) -> None:
 
 @shared_task(**_OPTIONS)
 def generation_dispatch(cap_key: str) -> None:
-    _usable_connections()
     _dispatch(cap_key)
 
 
@@ -175,7 +180,6 @@ def generation_dispatch(cap_key: str) -> None:
 def generation_submit(generation_id: int) -> None:
     from generation.engine import submit as engine_submit
 
-    _usable_connections()
     follow(generation_id, engine_submit.generation_submit(generation_id=generation_id))
 
 
@@ -192,16 +196,23 @@ def generation_poll(generation_id: int, seq: int) -> None:
 def generation_ingest(generation_id: int) -> None:
     from generation.engine import ingest as engine_ingest
 
-    _usable_connections()
     follow(generation_id, engine_ingest.generation_ingest(generation_id=generation_id))
 
 
 @shared_task(**_OPTIONS)
-def generation_sweep() -> dict[str, int]:
+def generation_sweep(stuck_after: float | None = None) -> dict[str, int]:
     from generation.engine import sweep as engine_sweep
 
-    _usable_connections()
-    plan = engine_sweep.generation_sweep()
+    plan = engine_sweep.generation_sweep(stuck_after=stuck_after)
+    _send(plan)
+    return {
+        "redriven": plan.redriven,
+        "expired": len(plan.expired),
+        "dispatch": len(plan.dispatch),
+    }
+
+
+def _send(plan: SweepPlan) -> None:
     for generation_id in plan.submit:
         generation_submit.delay(generation_id)
     for generation_id, seq in plan.poll:
@@ -210,8 +221,51 @@ def generation_sweep() -> dict[str, int]:
         generation_ingest.delay(generation_id)
     for cap_key in plan.dispatch:
         wake_dispatcher(cap_key)
-    return {
-        "redriven": plan.redriven,
-        "expired": len(plan.expired),
-        "dispatch": len(plan.dispatch),
-    }
+
+
+@worker_ready.connect
+def _sweep_on_start(sender: object = None, **_: object) -> None:
+    """A worker that starts re-drives its dead predecessor's work at once. The predecessor's
+    messages sit unacknowledged in Redis until the visibility timeout, and the periodic sweep
+    only takes work ENGINE_STUCK_AFTER (30 s) overdue. So for a short while the worker sweeps
+    every ENGINE_STARTUP_STUCK_AFTER seconds with that as the overdue bound: until every poll the
+    predecessor had scheduled is due (ENGINE_POLL_MAX) and its claims' holders have missed their
+    heartbeat (ENGINE_HOLDER_ALIVE_TTL, claims.py). Re-driving work another live worker holds is
+    harmless (every step is idempotent); its claims are never touched while it lives.
+
+    The passes run in a thread of the worker's main process, not as broker tasks: a sweep sent
+    through the broker would queue behind the predecessor's backlog, the very work it must
+    rescue (measured: 7 s behind it on a loaded machine)."""
+    from generation import claims
+
+    step = max(engine.conf("ENGINE_STARTUP_STUCK_AFTER", 1.0), 0.5)
+    until = max(engine.conf("ENGINE_POLL_MAX", 8.0), claims.alive_ttl()) + step
+    threading.Thread(
+        target=_startup_sweeps,
+        args=(step, until),
+        name="engine-startup-sweeps",
+        daemon=True,
+    ).start()
+
+
+def _startup_sweeps(step: float, until: float) -> None:
+    from generation.engine import sweep as engine_sweep
+
+    started = time.monotonic()
+    redriven: set[int] = (
+        set()
+    )  # once each: a re-drive may wait in this worker's busy queue
+    try:
+        while True:
+            try:
+                plan = engine_sweep.generation_sweep(stuck_after=step, skip=redriven)
+                _send(plan)
+                redriven.update(plan.submit, plan.ingest, (pk for pk, _ in plan.poll))
+            except Exception:
+                log.exception("startup sweep failed; the next pass tries again")
+            elapsed = time.monotonic() - started
+            if elapsed + step > until:
+                return
+            time.sleep(step - elapsed % step)
+    finally:
+        connections.close_all()

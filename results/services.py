@@ -381,3 +381,59 @@ def summary_json(
         "replaced": imported.replaced,
         "variants": variants,
     }
+
+
+def results_by_version(prompt_template: Any) -> dict[int, dict[str, Any]]:
+    """Per version number of a template: its images' ad totals, CTR and conversion rate (%)."""
+    rows = (
+        AdResult.objects.filter(
+            asset__generation__template_version__template=prompt_template
+        )
+        .values("asset__generation__template_version__number")
+        .annotate(
+            impressions=Sum("impressions"),
+            clicks=Sum("clicks"),
+            conversions=Sum("conversions"),
+        )
+    )
+    result = {}
+    for row in rows:
+        impressions, clicks = row["impressions"] or 0, row["clicks"] or 0
+        result[row["asset__generation__template_version__number"]] = {
+            "impressions": impressions,
+            "clicks": clicks,
+            "conversions": row["conversions"] or 0,
+            "ctr": 100 * clicks / impressions if impressions else 0.0,
+            "conversion_rate": 100 * (row["conversions"] or 0) / clicks
+            if clicks
+            else 0.0,
+        }
+    return result
+
+
+@dataclass(frozen=True)
+class Round:
+    number: int
+    batch: Batch
+    result: BatchResult | None
+
+    @property
+    def verdict(self) -> str:
+        if self.result is None:
+            return "no ad results yet"
+        if self.result.analysis.too_early:
+            return "too early to call"
+        winner = self.result.winner
+        if winner is None:
+            return "no winner yet"
+        return f"winner {str(winner.asset.code)[:8]} ({winner.ctr.rate:.2%} CTR)"
+
+
+def campaign_rounds(campaign: Campaign) -> list[Round]:
+    """The campaign's batches in order, each with its results' verdict: the history of rounds."""
+    results = {r.batch.pk: r for r in campaign_results(campaign) if r.batch is not None}
+    batches = Batch.objects.filter(campaign=campaign).order_by("created_at", "id")
+    return [
+        Round(number=i, batch=batch, result=results.get(batch.pk))
+        for i, batch in enumerate(batches, start=1)
+    ]

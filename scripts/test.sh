@@ -6,7 +6,8 @@
 # 1. finds Python >= 3.12 and creates/updates .venv with the dev extra (pip only when pyproject.toml
 #    changed since the last install);
 # 2. installs Debian's chromium with apt-get when /usr/bin/chromium is missing (browser tests), and
-#    tesseract-ocr when `tesseract` is missing (brand checks' OCR);
+#    tesseract-ocr when `tesseract` is missing (brand checks' OCR), and libimage-exiftool-perl when
+#    `exiftool` is missing (asset packs' provenance is read back with it);
 # 3. ruff check ., ruff format --check . and lint-imports (the layering contract in pyproject.toml);
 # 4. pytest on PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise throwaway servers
 #    started from the local binaries for this run (stopped again on exit, Ctrl-C and failure too);
@@ -194,6 +195,32 @@ ensure_tesseract() {
     fi
 }
 
+ensure_exiftool() {
+    # Asset packs' provenance (XMP Digital Source Type) is read back with an independent reader,
+    # Debian's exiftool (libimage-exiftool-perl); without it those checks are skipped.
+    command -v exiftool >/dev/null 2>&1 && return 0
+    [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1 || {
+        warn "exiftool is missing: the packs' metadata checks are skipped (install libimage-exiftool-perl)"
+        return 0
+    }
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo"
+        else
+            warn "exiftool is missing and apt-get needs root: run 'sudo apt-get install -y libimage-exiftool-perl' (metadata checks are skipped)"
+            return 0
+        fi
+    fi
+    say "exiftool is missing: ${sudo:+$sudo }apt-get install -y libimage-exiftool-perl"
+    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q libimage-exiftool-perl; then
+        say "The install failed: ${sudo:+$sudo }apt-get update, then again"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -q \
+            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q libimage-exiftool-perl \
+            || warn "could not install libimage-exiftool-perl: the packs' metadata checks are skipped"
+    fi
+}
+
 # Which servers does this run need to start, and are their binaries here?
 need_pg=""
 need_redis=""
@@ -212,6 +239,7 @@ fi
 ensure_venv dev
 ensure_chromium
 ensure_tesseract
+ensure_exiftool
 
 export STUDIO_TEST_ARTIFACTS="${STUDIO_TEST_ARTIFACTS:-$ROOT/var/test-artifacts}"
 mkdir -p "$STUDIO_TEST_ARTIFACTS"

@@ -16,6 +16,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from studio import logs as studio_logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -38,6 +40,11 @@ def env_secret(name: str, default: str = "") -> str:
     if path := os.environ.get(f"{name}_FILE"):
         return Path(path).read_text().strip()
     return default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -110,9 +117,14 @@ INSTALLED_APPS = [
     "ninja",  # Django Ninja: serves the API docs' Swagger UI files from static/
     "api",
     "results",
+    "catalog",
 ]
 
 MIDDLEWARE = [
+    # Probes (/healthz, /readyz, /metrics) answer before the HTTPS redirect and host validation.
+    "studio.health.ProbeMiddleware",
+    "studio.metrics.RequestMetricsMiddleware",
+    "studio.logs.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads the body (CSRF reads POST): an oversized upload is refused unread.
     "studio.uploads.RequestSizeLimitMiddleware",
@@ -170,6 +182,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     )
 
+# A connection pool per process (psycopg_pool through Django's PostgreSQL backend), off unless
+# DB_POOL_MAX_SIZE is set. The ASGI web process wants it: each concurrent request's sync code runs
+# in its own thread with its own connection, so 200 simultaneous API calls (Prefer: wait) would
+# otherwise open 200 PostgreSQL connections; with the pool they share DB_POOL_MAX_SIZE and queue
+# for up to DB_POOL_TIMEOUT seconds. (Django requires CONN_MAX_AGE 0 with a pool.)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env_float("DB_POOL_TIMEOUT", 30.0),
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -194,8 +220,12 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_LOCKOUT_CALLABLE = "studio.login_throttle.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "studio.login_throttle.client_address"
+# No start-up banner on stderr: management commands promise one line of output (export_pack).
+AXES_VERBOSE = False
 # Successful logins are not logged by axes (the table would only grow); failures are what counts.
 AXES_DISABLE_ACCESS_LOG = True
+# No "AXES: BEGIN version …" banner in every process (management commands print one line only).
+AXES_VERBOSE = False
 # Proxies in front of the studio that append to X-Forwarded-For (0: the peer address is the client).
 LOGIN_PROXY_COUNT = env_int(
     "LOGIN_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0
@@ -331,6 +361,10 @@ else:
         "unacked_restore_interval": 5,
         "unacked_restore_throttle": 2,
     }
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        # kombu's Redis transport, minus a crash that ends the worker when Redis restarts while
+        # it holds unacknowledged messages (studio/broker.py; docs/engine-recovery.md).
+        CELERY_BROKER_TRANSPORT = "studio.broker:Transport"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -386,16 +420,21 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# Logs: plain text, or one JSON object per line with request/task context (studio/logs.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+LOGGING = studio_logs.logging_config(LOG_FORMAT, os.environ.get("LOG_LEVEL", "INFO"))
+# Errors to Sentry from web and workers when set (sentry-sdk; studio/observability.py).
+SENTRY_DSN = env_secret("SENTRY_DSN")
+SENTRY_ENVIRONMENT = os.environ.get("SENTRY_ENVIRONMENT", "production")
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0)
+# /metrics: with a token, only `Authorization: Bearer <token>` may read it; without, loopback only.
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+# prometheus-client's multiprocess folder (read by the library itself, before any metric exists):
+# set it for gunicorn and the Celery workers of one machine, emptied at each start (scripts/prod.sh).
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+# Redis must not evict the broker's messages, leases or breakers: warn at start unless the
+# server's maxmemory-policy is noeviction (studio/checks.py). 0 turns the check off.
+REDIS_EVICTION_CHECK = env_bool("REDIS_EVICTION_CHECK", True)
 
 # Test runs: the fast hasher (passwords are irrelevant to what the tests check).
 if TESTING:
@@ -406,11 +445,6 @@ if TESTING:
 # provider account (generation/accounts.py). BFL_API_URL takes a URL or a region ("eu", "us").
 BFL_API_KEY = env_secret("BFL_API_KEY")
 BFL_API_URL = os.environ.get("BFL_API_URL", "https://api.bfl.ai")
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
 
 
 # Active tasks each provider account may have at once, shared by every worker through Redis
@@ -443,6 +477,13 @@ ENGINE_RETRY_CAP = env_float("ENGINE_RETRY_CAP", 60.0)
 ENGINE_MAX_RETRIES = env_int("ENGINE_MAX_RETRIES", 5)
 ENGINE_MAX_RATE_LIMITED = env_int("ENGINE_MAX_RATE_LIMITED", 50)
 ENGINE_RETRY_AFTER_MAX = env_float("ENGINE_RETRY_AFTER_MAX", 120.0)
+_visibility = CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+if _visibility is not None and _visibility <= ENGINE_RETRY_AFTER_MAX:
+    # A retry waiting longer than that is delivered a second time by Redis meanwhile.
+    raise ImproperlyConfigured(
+        f"ENGINE_RETRY_AFTER_MAX ({ENGINE_RETRY_AFTER_MAX:g} s) must be below "
+        f"CELERY_VISIBILITY_TIMEOUT ({_visibility} s): lower the first or raise the second."
+    )
 # Recovery after a crash. A submit or ingest claims its row for CLAIM_TTL (longer than any
 # HTTP call's timeout, so a slow call is never run twice); the sweep runs every SWEEP_INTERVAL
 # and re-drives a row whose next step is STUCK_AFTER overdue. STUCK_AFTER sits well above the
@@ -456,6 +497,13 @@ ENGINE_SWEEP_INTERVAL = env_float("ENGINE_SWEEP_INTERVAL", 15.0)
 ENGINE_STUCK_AFTER = env_float("ENGINE_STUCK_AFTER", 30.0)
 ENGINE_LEASE_TTL = env_float("ENGINE_LEASE_TTL", 180.0)
 ENGINE_CAP_RECHECK = env_float("ENGINE_CAP_RECHECK", 2.0)
+# A worker that starts sweeps every this many seconds, re-driving work this overdue, until its
+# dead predecessor's polls are due and claims released, instead of waiting for STUCK_AFTER: a
+# restarted worker resumes its predecessor's generations in seconds (docs/engine-recovery.md).
+ENGINE_STARTUP_STUCK_AFTER = env_float("ENGINE_STARTUP_STUCK_AFTER", 1.0)
+# A process holding a submit/ingest claim keeps a liveness key with this TTL (s) in Redis; once
+# it lapses the holder counts as dead and the sweep releases its claims (generation/claims.py).
+ENGINE_HOLDER_ALIVE_TTL = env_float("ENGINE_HOLDER_ALIVE_TTL", 6.0)
 # Deadlines: at the provider (then `expired`), and waiting in the queue.
 ENGINE_PROVIDER_DEADLINE = env_float("ENGINE_PROVIDER_DEADLINE", 900.0)
 ENGINE_QUEUE_DEADLINE = env_float("ENGINE_QUEUE_DEADLINE", 86400.0)
@@ -488,6 +536,8 @@ CELERY_TASK_ROUTES = (
         # Brand checks are CPU work too; they run after the asset is stored, never before.
         "checks.tasks.*": {"queue": "ingest"},
         "exports.tasks.export_pack_build_task": {"queue": "export"},
+        # Import checks and cleans images (CPU); URL fetches are short I/O next to ingest.
+        "catalog.tasks.*": {"queue": "ingest"},
         "generation.tasks.*": {"queue": "dispatch"},
     },
 )
@@ -519,6 +569,8 @@ CHECKS_TEXT_MIN = env_float("CHECKS_TEXT_MIN", 0.9)
 CHECKS_LOGO_MIN = env_float("CHECKS_LOGO_MIN", 0.5)
 CHECKS_PRODUCT_MIN = env_float("CHECKS_PRODUCT_MIN", 0.5)
 CHECKS_DELTA_E = env_float("CHECKS_DELTA_E", 10.0)
+# Folder holding Tesseract's eng.traineddata for the OCR check; empty: Debian's and other usual places.
+CHECKS_TESSDATA = os.environ.get("CHECKS_TESSDATA", "")
 
 # The longest rendered prompt the studio sends, in characters (a provider's documented limit wins
 # when lower: generation/prompt_limits.py). Previews refuse longer ones with the numbers.
@@ -533,6 +585,19 @@ STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)
 EXPORT_MAX_UPSCALE = env_float("EXPORT_MAX_UPSCALE", 1.25)
 EXPORT_PACK_TTL_HOURS = env_int("EXPORT_PACK_TTL_HOURS", 168)
 EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3600)
+# C2PA signing of renditions (exports/c2pa_sign.py): a PEM certificate chain (signing certificate
+# first) and its PKCS#8 PEM key; both set turns signing on. ES256 or PS256 etc. (EXPORT_C2PA_ALG).
+EXPORT_C2PA_CERT = os.environ.get("EXPORT_C2PA_CERT", "")
+EXPORT_C2PA_KEY = os.environ.get("EXPORT_C2PA_KEY", "")
+EXPORT_C2PA_ALG = os.environ.get("EXPORT_C2PA_ALG", "es256")
+EXPORT_C2PA_TSA_URL = os.environ.get("EXPORT_C2PA_TSA_URL", "")
+# Images rendered at once while a pack builds (threads: Pillow releases the GIL while decoding,
+# resizing and encoding, and Celery's prefork children may not start processes of their own).
+EXPORT_BUILD_THREADS = env_int("EXPORT_BUILD_THREADS", 2)
+# Outside review links (exports/sharing.py): default lifetime, and requests per address and
+# link per minute on the public pages.
+SHARE_LINK_DAYS = env_int("SHARE_LINK_DAYS", 14)
+SHARE_RATE_LIMIT = env_int("SHARE_RATE_LIMIT", 120)
 
 # Templates of feature apps that lower layers include without importing them (studio/ui_hooks.py):
 # the gallery's bulk bar, a campaign's and a batch's action buttons.
@@ -545,6 +610,10 @@ STUDIO_UI_HOOKS = {
     "batch_actions": ["exports/hooks/batch_actions.html"],
     "brand_actions": ["exports/hooks/brand_actions.html"],
     "main_nav": ["exports/hooks/main_nav.html"],
+    # Cards in a campaign page's sidebar.
+    "campaign_sidebar": ["results/hooks/campaign_sidebar.html"],
+    # Extra columns of a template's version list (a <th> with part="head", a <td> per version).
+    "template_version_columns": ["results/hooks/template_version_columns.html"],
 }
 # JSON API (api/, docs/api.md).
 API_RATE_LIMIT = env_int(

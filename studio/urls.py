@@ -33,7 +33,6 @@ urlpatterns = [
         invitation_views.invitation_accept_view,
         name="invitation-accept",
     ),
-    path("healthz", views.healthz, name="healthz"),
     path("", include("campaigns.urls")),
     path("", include("generation.urls")),
     path("", include("exports.urls")),

@@ -177,4 +177,7 @@ def make_asset(
         sha256=sha,
         review_status=review_status,
         starred=starred,
+        cost=generation.actual_cost
+        if generation.actual_cost is not None
+        else generation.estimated_cost,
     )

@@ -69,6 +69,7 @@ OBJECT_URLS: dict[str, str] = {
     "exports:pack-cancel": "pack",
     "exports:pack-download": "pack",
     "exports:brand-presets": "brand",
+    "exports:share-revoke": "share",
     "invitation-revoke": "invitation",
     "api-ui:token-revoke": "token",
     "api-ui:webhook-detail": "webhook",
@@ -77,6 +78,13 @@ OBJECT_URLS: dict[str, str] = {
 }
 # URLs with parameters that do not name a workspace object (checked elsewhere or public by design).
 NOT_OBJECT_URLS: set[str] = {
+    # Outside review pages: the token is the credential and grants exactly the link's assets;
+    # tests/exports/test_share_links.py checks other assets, dead and wrong tokens (404).
+    "exports:share-page",
+    "exports:share-name",
+    "exports:share-manifest",
+    "exports:share-image",
+    "exports:share-decide",
     "member-update",  # integer membership id; tests/studio/test_workspaces.py checks the 404
     "member-unlock",  # integer membership id; tests/studio/test_login_throttle.py checks the 404
     # The signed token names one invitation and is the whole credential; tests/studio/
@@ -108,6 +116,10 @@ NOT_OBJECT_URLS: set[str] = {
             "asset_comment",
             "asset_file",
             "asset_signed_file",
+            "export_detail",
+            "export_cancel",
+            "export_file",
+            "export_signed_file",
         )
     ),  # fmt: skip
 }
@@ -187,7 +199,19 @@ class EveryUrlTenancyTests(StudioTestCase):
             "batch": batch,
             "asset": batch.generations.get(asset__isnull=False).asset,
             "pack": self._pack(),
+            "share": self._share(),
         }
+
+    def _share(self) -> Any:
+        from exports.models import ShareLink
+
+        return ShareLink.objects.create(
+            workspace=self.workspace,
+            token_hash="0" * 64,
+            title="Tenancy link",
+            asset_ids=[],
+            expires_at="2100-01-01T00:00:00Z",
+        )
 
     def _pack(self) -> Any:
         from django.core.files.base import ContentFile
@@ -244,6 +268,9 @@ class EveryUrlTenancyTests(StudioTestCase):
 
 # Parameter names that never carry an object id, whatever the view (checked by their own tests).
 NOT_ID_NAMES: set[str] = {
+    "days",  # a share link's lifetime
+    "kind",  # an outside reviewer's decision (a choice)
+    "comment",  # text
     "page",  # pagination
     "after",  # gallery cursor (a position, filtered by the workspace like the rest)
     "next",  # where to go back to (same-site paths only)
@@ -272,6 +299,10 @@ NOT_ID_NAMES: set[str] = {
 ID_PARAMS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
     "workspace-switch": {("POST", "workspace"): ("workspace",)},
     "exports:pack-list": {("GET", "campaign"): ("campaign",)},
+    "exports:share-create": {
+        ("POST", "pack"): ("pack",),
+        ("POST", "asset"): ("asset",),
+    },
     # A signed token naming a pending upload of this campaign and user (results/views.py).
     "results:results-confirm": {("POST", "token"): ()},
     "campaigns:brand-create": {("POST", "logo"): ("reference",)},
@@ -398,6 +429,7 @@ class IdsOutsideThePathTests(StudioTestCase):
         from django.core.files.uploadedfile import SimpleUploadedFile
 
         from campaigns.references import reference_create
+        from exports.models import ExportPack
         from tests.factories import image_bytes
         from tests.generation.batch_helpers import make_batch_with_asset, make_version
 
@@ -413,6 +445,9 @@ class IdsOutsideThePathTests(StudioTestCase):
             "batch": batch,
             "asset": asset,
             "asset_generation": asset.generation,
+            "pack": ExportPack.objects.create(
+                workspace=workspace, title=f"{tag} pack", asset_ids=[asset.pk]
+            ),
             "reference": reference_create(
                 brand=brand,
                 uploaded_file=SimpleUploadedFile(

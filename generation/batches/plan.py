@@ -144,6 +144,11 @@ class Seeds:
 class Row:
     line: int  # where it started in the CSV (the header is line 1)
     values: Mapping[str, str]
+    # The row's own reference images (library codes, in send order), sent after the template's
+    # filled slots and cut to each model's maximum: a catalog batch gives every product its own.
+    references: tuple[str, ...] = ()
+    # Who the row is for ("SKU-1"), in messages about the row.
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -188,7 +193,15 @@ class BatchSpec:
         return {
             "mode": self.mode,
             "matrix": [[name, list(values)] for name, values in self.matrix],
-            "rows": [{"line": r.line, "values": dict(r.values)} for r in self.rows],
+            "rows": [
+                {"line": r.line, "values": dict(r.values)}
+                | (
+                    {"references": list(r.references), "label": r.label}
+                    if r.references or r.label
+                    else {}
+                )
+                for r in self.rows
+            ],
             "seeds": {
                 "mode": self.seeds.mode,
                 "count": self.seeds.count,
@@ -214,7 +227,12 @@ class BatchSpec:
                 for name, values in data.get("matrix") or []
             ),
             rows=tuple(
-                Row(int(r.get("line", 0)), {k: str(v) for k, v in r["values"].items()})
+                Row(
+                    int(r.get("line", 0)),
+                    {k: str(v) for k, v in r["values"].items()},
+                    tuple(str(c) for c in r.get("references") or ()),
+                    str(r.get("label", "")),
+                )
                 for r in data.get("rows") or []
             ),
             seeds=Seeds(
@@ -451,6 +469,8 @@ class PlannedVariant:
     reference_order: tuple[str, ...]
     params: Mapping[str, Any]
     cost: Decimal
+    # The row's own references sent after the slots (codes), already cut to the model's maximum.
+    row_references: tuple[str, ...] = ()
 
 
 @dataclass
@@ -545,12 +565,14 @@ def plan_batch(
     references: Mapping[str, ReferenceInput],
     labels: Mapping[str, str] | None = None,
     max_size: int = 1000,
+    row_references: Mapping[str, ReferenceInput] | None = None,
 ) -> Plan:
     """Expand, render, validate and price every variant; problems go under their field.
 
     `backends` maps each target's backend name to a configured instance (a name missing from it
     is reported as not configured); `references` maps each filled slot to its image (only size
-    and count matter here); `labels` gives targets their display names.
+    and count matter here); `labels` gives targets their display names; `row_references` maps
+    the codes rows name (Row.references) to their images.
     """
     plan = Plan(spec=spec, count=spec.count, max_size=max_size)
     labels = labels or {}
@@ -567,7 +589,7 @@ def plan_batch(
 
     slots = [ReferenceSlot.coerce(s) for s in template.reference_slots]
     filled = [s.name for s in slots if s.name in references]
-    rendered_ok: list[tuple[int, dict[str, str], RenderedPrompt]] = []
+    rendered_ok: list[tuple[int, dict[str, str], RenderedPrompt, Row | None]] = []
     for index, (values, row) in enumerate(spec.combinations()):
         where = f"Row {row.line - 1} (line {row.line})" if row else None
         try:
@@ -601,7 +623,7 @@ def plan_batch(
             for message in too_long:
                 plan.error(FIELD_TEMPLATE, f"{where}: {message}" if where else message)
             continue
-        rendered_ok.append((index, values, rendered))
+        rendered_ok.append((index, values, rendered, row))
         for warning in rendered.warnings:
             if warning not in plan.warnings:
                 plan.warnings.append(warning)
@@ -651,11 +673,16 @@ def plan_batch(
         return plan
     # render_prompt numbers the filled slots in declared order: "image N" is the N-th sent.
     inputs = tuple(references[name] for name in filled)
-    for index, values, rendered in rendered_ok:
+    row_inputs = row_references or {}
+    for index, values, rendered, row in rendered_ok:
+        own = _row_codes(plan, row, row_inputs)
         for seed in seeds:
             for target in spec.targets:
                 backend = backends[target.backend]
                 label = labels.get(target.key, target.key)
+                sent = _cut_to_model(
+                    plan, row, own, len(inputs), backend, target, label
+                )
                 for size in spec.sizes:
                     shape = shapes.get((target, size))
                     if shape is None:
@@ -667,7 +694,7 @@ def plan_batch(
                         width=width,
                         height=height,
                         seed=seed,
-                        references=inputs,
+                        references=inputs + tuple(row_inputs[c] for c in sent),
                         params=params,
                     )
                     try:
@@ -704,11 +731,55 @@ def plan_batch(
                             reference_order=rendered.reference_order,
                             params=params,
                             cost=cost,
+                            row_references=sent,
                         )
                     )
     if plan.errors:
         plan.variants = []
     return plan
+
+
+def _row_codes(
+    plan: Plan, row: Row | None, known: Mapping[str, ReferenceInput]
+) -> tuple[str, ...]:
+    """The row's reference codes that exist; a missing one is an error on the row."""
+    if row is None or not row.references:
+        return ()
+    missing = [code for code in row.references if code not in known]
+    if missing:
+        who = row.label or f"Line {row.line}"
+        plan.error(
+            FIELD_ROWS,
+            f"{who}: {len(missing)} of its reference images are no longer in the library.",
+        )
+    return tuple(code for code in row.references if code in known)
+
+
+def _cut_to_model(
+    plan: Plan,
+    row: Row | None,
+    own: tuple[str, ...],
+    slot_count: int,
+    backend: Backend,
+    target: Target,
+    label: str,
+) -> tuple[str, ...]:
+    """The row's references a model takes after the filled slots; the preview says what is left out."""
+    if not own:
+        return ()
+    model = backend.capabilities().models.get(target.model)
+    room = max(0, (model.max_references if model else len(own)) - slot_count)
+    if len(own) > room and row is not None:
+        who = row.label or f"Line {row.line}"
+        warning = (
+            f"{who}: {label} takes {room} of its {len(own)} reference images "
+            f"(images 1–{room} sent, {len(own) - room} left out)."
+            if room
+            else f"{who}: {label} takes none of its reference images."
+        )
+        if warning not in plan.warnings:
+            plan.warnings.append(warning)
+    return own[:room]
 
 
 def _check_shape(plan: Plan, spec: BatchSpec, template: TemplateInput) -> None:

@@ -6,6 +6,7 @@ The only code that changes a batch; generation/batches/plan.py is the pure plann
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Mapping
@@ -68,6 +69,8 @@ from generation.models import (
     Generation,
 )
 from generation.spend.services import Budget, campaign_budget
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -154,6 +157,31 @@ def _load_references(
     return inputs, rows
 
 
+def _load_row_references(
+    *, version: TemplateVersion, spec: BatchSpec
+) -> dict[str, ReferenceInput]:
+    """The brand's library images that rows name as their own (a catalog batch's products)."""
+    codes = {code for row in spec.rows for code in row.references}
+    if not codes:
+        return {}
+    valid = []
+    for code in codes:
+        try:
+            valid.append(UUID(code))
+        except ValueError:
+            continue
+    return {
+        str(ref.code): ReferenceInput(
+            ref.role, b"", ref.content_type, ref.width, ref.height, name=str(ref)
+        )
+        for ref in ReferenceImage.objects.filter(
+            workspace_id=version.workspace_id,
+            brand_id=version.template.brand_id,
+            code__in=valid,
+        )
+    }
+
+
 def batch_preview(
     *, campaign: Campaign, version: TemplateVersion, spec: BatchSpec
 ) -> BatchPreview:
@@ -178,6 +206,7 @@ def batch_preview(
         references=references,
         labels={t.key: target_label(t) for t in spec.targets},
         max_size=max_batch_size(),
+        row_references=_load_row_references(version=version, spec=spec),
     )
     for key, messages in plan.errors.items():
         for message in messages:
@@ -233,7 +262,11 @@ def _store_generations(
             width=variant.width,
             height=variant.height,
             seed=variant.seed,
-            references=reference_specs,
+            references=reference_specs
+            + [
+                {"code": code, "role": "product", "name": ""}
+                for code in variant.row_references
+            ],
             estimated_cost=variant.cost,
             # A batch names its backend: no routing policy, no fallback chain (routing.py).
             requested_backend=variant.target.backend,
@@ -249,6 +282,15 @@ def _store_generations(
         for index, variant in enumerate(plan.variants)
     ]
     queue_generations(rows)
+    # Links the request that dispatched the batch to the tasks that run each generation (their
+    # log lines carry generation_id and this request's request_id: studio/logs.py).
+    log.info(
+        "batch generations queued",
+        extra={
+            "batch": str(batch.code),
+            "generation_ids": [row.pk for row in rows],
+        },
+    )
     return len(rows)
 
 

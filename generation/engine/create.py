@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ from generation.engine.state import _jsonable, wake_on_commit
 from generation.models import (
     Generation,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _clean_reference_specs(
@@ -139,6 +142,11 @@ def generation_create(
             due_at=None if dispatch else now,
         )
         queue_generations([generation], wake=dispatch)
+    # Links the request (or command) that made it to the tasks that run it (studio/logs.py).
+    log.info(
+        "generation queued",
+        extra={"generation_id": generation.pk, "backend": backend, "model": model},
+    )
     return generation
 
 

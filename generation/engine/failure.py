@@ -41,6 +41,7 @@ from generation.engine.state import (
     wake_on_commit,
 )
 from generation.error_text import RAW_MAX_CHARS, member_message
+from generation.metrics import finished, provider_error
 from generation.models import (
     ACTIVE_STATES,
     Generation,
@@ -90,6 +91,7 @@ def _finish(
     moved = _transition(generation.pk, source=source, target=target, **fields)
     if moved:
         caps.cap_for(generation.cap_key).release(generation.pk)
+        finished(generation, target)
     return moved
 
 
@@ -98,6 +100,7 @@ def _on_error(
 ) -> Next:
     """Terminal or retry, per engine.decide; a retry is scheduled, never slept. With a fallback
     chain, a failure worth falling back on re-routes the row instead (generation_reroute)."""
+    provider_error(generation.backend, error.error_class)
     tripped = breaker.record_failure(
         generation.cap_key, error.error_class, error.message
     )
@@ -361,6 +364,7 @@ def generation_cancel(*, generation_id: int) -> bool:
     ):
         return False
     caps.cap_for(generation.cap_key).release(generation.pk)
+    finished(generation, S.CANCELED)
     if generation.provider_task_id:
         try:
             backend = accounts.backend_for_generation(generation)

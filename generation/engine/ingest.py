@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from generation import (
     accounts,
+    claims,
     imaging,
     signals,
 )
@@ -32,6 +33,7 @@ from generation.engine.state import (
     _load,
     _transition,
 )
+from generation.metrics import finished, provider_call
 from generation.models import (
     Asset,
     Generation,
@@ -50,6 +52,7 @@ def generation_ingest(*, generation_id: int) -> Next:
     now = timezone.now()
     if generation is None or generation.state != S.INGESTING:
         return Next()
+    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     claimed = (
         Generation.objects.filter(pk=generation_id, state=S.INGESTING)
         .filter(Q(due_at__isnull=True) | Q(due_at__lte=now + _SLACK))
@@ -81,9 +84,10 @@ def _download(generation: Generation, backend: Backend) -> bytes:
     synchronous = backend.capabilities().synchronous
     if generation.result_url:
         try:
-            content, _type = backend.fetch(
-                PollResult(ProviderState.READY, result_url=generation.result_url)
-            )
+            with provider_call(generation.backend, "fetch"):
+                content, _type = backend.fetch(
+                    PollResult(ProviderState.READY, result_url=generation.result_url)
+                )
             return content
         except BackendError as exc:
             if exc.error_class != ErrorClass.EXPIRED:
@@ -94,14 +98,16 @@ def _download(generation: Generation, backend: Backend) -> bytes:
             )
     if synchronous:
         raise _ResultLost("the synchronous result was lost before it was stored")
-    result = backend.poll(
-        task_id=generation.provider_task_id, poll_url=generation.poll_url or None
-    )
+    with provider_call(generation.backend, "poll"):
+        result = backend.poll(
+            task_id=generation.provider_task_id, poll_url=generation.poll_url or None
+        )
     if result.state == ProviderState.READY and (
         result.result_url or result.result_bytes is not None
     ):
         try:
-            content, _type = backend.fetch(result)
+            with provider_call(generation.backend, "fetch"):
+                content, _type = backend.fetch(result)
         except BackendError as exc:
             if exc.error_class != ErrorClass.EXPIRED:
                 raise
@@ -166,6 +172,10 @@ def _store(generation: Generation, content: bytes) -> Next:
         "content_type": info.content_type,
         "byte_size": info.byte_size,
         "sha256": info.sha256,
+        # Copied for the gallery's cost sorts (an index per scope): the charge, else the estimate.
+        "cost": generation.actual_cost
+        if generation.actual_cost is not None
+        else generation.estimated_cost,
     }
     # One INSERT ... ON CONFLICT (generation) DO UPDATE: a rerun, even a concurrent one,
     # leaves exactly one Asset, in one round trip.
@@ -185,6 +195,7 @@ def _store(generation: Generation, content: bytes) -> Next:
         error_message="",
     )
     if stored:
+        finished(generation, S.SUCCEEDED)
         # Brand checks (checks/) listen: they queue their own task, the image is in the gallery now.
         # (PostgreSQL returns the row's id from the upsert; other databases need a query.)
         asset_id = asset.pk or Asset.objects.get(generation=generation).pk

@@ -11,6 +11,7 @@ from generation import (
     accounts,
     breaker,
     caps,
+    claims,
 )
 from generation.backends.base import (
     Backend,
@@ -36,9 +37,11 @@ from generation.engine.state import (
     _this_poll,
     _transition,
 )
+from generation.metrics import provider_call
 from generation.models import (
     Generation,
 )
+from studio.metrics import PROVIDER_GENERATION_LATENCY
 
 
 def generation_poll(*, generation_id: int, seq: int) -> Next:
@@ -78,9 +81,11 @@ def generation_poll(*, generation_id: int, seq: int) -> Next:
         return Next(wake=(generation.cap_key,))
     try:
         backend = accounts.backend_for_generation(generation)
-        result = backend.poll(
-            task_id=generation.provider_task_id, poll_url=generation.poll_url or None
-        )
+        with provider_call(generation.backend, "poll"):
+            result = backend.poll(
+                task_id=generation.provider_task_id,
+                poll_url=generation.poll_url or None,
+            )
     except BackendError as exc:
         return _on_error(generation, exc, step=POLL, seq=seq)
     return _on_result(
@@ -146,6 +151,10 @@ def _on_result(
         _learn_duration(
             generation, result, now=now, seq=seq, last_delay=last_delay, late=lateness
         )
+        if generation.submitted_at is not None:
+            PROVIDER_GENERATION_LATENCY.labels(
+                generation.backend, generation.model
+            ).observe(max(0.0, (now - generation.submitted_at).total_seconds()))
         details = dict(generation.provider_details)
         if result.seed is not None:
             details["seed"] = result.seed
@@ -159,6 +168,7 @@ def _on_result(
         }
         if result.cost is not None:
             fields["actual_cost"] = result.cost
+            generation.actual_cost = result.cost
         where = _this_poll(generation, seq)
         if callback:
             del fields["poll_count"]
@@ -166,6 +176,10 @@ def _on_result(
         # Synchronous backend: the bytes are here, ingest in this same step (claimed for it);
         # otherwise an ingest task downloads the result at once.
         inline = result.result_bytes is not None
+        if inline:
+            claims.hold(
+                generation.pk, now + _claim_ttl(), ttl=_claim_ttl().total_seconds()
+            )
         if not _transition(
             generation.pk,
             source=AT_PROVIDER,

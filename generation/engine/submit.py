@@ -12,6 +12,7 @@ from django.utils import timezone
 from generation import (
     accounts,
     caps,
+    claims,
     imaging,
     webhooks,
 )
@@ -37,6 +38,7 @@ from generation.engine.state import (
     _seconds,
     _transition,
 )
+from generation.metrics import provider_call
 from generation.models import (
     TERMINAL_STATES,
     Generation,
@@ -71,6 +73,9 @@ def generation_submit(*, generation_id: int) -> Next:
         return Next(wake=(key,))
     if (held := _breaker_gate(generation, now=now)) is not None:
         return held
+    # The holder is recorded before the claim is taken: a kill between the two leaves either
+    # no claim or a claim the sweep can attribute (claims.py).
+    claims.hold(generation_id, now + _claim_ttl(), ttl=_claim_ttl().total_seconds())
     claimed = (
         Generation.objects.filter(
             pk=generation_id, state=S.QUEUED, dispatched_at__isnull=False
@@ -95,7 +100,8 @@ def generation_submit(*, generation_id: int) -> Next:
             step=SUBMIT,
         )
     try:
-        submission = backend.submit(request)
+        with provider_call(generation.backend, "submit"):
+            submission = backend.submit(request)
     except BackendError as exc:
         if exc.details.get("maybe_submitted"):
             _record_uncertain_submit(generation, exc, now=now)
@@ -145,6 +151,8 @@ def generation_submit(*, generation_id: int) -> Next:
         return Next(wake=(key,))
     generation.state = S.SUBMITTED
     generation.submitted_at = done
+    if submission.cost is not None:
+        generation.actual_cost = submission.cost
     generation.provider_task_id = submission.task_id[:200]
     generation.poll_url = submission.poll_url or ""
     if sync:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import Q
 from django.utils import timezone
 
 from generation import (
+    claims,
     fair,
 )
 from generation.engine import policy as engine
 from generation.engine.failure import generation_expire
-from generation.engine.state import AT_PROVIDER, S, SweepPlan, _seconds
+from generation.engine.state import (
+    _SLACK,
+    AT_PROVIDER,
+    S,
+    SweepPlan,
+    _claim_ttl,
+    _seconds,
+)
 from generation.models import (
     ACTIVE_STATES,
     Generation,
@@ -23,14 +32,22 @@ from generation.models import (
 log = logging.getLogger(__name__)
 
 
-def generation_sweep(*, now: datetime | None = None, limit: int = 1000) -> SweepPlan:
+def generation_sweep(
+    *,
+    now: datetime | None = None,
+    limit: int = 1000,
+    stuck_after: float | None = None,
+    skip: Iterable[int] = (),
+) -> SweepPlan:
     """Find non-terminal generations whose next step is overdue, re-arm them, and say what to run.
 
     A row is overdue when its due_at is more than ENGINE_STUCK_AFTER in the past: its scheduled
     task was lost (a SIGKILLed worker's messages stay unacked in Redis until visibility_timeout,
-    5 minutes here) or its claim outlived a dead worker. Re-arming (due_at = now, conditional on
+    5 minutes here) or its claim outlived a dead worker. A claim whose holder is provably dead
+    (claims.py) is re-armed at once, whatever its due_at. Re-arming (due_at = now, conditional on
     the due_at just read) makes each re-drive happen once per ENGINE_STUCK_AFTER at most, even with
-    two sweeps running. Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
+    two sweeps running. A starting worker passes a shorter `stuck_after` (tasks.py), and `skip`:
+    the rows its earlier passes re-drove (their re-drives may still wait in its busy queue). Deadlines: ENGINE_PROVIDER_DEADLINE at the provider, ENGINE_QUEUE_DEADLINE
     waiting, then `expired`.
     """
     now = now or timezone.now()
@@ -52,13 +69,31 @@ def generation_sweep(*, now: datetime | None = None, limit: int = 1000) -> Sweep
         ):
             plan.expired.append(generation_id)
 
-    stuck_before = now - _seconds(engine.conf("ENGINE_STUCK_AFTER", 30.0))
+    if stuck_after is None:
+        stuck_after = engine.conf("ENGINE_STUCK_AFTER", 30.0)
+    stuck_before = now - _seconds(stuck_after)
     stuck = (
         Generation.objects.filter(state__in=ACTIVE_STATES, due_at__lt=stuck_before)
+        .exclude(pk__in=list(skip))
         .order_by("due_at")
         .values_list("id", "state", "poll_count", "due_at")[:limit]
     )
-    for generation_id, state, poll_count, due_at in stuck:
+    # Claims whose holder died (claims.py): released now instead of after ENGINE_CLAIM_TTL.
+    claimed = (
+        Generation.objects.filter(
+            Q(state=S.QUEUED, dispatched_at__isnull=False) | Q(state=S.INGESTING),
+            due_at__gt=now,
+            due_at__lte=now + _claim_ttl() + _SLACK,
+        )
+        .order_by("due_at")
+        .values_list("id", "state", "poll_count", "due_at")[:limit]
+    )
+    claimed = list(claimed)
+    orphaned = claims.dead((pk, due_at) for pk, _, _, due_at in claimed)
+    if orphaned:
+        log.warning("sweep: releasing %d claim(s) of dead workers", len(orphaned))
+    overdue = [*stuck, *(row for row in claimed if row[0] in orphaned)]
+    for generation_id, state, poll_count, due_at in overdue:
         rearmed = Generation.objects.filter(
             pk=generation_id, state=state, due_at=due_at
         ).update(due_at=now, updated_at=now)

@@ -6,11 +6,14 @@ next page is `WHERE (key, id) < (that key, that id) ORDER BY key, id LIMIT n`. U
 deep page costs what the first one does: the database seeks to the cursor in the
 (campaign|batch|workspace, created_at, id) index instead of counting rows up to it. The
 condition is written as `key <= k AND (key < k OR id < i)` so its first half is an index bound,
-not a filter. (The cost sorts have no index: each of their pages sorts the scope's rows.)
+not a filter. The cost sorts work the same way on the asset's own `cost` column (copied at ingest)
+and its (scope, cost, id) indexes.
 
 Every page runs a fixed number of queries whatever the gallery's size (tests/generation/
 test_gallery_queries.py): one for the cards (generation and template version joined), one for
-their tags; the first page adds the status counts and the filter choices.
+their tags; the first page adds the status counts and the filter choices. Without filters the
+status counts are a few rows of ReviewTally (kept by database triggers) instead of a count over
+every asset of the scope, so the first page costs the same at a hundred or a million assets.
 """
 
 from __future__ import annotations
@@ -30,9 +33,7 @@ from django import forms
 from django.db import connection
 from django.db.models import (
     Count,
-    DecimalField,
     Exists,
-    F,
     OuterRef,
     Q,
     QuerySet,
@@ -47,7 +48,7 @@ from django.utils import timezone
 from campaigns.models import Brand, Campaign, PromptTemplate, ReferenceImage, Tag
 from campaigns.prompting import NAME_RE
 from generation.backends.registry import BACKENDS, MODELS
-from generation.models import Asset, Comment, Generation, ReviewStatus
+from generation.models import Asset, Comment, Generation, ReviewStatus, ReviewTally
 from studio.input_rules import NUL_MESSAGE, has_nul
 from studio.models import Workspace
 from studio.tenancy import get_in_workspace
@@ -109,7 +110,7 @@ class Scope:
 class Sort:
     key: str
     label: str
-    field: str  # the card's sort value: "created_at" or the "cost" annotation
+    field: str  # the asset column sorted on: "created_at" or "cost"
     descending: bool
 
 
@@ -123,15 +124,6 @@ SORTS: dict[str, Sort] = {
     )
 }
 DEFAULT_SORT = "newest"
-
-
-def _cost() -> Coalesce:
-    # What the image cost: the provider's actual charge once known, the estimate until then.
-    return Coalesce(
-        F("generation__actual_cost"),
-        F("generation__estimated_cost"),
-        output_field=DecimalField(max_digits=10, decimal_places=4),
-    )
 
 
 def cursor_for(asset: Asset, sort: Sort) -> str:
@@ -405,7 +397,6 @@ def card_queryset(assets: QuerySet[Asset]) -> QuerySet[Asset]:
             "generation__template_version__body",
         )
         .annotate(
-            cost=_cost(),
             comment_count=Coalesce(
                 Subquery(
                     Comment.objects.filter(asset_id=OuterRef("pk"))
@@ -495,8 +486,30 @@ def review_counts(assets: QuerySet[Asset]) -> ReviewCounts:
     return ReviewCounts(counts=dict(rows))
 
 
+def _tallied(kind: str, scope_id: int) -> ReviewCounts:
+    rows = ReviewTally.objects.filter(kind=kind, scope_id=scope_id, n__gt=0)
+    return ReviewCounts(counts=dict(rows.values_list("review_status", "n")))
+
+
+def scope_review_counts(*, scope: Scope, filters: Filters) -> ReviewCounts:
+    """The status chips' counts: the scope's tallies when no filter narrows it (PostgreSQL keeps
+    them, see ReviewTally), else a count over the filtered assets (the status filter aside)."""
+    narrowed = filters.query_items(without=("sort", "status"))
+    kind = {"workspace": "w", "campaign": "c", "batch": "b"}.get(scope.kind)
+    if narrowed or kind is None or connection.vendor != "postgresql":
+        return review_counts(filters.apply(scope.assets(), with_status=False))
+    scope_id = {
+        "w": scope.workspace.pk,
+        "c": scope.campaign.pk if scope.campaign else None,
+        "b": scope.batch.pk if scope.batch is not None else None,
+    }[kind]
+    return _tallied(kind, scope_id)
+
+
 def campaign_review_counts(*, campaign: Campaign) -> ReviewCounts:
     """A campaign's approval progress (campaign page)."""
+    if connection.vendor == "postgresql":
+        return _tallied("c", campaign.pk)
     return review_counts(
         Asset.objects.filter(workspace_id=campaign.workspace_id, campaign=campaign)
     )

@@ -155,7 +155,7 @@ def _gallery(
         )
     if target == "gallery-more":
         return render(request, f"{name}#gallery_page", context)
-    counts = gallery.review_counts(filters.apply(scope.assets(), with_status=False))
+    counts = gallery.scope_review_counts(scope=scope, filters=filters)
     context["counts"] = counts
     context["status_links"] = [
         {

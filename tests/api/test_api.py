@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 
 from api.models import ApiToken
 from api.tokens import hash_secret
+from exports.services import export_pack_build, export_pack_request
 from generation.models import Asset, Batch, Generation
 from studio.models import Membership, Role
 from tests.api.helpers import ApiClient, make_token
@@ -521,12 +522,15 @@ class TenancyTests(ApiTestCase):
         batch = self.editor.post("/batches", BatchAndAssetTests.batch_body(self)).json()
         ref = make_reference(self.brand)
         template = self.version.template
+        pack = export_pack_request(
+            workspace=self.workspace, assets=[asset], all_statuses=True, dispatch=False
+        )
         get_paths = [
             f"/brands/{self.brand.code}", f"/campaigns/{self.campaign.code}",
             f"/references/{ref.code}", f"/templates/{template.code}",
             f"/templates/{template.code}/versions", f"/template-versions/{self.version.code}",
             f"/generations/{created['id']}", f"/batches/{batch['id']}", f"/assets/{asset.code}",
-            f"/assets/{asset.code}/file",
+            f"/assets/{asset.code}/file", f"/exports/{pack.code}", f"/exports/{pack.code}/file",
         ]  # fmt: skip
         post_paths = [
             (f"/templates/{template.code}/versions", {"body": "x {y}"}),
@@ -537,12 +541,19 @@ class TenancyTests(ApiTestCase):
             ("/generations", {"prompt": "x", "backend": "preview", "model": "flux-2-pro", "references": [str(ref.code)]}),
             ("/generations", {"prompt": "x", "backend": "preview", "model": "flux-2-pro", "campaign": str(self.campaign.code)}),
             ("/batches", BatchAndAssetTests.batch_body(self)),
+            (f"/exports/{pack.code}/cancel", {}),
+            ("/exports", {"assets": [str(asset.code)], "all_statuses": True}),
+            ("/exports", {"campaign": str(self.campaign.code)}),
+            ("/exports", {"batch": batch["id"]}),
         ]  # fmt: skip
         # Every parametrised path of the OpenAPI document is among those checked here.
         document = self.client.get("/api/v1/openapi.json").json()
         templated = {p.removeprefix("/api/v1") for p in document["paths"] if "{" in p}
         checked = {_template_of(p) for p in [*get_paths, *(p for p, _ in post_paths)]}
-        self.assertEqual(templated - checked, {"/files/{token}"})
+        self.assertEqual(
+            templated - checked, {"/files/{token}", "/export-files/{token}"}
+        )
+        export_pack_build(pack_id=pack.pk)
         for path in get_paths:
             self.assertProblem(self.outsider.get(path), 404, "not_found")
             self.assertEqual(self.admin.get(path).status_code, 200, path)
@@ -565,6 +576,7 @@ class TenancyTests(ApiTestCase):
             "/generations",
             "/batches",
             "/assets",
+            "/exports",
         ):
             self.assertEqual(self.outsider.get(path).json()["items"], [], path)
         self.assertEqual(

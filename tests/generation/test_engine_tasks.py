@@ -381,8 +381,11 @@ class ConcurrencyCapTests(EngineTestCase):
         results: list[bool] = []
         lock = threading.Lock()
 
+        # Seeded from the database once, here: the threads then only race for the slots.
+        caps.cap_for("bfl:4242").count()
+
         def worker(start: int) -> None:
-            cap = caps.RedisCap(redis.Redis.from_url(settings.REDIS_URL), "bfl:race")
+            cap = caps.RedisCap(redis.Redis.from_url(settings.REDIS_URL), "bfl:4242")
             for member in range(start, start + 10):
                 got = cap.acquire(member, limit=24, ttl=60)
                 with lock:
@@ -394,7 +397,7 @@ class ConcurrencyCapTests(EngineTestCase):
         for thread in threads:
             thread.join()
         self.assertEqual(results.count(True), 24)
-        self.assertEqual(caps.cap_for("bfl:race").count(), 24)
+        self.assertEqual(caps.cap_for("bfl:4242").count(), 24)
 
     @override_settings(ENGINE_CONCURRENCY={"scripted": 3})
     def test_the_dispatcher_hands_out_only_free_slots(self) -> None:

@@ -48,14 +48,28 @@ def factorial_batch(
 
 
 def _asset_for(generation: Generation) -> Asset:
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from tests.factories import image_bytes
+
     base = f"generations/{generation.workspace.code}/{generation.code}"
+    # A small real image, coloured by the variant's headline, so pages show thumbnails.
+    color = (
+        (190, 90, 40)
+        if generation.variables.get("headline") == "Warm up"
+        else (60, 90, 160)
+    )
+    content = image_bytes(size=(96, 96), color=color)
+    file_name = default_storage.save(f"{base}/image.png", ContentFile(content))
+    thumb_name = default_storage.save(f"{base}/thumb.png", ContentFile(content))
     return Asset.objects.create(
         workspace=generation.workspace,
         generation=generation,
         campaign_id=generation.campaign_id,
         batch_id=generation.batch_id,
-        file=f"{base}/image.png",
-        thumbnail=f"{base}/thumb.webp",
+        file=file_name,
+        thumbnail=thumb_name,
         width=generation.width,
         height=generation.height,
         format="png",

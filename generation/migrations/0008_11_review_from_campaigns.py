@@ -29,9 +29,11 @@ def move_content_types_back(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("campaigns", "0004_11_review_to_generation"),
+        # Created here before campaigns forgets them (campaigns/0004_11 runs after this and after
+        # exports/0004_11 re-points ShareFeedback's foreign keys), so no state has a dangling one.
+        ("campaigns", "0003_13_templateversion_code"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("generation", "0006_asset_scope_index_covers_workspace"),
+        ("generation", "0007_17_asset_cost_review_tally"),
         ("studio", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -1,0 +1,153 @@
+"""Batches over products: one row per product, with the product's own references and fields.
+
+The batch itself is an ordinary rows-mode batch (generation.batches.services.batch_create): the
+1,000 cap, the estimate and the campaign budget hold as for every batch. Each row carries the
+product's ready images as its own references (Row.references, cut to each model's maximum by the
+planner, which says so in the preview) and its fields as template variables ({product.name},
+{product.colour}, ...). After the batch is stored, each generation is linked to its product (and
+shot), so coverage and export by product know whose image it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+
+from campaigns.models import Campaign, TemplateVersion
+from catalog.models import Product, ProductGeneration, ProductImage, Shot
+from generation.batches.common import BatchRefused
+from generation.batches.plan import (
+    FIELD_ROWS,
+    ROWS,
+    BatchSpec,
+    Row,
+    Seeds,
+    Size,
+    Target,
+)
+from generation.batches.services import BatchPreview, batch_create, batch_preview
+from generation.models import Batch, Generation
+
+
+def product_references(products: Sequence[Product]) -> dict[int, tuple[str, ...]]:
+    """Each product's ready images as library codes, in the CSV's column order."""
+    refs: dict[int, list[str]] = {p.pk: [] for p in products}
+    for image in (
+        ProductImage.objects.filter(
+            product__in=products,
+            state=ProductImage.State.READY,
+            reference__isnull=False,
+        )
+        .select_related("reference")
+        .order_by("position", "id")
+    ):
+        refs[image.product_id].append(str(image.reference.code))  # type: ignore[union-attr]
+    return {pk: tuple(codes) for pk, codes in refs.items()}
+
+
+def products_spec(
+    *,
+    products: Sequence[Product],
+    version: TemplateVersion,
+    targets: Sequence[Target],
+    sizes: Sequence[Size],
+    seeds: Seeds,
+    values: Mapping[str, str] | None = None,
+    references: Mapping[str, str] | None = None,
+) -> BatchSpec:
+    """The rows-mode spec: product fields fill {product.*}, `values` the template's other variables."""
+    values = values or {}
+    refs = product_references(products)
+    rows = []
+    for index, product in enumerate(products, start=1):
+        own = product.template_values()
+        rows.append(
+            Row(
+                line=index,
+                values={
+                    name: own.get(name, "")
+                    if name.startswith("product.")
+                    else values.get(name, "")
+                    for name in version.variables
+                },
+                references=refs.get(product.pk, ()),
+                label=product.sku,
+            )
+        )
+    return BatchSpec(
+        mode=ROWS,
+        rows=tuple(rows),
+        seeds=seeds,
+        targets=tuple(targets),
+        sizes=tuple(sizes),
+        references=dict(references or {}),
+    )
+
+
+def _without_images(products: Sequence[Product], spec: BatchSpec) -> list[str]:
+    return [row.label for row in spec.rows if not row.references]
+
+
+def catalog_batch_preview(
+    *, campaign: Campaign, version: TemplateVersion, spec: BatchSpec
+) -> BatchPreview:
+    preview = batch_preview(campaign=campaign, version=version, spec=spec)
+    if missing := [row.label for row in spec.rows if not row.references]:
+        preview.errors.setdefault(FIELD_ROWS, []).append(_no_images_message(missing))
+    return preview
+
+
+def _no_images_message(skus: list[str]) -> str:
+    shown = ", ".join(skus[:10]) + (
+        f" and {len(skus) - 10} more" if len(skus) > 10 else ""
+    )
+    return f"No reference image ready for {shown}: import or fix their images first."
+
+
+def catalog_batch_create(
+    *,
+    campaign: Campaign,
+    version: TemplateVersion,
+    products: Sequence[Product],
+    spec: BatchSpec,
+    user: Any,
+    shot: Shot | None = None,
+    name: str = "",
+    token: UUID | None = None,
+) -> Batch:
+    """Store and dispatch the batch and link every generation to its product. Raises BatchRefused."""
+    if missing := [row.label for row in spec.rows if not row.references]:
+        raise BatchRefused({FIELD_ROWS: [_no_images_message(missing)]})
+    with transaction.atomic():
+        batch = batch_create(
+            campaign=campaign,
+            version=version,
+            spec=spec,
+            user=user,
+            name=name,
+            token=token,
+        )
+        if ProductGeneration.objects.filter(generation__batch=batch).exists():
+            return batch  # a double click answered with the first batch
+        # Generations are stored in plan order: rows × seeds × targets × sizes.
+        per_row = spec.seeds.per_combination * len(spec.targets) * len(spec.sizes)
+        generation_ids = list(
+            Generation.objects.filter(batch=batch)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        if len(generation_ids) != per_row * len(products):
+            raise RuntimeError("the batch's generations do not match its products")
+        ProductGeneration.objects.bulk_create(
+            ProductGeneration(
+                workspace_id=batch.workspace_id,
+                product=products[index // per_row],
+                shot=shot,
+                generation_id=generation_id,
+            )
+            for index, generation_id in enumerate(generation_ids)
+        )
+    return batch
