@@ -20,7 +20,11 @@ _CELERY_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
 
 class ForbiddenOnOneLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        # Every handler's filter sees the same record: rewrite it once.
+        if getattr(record, "one_line", False):
+            return True
         if record.name == "django.request" and getattr(record, "status_code", 0) == 403:
+            record.one_line = True
             exc = record.exc_info[1] if record.exc_info else None
             request = getattr(record, "request", None)
             user = getattr(request, "user", None)

@@ -148,6 +148,8 @@ TEMPLATES = [
                 "studio.tenancy.workspace_context",
                 "studio.ui_hooks.ui_hooks",
             ],
+            # Every page uses the role check and the one date format: no {% load %} needed.
+            "builtins": ["studio.templatetags.studio_ui"],
         },
     },
 ]
