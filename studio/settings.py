@@ -570,6 +570,8 @@ STUDIO_UI_HOOKS = {
     "batch_actions": ["exports/hooks/batch_actions.html"],
     "brand_actions": ["exports/hooks/brand_actions.html"],
     "main_nav": ["exports/hooks/main_nav.html"],
+    # The home page's "what needs the team" panels.
+    "home_panels": ["generation/hooks/home_dashboard.html"],
     # Cards in a campaign page's sidebar.
     "campaign_sidebar": ["results/hooks/campaign_sidebar.html"],
     # Extra columns of a template's version list (a <th> with part="head", a <td> per version).
