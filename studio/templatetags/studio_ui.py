@@ -35,6 +35,12 @@ def _local(value: dt.datetime) -> dt.datetime:
     return timezone.localtime(value) if timezone.is_aware(value) else value
 
 
+def _iso(value: dt.datetime) -> str:
+    # To the minute, like what is shown: two answers made a moment apart stay byte-identical (the
+    # invitation page must not tell whether an account exists by its timing).
+    return value.isoformat(timespec="minutes")
+
+
 def _exact(value: dt.datetime) -> str:
     local = _local(value)
     zone = local.tzname() or ""
@@ -49,7 +55,7 @@ def day(value: dt.date | dt.datetime | None) -> str:
         value = _local(value)
         return format_html(
             '<time datetime="{}" title="{}">{}</time>',
-            value.isoformat(),
+            _iso(value),
             _exact(value),
             date_format(value, DAY),
         )
@@ -64,7 +70,7 @@ def stamp(value: dt.datetime | None) -> str:
         return ""
     return format_html(
         '<time datetime="{}" title="{}">{}</time>',
-        value.isoformat(),
+        _iso(value),
         _exact(value),
         date_format(_local(value), STAMP),
     )
