@@ -3,7 +3,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from api.main import api
-from studio import invitation_views, views
+from studio import errors, invitation_views, views
+
+# Refusals inside the layout, with the reason and a way back (studio/errors.py).
+handler403 = errors.forbidden
+handler404 = errors.not_found
 
 urlpatterns = [
     path("", views.home, name="home"),
