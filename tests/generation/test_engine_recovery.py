@@ -228,7 +228,9 @@ def test_a_sigkilled_worker_is_replaced_and_recovers_in_seconds_with_default_set
     # Measured from the replacement worker's "ready": its boot is the process manager's and the
     # machine's (1-3 s idle, up to 10 s on a loaded 2-core VM), not the engine's recovery.
     after_ready = recovery - boot if ready else recovery
-    assert after_ready < 15, f"recovery took {after_ready:.1f} s after the worker was ready"
+    assert after_ready < 15, (
+        f"recovery took {after_ready:.1f} s after the worker was ready"
+    )
     assert fake.counts["submissions"] <= n + 2
 
 
