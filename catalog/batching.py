@@ -150,6 +150,16 @@ def catalog_batch_create(
     return batch
 
 
+def other_variables(shot: Shot) -> list[str]:
+    """The shot template's variables a product does not fill (one value each for the batch)."""
+    version = shot.template.latest_version if shot.template else None
+    return [
+        n
+        for n in (version.variables if version else [])
+        if not n.startswith("product.")
+    ]
+
+
 def gap_products(
     *, brand: Any, shot: Shot, skus: list[str] | None = None, attribute: str = ""
 ) -> list[Product]:
@@ -170,10 +180,11 @@ def catalog_gap_batch_create(
     user: Any,
     skus: list[str] | None = None,
     attribute: str = "",
+    values: Mapping[str, str] | None = None,
 ) -> Batch:
     """One click: a batch of the shot's template for every product missing it. Raises BatchRefused."""
     template = shot.template
-    version = template.latest_version() if template else None
+    version = template.latest_version if template else None
     if version is None:
         raise BatchRefused(
             {"shot": [f"The shot “{shot.name}” has no template to batch with."]}
@@ -189,6 +200,7 @@ def catalog_gap_batch_create(
         targets=[target],
         sizes=[Size(shot.width, shot.height)],
         seeds=Seeds(count=per_product, rng_seed=secrets.randbelow(2**31)),
+        values=values,
     )
     return catalog_batch_create(
         campaign=campaign,

@@ -23,7 +23,7 @@ from django.views.decorators.vary import vary_on_headers
 from campaigns.models import Brand, Campaign
 from catalog import coverage as coverage_mod
 from catalog import exporting, services
-from catalog.batching import catalog_gap_batch_create
+from catalog.batching import catalog_gap_batch_create, other_variables
 from catalog.forms import GapBatchForm, ImportForm
 from catalog.models import CatalogImport, Product, Shot
 from generation.batch_services import BatchRefused, target_options
@@ -188,6 +188,7 @@ def coverage_page(request: StudioRequest, code: UUID) -> HttpResponse:
             "sku_text": sku_text,
             "unknown": unknown,
             "gap_form": form,
+            "variables": other_variables(missing) if form is not None else [],
             "can_edit": can_edit,
         },
     )
@@ -216,6 +217,10 @@ def gap_batch(request: StudioRequest, code: UUID) -> HttpResponse:
             user=request.user,
             skus=_skus(request.POST.get("skus", "")) or None,
             attribute=request.POST.get("attribute", "").strip(),
+            values={
+                name: request.POST.get(f"value_{name}", "").strip()
+                for name in other_variables(shot)
+            },
         )
     except BatchRefused as exc:
         for message in exc.messages:
