@@ -158,8 +158,10 @@ def test_import_coverage_gap_batch_approve_export(
     page.click("#import-to-catalog")
     expect(page.locator(".catalog-products tbody tr")).to_have_count(3)
     expect(page.locator(".catalog-products img")).to_have_count(6)
+    # Every thumbnail decoded (a function, not an expression string: the CSP forbids eval).
     page.wait_for_function(
-        "[...document.querySelectorAll('.catalog-products img')].every(i => i.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('.catalog-products img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
     )
     shots.take("catalog-with-thumbnails")
 
