@@ -618,7 +618,10 @@ STUDIO_UI_HOOKS = {
         "results/hooks/campaign_actions.html",
     ],
     "batch_actions": ["exports/hooks/batch_actions.html"],
-    "brand_actions": ["exports/hooks/brand_actions.html"],
+    "brand_actions": [
+        "exports/hooks/brand_actions.html",
+        "catalog/hooks/brand_actions.html",
+    ],
     "main_nav": ["exports/hooks/main_nav.html"],
     # The home page's "what needs the team" panels.
     "home_panels": ["generation/hooks/home_dashboard.html"],

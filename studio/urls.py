@@ -42,5 +42,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("", include("api.urls")),
     path("", include("results.urls")),
+    path("", include("catalog.urls")),
     path("admin/", admin.site.urls),
 ]
