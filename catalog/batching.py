@@ -10,6 +10,7 @@ shot), so coverage and export by product know whose image it is.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -151,3 +152,67 @@ def catalog_batch_create(
             for index, generation_id in enumerate(generation_ids)
         )
     return batch
+
+
+def other_variables(shot: Shot) -> list[str]:
+    """The shot template's variables a product does not fill (one value each for the batch)."""
+    version = shot.template.latest_version if shot.template else None
+    return [
+        n
+        for n in (version.variables if version else [])
+        if not n.startswith("product.")
+    ]
+
+
+def gap_products(
+    *, brand: Any, shot: Shot, skus: list[str] | None = None, attribute: str = ""
+) -> list[Product]:
+    """The products missing `shot`, narrowed by a pasted SKU list and/or "key=value"."""
+    from catalog.coverage import products_missing, select_products
+
+    missing = set(products_missing(brand, shot).values_list("pk", flat=True))
+    chosen, _unknown = select_products(brand, skus=skus, attribute=attribute)
+    return [p for p in chosen if p.pk in missing]
+
+
+def catalog_gap_batch_create(
+    *,
+    campaign: Campaign,
+    shot: Shot,
+    target: Target,
+    per_product: int,
+    user: Any,
+    skus: list[str] | None = None,
+    attribute: str = "",
+    values: Mapping[str, str] | None = None,
+) -> Batch:
+    """One click: a batch of the shot's template for every product missing it. Raises BatchRefused."""
+    template = shot.template
+    version = template.latest_version if template else None
+    if version is None:
+        raise BatchRefused(
+            {"shot": [f"The shot “{shot.name}” has no template to batch with."]}
+        )
+    products = gap_products(
+        brand=campaign.brand, shot=shot, skus=skus, attribute=attribute
+    )
+    if not products:
+        raise BatchRefused({"shot": [f"No product is missing “{shot.name}”."]})
+    spec = products_spec(
+        products=products,
+        version=version,
+        targets=[target],
+        sizes=[Size(shot.width, shot.height)],
+        seeds=Seeds(count=per_product, rng_seed=secrets.randbelow(2**31)),
+        values=values,
+    )
+    return catalog_batch_create(
+        campaign=campaign,
+        version=version,
+        products=products,
+        spec=spec,
+        user=user,
+        shot=shot,
+        name=f"{shot.name}: gaps for {len(products)} product"
+        + ("s" if len(products) != 1 else ""),
+    )

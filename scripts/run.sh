@@ -18,6 +18,18 @@
 # filesystem broker.   scripts/run.sh --setup-only  stops after step 3.
 set -euo pipefail
 
+# Ctrl-C in a terminal reaches the whole foreground process group, make included, and make then
+# reports "make: *** [run] Interrupt" and fails whatever this script exits with. So, on a terminal,
+# the script runs itself again as a foreground job of its own (job control puts it in its own process
+# group and hands it the terminal): Ctrl-C reaches only that job, which stops everything and exits 0,
+# and make sees a clean exit.
+if [ -z "${STUDIO_RUN_FOREGROUND:-}" ] && [ -t 0 ] && [ "${1:-}" != "--setup-only" ]; then
+    set -m
+    STUDIO_RUN_FOREGROUND=1 "$BASH" "$0" "$@" &
+    fg %1 >/dev/null
+    exit $?
+fi
+
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -42,7 +54,8 @@ if [ -n "${DATABASE_URL:-}" ]; then db="PostgreSQL (DATABASE_URL)"; else db="SQL
 if [ -n "${CELERY_BROKER_URL:-}${REDIS_URL:-}" ]; then broker="Redis (REDIS_URL)"; else broker="filesystem ($DATA_DIR/celery)"; fi
 
 say "Migrating the database: $db"
-"$VPY" manage.py migrate --noinput
+# Quiet unless something goes wrong: one line per migration would push the banner off screen.
+"$VPY" manage.py migrate --noinput --verbosity 0
 say "Loading the demo data"
 "$VPY" manage.py load_demo
 if [ -n "$SETUP_ONLY" ]; then exit 0; fi
@@ -57,7 +70,15 @@ fi
 if [ -n "${DATABASE_URL:-}" ]; then io_default=32; else io_default=4; fi
 IO_THREADS="${WORKER_IO_THREADS:-$io_default}"
 CPU_PROCS="${WORKER_CPU_PROCESSES:-2}"
+# `celery -q`: no banner per worker (this script prints one for all); beat logs warnings only
+# (its "Sending due task" lines every few seconds are routine); the workers' routine sweep lines are
+# filtered in studio/log_filters.py.
 CELERY="$VENV/bin/celery"
+# Development containers often run as root; Celery then warns at every worker start. The production
+# units (deploy/systemd/) run as their own user, where the warning would matter, and keep it.
+if [ "$(id -u)" = 0 ]; then export PYTHONWARNINGS="ignore:You're running the worker with superuser privileges"; fi
+# Django's "This is a development server" notice: the banner below says so already.
+export DJANGO_RUNSERVER_HIDE_WARNING=true
 NAMES=(web worker-io worker-cpu beat)
 declare -A PID=() STARTED=() DELAY=()
 
@@ -67,12 +88,12 @@ start() {
     set -m
     case "$1" in
         web) "$VPY" manage.py runserver "$HOST:$PORT" & ;;
-        worker-io) "$CELERY" -A studio worker -Q dispatch -P threads -c "$IO_THREADS" -l INFO -n "io@%h" & ;;
-        worker-cpu) "$CELERY" -A studio worker -Q celery,ingest,export -P prefork -c "$CPU_PROCS" -l INFO -n "cpu@%h" & ;;
+        worker-io) "$CELERY" -A studio -q worker -Q dispatch -P threads -c "$IO_THREADS" -l INFO -n "io@%h" & ;;
+        worker-cpu) "$CELERY" -A studio -q worker -Q celery,ingest,export -P prefork -c "$CPU_PROCS" -l INFO -n "cpu@%h" & ;;
         # Beat's schedule only remembers when the sweep last ran; a copy left by a killed run can
         # fail to open (Python 3.13's sqlite-backed shelve), so every start begins with a fresh one.
         beat) rm -f "$DATA_DIR"/celerybeat-schedule*
-              "$CELERY" -A studio beat -l INFO -s "$DATA_DIR/celerybeat-schedule" & ;;
+              "$CELERY" -A studio -q beat -l WARNING -s "$DATA_DIR/celerybeat-schedule" & ;;
     esac
     PID[$1]=$!
     set +m

@@ -262,7 +262,8 @@ say "lint-imports (layers: studio <- campaigns <- generation <- feature apps)"
 
 say "pytest $*"
 test_rc=0
-"$VPY" -m pytest --junitxml="$STUDIO_TEST_ARTIFACTS/junit.xml" "$@" || test_rc=$?
+# -rs: one console line per skipped test with its reason (not only in the JUnit report).
+"$VPY" -m pytest -rs --junitxml="$STUDIO_TEST_ARTIFACTS/junit.xml" "$@" || test_rc=$?
 
 ml_rc=0
 "$ROOT/scripts/ml-tests.sh" || ml_rc=$?

@@ -58,14 +58,25 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": formatters,
+        # A 403 on one line without its traceback; beat's routine sweeps only at DEBUG
+        # (studio/log_filters.py).
+        "filters": {
+            "forbidden": {"()": "studio.log_filters.ForbiddenOnOneLine"},
+            "routine": {"()": "studio.log_filters.QuietRoutineTasks"},
+        },
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": "json" if log_format == "json" else "plain",
+                "filters": ["forbidden", "routine"],
             }
         },
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {"django.db.backends": {"level": "WARNING"}},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            # django-axes announces its version at every process start.
+            "axes": {"level": "WARNING"},
+        },
     }
 
 

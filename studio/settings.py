@@ -161,6 +161,8 @@ TEMPLATES = [
                 "campaigns.context.brand_palette",
                 "studio.ui_hooks.ui_hooks",
             ],
+            # Every page uses the role check and the one date format: no {% load %} needed.
+            "builtins": ["studio.templatetags.studio_ui"],
         },
     },
 ]
@@ -338,7 +340,10 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
+# The filesystem broker has no server; "localhost" only stops kombu warning that no host was given.
+CELERY_BROKER_URL = (
+    os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://localhost/"
+)
 CELERY_QUEUE_DIR = DATA_DIR / "celery"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # A broker with no server, for the embedded default. It loses an in-flight message when a
@@ -435,6 +440,12 @@ PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 # Redis must not evict the broker's messages, leases or breakers: warn at start unless the
 # server's maxmemory-policy is noeviction (studio/checks.py). 0 turns the check off.
 REDIS_EVICTION_CHECK = env_bool("REDIS_EVICTION_CHECK", True)
+
+# models.W040: SQLite (the `make run` default) cannot store the non-key columns of generation.Asset's
+# covering index. The index is a PostgreSQL optimisation for the gallery; on SQLite a plain index on
+# the key columns is all that is needed, so the warning (printed at migrate, load_demo and runserver)
+# says nothing actionable.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
 
 # Test runs: the fast hasher (passwords are irrelevant to what the tests check).
 if TESTING:
@@ -608,8 +619,13 @@ STUDIO_UI_HOOKS = {
         "results/hooks/campaign_actions.html",
     ],
     "batch_actions": ["exports/hooks/batch_actions.html"],
-    "brand_actions": ["exports/hooks/brand_actions.html"],
+    "brand_actions": [
+        "exports/hooks/brand_actions.html",
+        "catalog/hooks/brand_actions.html",
+    ],
     "main_nav": ["exports/hooks/main_nav.html"],
+    # The home page's "what needs the team" panels.
+    "home_panels": ["generation/hooks/home_dashboard.html"],
     # Cards in a campaign page's sidebar.
     "campaign_sidebar": ["results/hooks/campaign_sidebar.html"],
     # Extra columns of a template's version list (a <th> with part="head", a <td> per version).

@@ -12,13 +12,13 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from studio.http import StudioRequest
 from studio.models import Membership, Role
+from studio.permissions import Refused
 
 SESSION_KEY = "studio_workspace_id"
 
@@ -68,9 +68,7 @@ def member_required(
             if request.membership is None:
                 return redirect("no-workspace")
             if not request.membership.has_role(role):
-                raise PermissionDenied(
-                    f"This needs the {Role(role).label.lower()} role or higher."
-                )
+                raise Refused(role)
             return view(request, *args, **kwargs)
 
         return wrapper
@@ -81,9 +79,7 @@ def member_required(
 def require_role(request: StudioRequest, role: str) -> None:
     """Raise 403 unless the current member has `role` or a more powerful one."""
     if request.membership is None or not request.membership.has_role(role):
-        raise PermissionDenied(
-            f"This needs the {Role(role).label.lower()} role or higher."
-        )
+        raise Refused(role)
 
 
 def get_in_workspace[M: models.Model](

@@ -4,7 +4,11 @@ from django.urls import include, path
 
 from api.main import api
 from campaigns.views.home import home
-from studio import invitation_views, views
+from studio import errors, invitation_views, views
+
+# Refusals inside the layout, with the reason and a way back (studio/errors.py).
+handler403 = errors.forbidden
+handler404 = errors.not_found
 
 urlpatterns = [
     path("", home, name="home"),
@@ -39,5 +43,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("", include("api.urls")),
     path("", include("results.urls")),
+    path("", include("catalog.urls")),
     path("admin/", admin.site.urls),
 ]

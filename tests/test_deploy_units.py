@@ -59,11 +59,12 @@ def test_the_units_run_the_readme_commands() -> None:
 
 def test_make_run_starts_the_same_worker_split() -> None:
     script = (ROOT / "scripts" / "run.sh").read_text()
-    assert '-A studio worker -Q dispatch -P threads -c "$IO_THREADS"' in script
+    assert '-A studio -q worker -Q dispatch -P threads -c "$IO_THREADS"' in script
     assert (
-        '-A studio worker -Q celery,ingest,export -P prefork -c "$CPU_PROCS"' in script
+        '-A studio -q worker -Q celery,ingest,export -P prefork -c "$CPU_PROCS"'
+        in script
     )
-    assert "-A studio beat" in script
+    assert "-A studio -q beat" in script
 
 
 @pytest.mark.skipif(

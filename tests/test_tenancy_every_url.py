@@ -75,6 +75,14 @@ OBJECT_URLS: dict[str, str] = {
     "api-ui:webhook-detail": "webhook",
     "api-ui:webhook-delete": "webhook",
     "api-ui:delivery-redeliver": "delivery",
+    "catalog:catalog": "brand",
+    "catalog:import-create": "brand",
+    "catalog:coverage": "brand",
+    "catalog:gap-batch": "brand",
+    "catalog:export-by-product": "brand",
+    "catalog:results-csv": "brand",
+    "catalog:import-detail": "catalog_import",
+    "catalog:import-confirm": "catalog_import",
 }
 # URLs with parameters that do not name a workspace object (checked elsewhere or public by design).
 NOT_OBJECT_URLS: set[str] = {
@@ -200,7 +208,20 @@ class EveryUrlTenancyTests(StudioTestCase):
             "asset": batch.generations.get(asset__isnull=False).asset,
             "pack": self._pack(),
             "share": self._share(),
+            "catalog_import": self._catalog_import(),
         }
+
+    def _catalog_import(self) -> Any:
+        from django.core.files.base import ContentFile
+
+        from catalog.models import CatalogImport
+
+        job = CatalogImport(
+            workspace=self.workspace, brand=self.brand, state="succeeded"
+        )
+        job.csv_file.save("tenancy.csv", ContentFile(b"sku,name\nA,B\n"), save=False)
+        job.save()
+        return job
 
     def _share(self) -> Any:
         from exports.models import ShareLink
@@ -358,6 +379,14 @@ ID_PARAMS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ("POST", "asset"): ("asset",),
     },
     "generation:asset-bulk": {("POST", "asset"): ("asset",)},
+    # A shot key, "key=value" and SKUs, all looked up inside the brand the path names; the gap
+    # form's shot and campaign are choices of that brand's own (tests/catalog/test_views.py).
+    "catalog:coverage": {
+        ("GET", "missing"): (),
+        ("GET", "attribute"): (),
+        ("GET", "skus"): (),
+    },
+    "catalog:gap-batch": {("POST", "attribute"): (), ("POST", "skus"): ()},
 }
 
 MARKER = "Globex Secret"

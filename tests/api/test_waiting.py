@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from django.test import SimpleTestCase, override_settings
 
@@ -24,7 +25,13 @@ class WaitUntilTests(SimpleTestCase):
 
     def run_wait(self, is_terminal, seconds: float = 10.0) -> tuple[bool, float]:
         started = time.monotonic()
-        done = asyncio.run(waiting.wait_until(self.generation_id, seconds, is_terminal))
+        # On a thread of its own: an earlier test (Schemathesis, Playwright) may have left an
+        # event loop running on this one, where asyncio.run() refuses to start.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            done = pool.submit(
+                asyncio.run,
+                waiting.wait_until(self.generation_id, seconds, is_terminal),
+            ).result()
         return done, time.monotonic() - started
 
     @override_settings(API_WAIT_RECHECK=30)

@@ -379,11 +379,16 @@ class AssetPageTests(StudioTestCase):
             f'href="{url("asset-detail", parent)}"',
             f'href="{url("asset-detail", child)}"',
             "shoe",
-            f"{reverse('generation:batch-create')}?from={asset.generation.code}",
         ):
             self.assertContains(r, text)
         self.assertContains(r, 'id="zoom-200"')
         self.assertNotContains(r, 'name="status" value="approved"')  # bob is a viewer
+        # Remix makes a batch: offered to editors, not to viewers (issue 18: no action the
+        # server would refuse).
+        remix = f"{reverse('generation:batch-create')}?from={asset.generation.code}"
+        self.assertNotContains(r, remix)
+        self.client.force_login(self.eddie)
+        self.assertContains(self.client.get(url("asset-detail", asset)), remix)
 
     def test_a_json_prompt_is_pretty_printed(self) -> None:
         asset = make_asset(self.campaign, prompt='{"scene":"desk","subjects":["bag"]}')
