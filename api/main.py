@@ -15,6 +15,7 @@ from api.auth import BearerToken
 from api.routes_catalog import router as catalog
 from api.routes_exports import router as exports
 from api.routes_generation import router as generation
+from api.routes_products import router as products
 
 
 class StudioAPI(NinjaAPI):
@@ -40,3 +41,4 @@ problems.install(api)
 api.add_router("", catalog)
 api.add_router("", generation)
 api.add_router("", exports)
+api.add_router("", products)

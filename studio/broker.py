@@ -52,6 +52,18 @@ class QoS(kombu_redis.QoS):
 class Channel(kombu_redis.Channel):
     QoS = QoS
 
+    def _connparams(self, asynchronous=False):  # type: ignore[no-untyped-def]
+        # The same release, reached another way: a message rejected or acknowledged (a task that
+        # failed, a revoked one) on a channel whose transport was released asks for a new pool and
+        # finds `connection` or its `client` gone. As a ConnectionError it is a connection error
+        # Celery recovers from (it reconnects); as an AttributeError it ended the worker.
+        transport = self.connection
+        if transport is None or transport.client is None:
+            raise kombu_redis.redis.exceptions.ConnectionError(
+                "the broker connection was released"
+            )
+        return super()._connparams(asynchronous=asynchronous)
+
 
 class Transport(kombu_redis.Transport):
     Channel = Channel

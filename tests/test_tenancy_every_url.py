@@ -128,6 +128,7 @@ NOT_OBJECT_URLS: set[str] = {
             "export_cancel",
             "export_file",
             "export_signed_file",
+            "product_detail",
         )
     ),  # fmt: skip
 }

@@ -525,7 +525,13 @@ class TenancyTests(ApiTestCase):
         pack = export_pack_request(
             workspace=self.workspace, assets=[asset], all_statuses=True, dispatch=False
         )
+        from catalog.models import Product
+
+        product = Product.objects.create(
+            workspace=self.workspace, brand=self.brand, sku="SKU-1", name="Mug"
+        )
         get_paths = [
+            f"/products/{product.code}",
             f"/brands/{self.brand.code}", f"/campaigns/{self.campaign.code}",
             f"/references/{ref.code}", f"/templates/{template.code}",
             f"/templates/{template.code}/versions", f"/template-versions/{self.version.code}",
@@ -561,7 +567,8 @@ class TenancyTests(ApiTestCase):
             self.assertProblem(self.outsider.post(path, body), 404, "not_found")
         for path, query in (("/references", {"brand": self.brand.code}), ("/campaigns", {"brand": self.brand.code}),
                             ("/generations", {"batch": batch["id"]}), ("/assets", {"batch": batch["id"]}),
-                            ("/assets", {"campaign": self.campaign.code}), ("/assets", {"brand": self.brand.code})):  # fmt: skip
+                            ("/assets", {"campaign": self.campaign.code}), ("/assets", {"brand": self.brand.code}),
+                            ("/products", {"brand": self.brand.code})):  # fmt: skip
             self.assertProblem(self.outsider.get(path, **query), 404, "not_found")
         upload = {"brand": str(self.brand.code), "role": "product",
                   "file": SimpleUploadedFile("b.png", image_bytes(color=(9, 9, 9)), "image/png")}  # fmt: skip
@@ -577,6 +584,7 @@ class TenancyTests(ApiTestCase):
             "/batches",
             "/assets",
             "/exports",
+            "/products",
         ):
             self.assertEqual(self.outsider.get(path).json()["items"], [], path)
         self.assertEqual(

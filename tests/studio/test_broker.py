@@ -72,3 +72,17 @@ def test_the_redis_broker_uses_the_studios_transport() -> None:
     if not settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         pytest.skip("not a Redis broker")
     assert settings.CELERY_BROKER_TRANSPORT == "studio.broker:Transport"
+
+
+def test_a_released_channel_asks_for_a_pool_with_a_connection_error() -> None:
+    """The reject/ack path (a failed or revoked task's message on a released channel) reaches
+    _connparams with `connection` gone: a ConnectionError (Celery reconnects), not the
+    AttributeError that ended the worker in a Redis-restart run."""
+    import redis as redis_lib
+
+    from studio.broker import Channel
+
+    channel = Channel.__new__(Channel)
+    channel.connection = None
+    with pytest.raises(redis_lib.exceptions.ConnectionError):
+        channel._connparams()
