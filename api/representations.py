@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.core import signing
@@ -35,6 +36,22 @@ def _money(value: Decimal | None) -> str | None:
 def _absolute(path: str, base: str = "") -> str:
     base = base or settings.STUDIO_PUBLIC_URL
     return f"{base}{path}" if base else path
+
+
+def signed_object[M](model: type[M], token: str, salt: str) -> M:
+    """The asset or pack a signed file URL names (signed_file_url, signed_export_url), or a 404
+    problem when the signature is bad or older than API_FILE_URL_TTL."""
+    from api.problems import Problem
+
+    try:
+        code = signing.TimestampSigner(salt=salt).unsign(
+            token, max_age=settings.API_FILE_URL_TTL
+        )
+        return model.objects.get(code=UUID(code))  # type: ignore[attr-defined, no-any-return]
+    except (signing.BadSignature, ValueError, model.DoesNotExist):  # type: ignore[attr-defined]
+        raise Problem(
+            404, "not_found", "This file link is invalid or has expired."
+        ) from None
 
 
 def signed_file_url(asset: Asset, base: str = "") -> str:

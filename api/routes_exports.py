@@ -8,8 +8,6 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
-from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
@@ -156,13 +154,4 @@ def export_file(request: HttpRequest, code: UUID) -> HttpResponse:
     summary="The pack's zip by a signed, expiring URL (no token needed)",
 )
 def export_signed_file(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        code = signing.TimestampSigner(salt=rep.EXPORT_SALT).unsign(
-            token, max_age=settings.API_FILE_URL_TTL
-        )
-        pack = ExportPack.objects.get(code=UUID(code))
-    except (signing.BadSignature, ValueError, ExportPack.DoesNotExist):
-        raise Problem(
-            404, "not_found", "This file link is invalid or has expired."
-        ) from None
-    return _serve(pack)
+    return _serve(rep.signed_object(ExportPack, token, rep.EXPORT_SALT))

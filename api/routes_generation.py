@@ -8,7 +8,6 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core import signing
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -621,13 +620,4 @@ def asset_file(request: HttpRequest, code: UUID) -> HttpResponse:
     summary="The image file by a signed, expiring URL (no token needed)",
 )
 def asset_signed_file(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        code = signing.TimestampSigner(salt=rep.FILE_SALT).unsign(
-            token, max_age=settings.API_FILE_URL_TTL
-        )
-        asset = Asset.objects.get(code=UUID(code))
-    except (signing.BadSignature, ValueError, Asset.DoesNotExist):
-        raise Problem(
-            404, "not_found", "This file link is invalid or has expired."
-        ) from None
-    return _serve(asset)
+    return _serve(rep.signed_object(Asset, token, rep.FILE_SALT))
