@@ -12,7 +12,7 @@ docs/providers.md §4.4) take another shape: `POST {base}/accounts/{account_id}/
 `{"model": ..., "input": {...}}`, answering `{"state": "Completed", "result": {"image": "<URL>"}}`.
 The image is a URL there, downloaded by `fetch()` from BFL's delivery hosts.
 
-Configuration (`BackendConfig`, each falling back to the environment):
+Configuration (`BackendConfig`; without a workspace account, from the settings in brackets):
     api_key     the API token (CLOUDFLARE_API_TOKEN)
     base_url    default https://api.cloudflare.com/client/v4 (CLOUDFLARE_API_URL)
     extra       "account_id" (CLOUDFLARE_ACCOUNT_ID);
@@ -56,7 +56,6 @@ import binascii
 import io
 import json
 import math
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -359,13 +358,9 @@ class CloudflareBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         extra = config.extra or {}
-        self.api_token = config.api_key or os.environ.get(ENV_TOKEN, "")
-        self.account_id = (
-            extra.get("account_id") or os.environ.get(ENV_ACCOUNT, "")
-        ).strip()
-        self.base_url = (
-            config.base_url or os.environ.get(ENV_URL, "") or DEFAULT_BASE_URL
-        ).rstrip("/")
+        self.api_token = config.api_key
+        self.account_id = (extra.get("account_id") or "").strip()
+        self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         # Hosts we configured ourselves (the base URL's, exact "allowed_hosts") may be plain
         # http (a local fake or gateway); BFL's need https.
         self.result_policy = HostPolicy.build(

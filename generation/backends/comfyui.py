@@ -47,7 +47,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -338,13 +337,11 @@ class ComfyUIBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         extra = config.extra or {}
-        self.base_url = (
-            (config.base_url or os.environ.get(ENV_URL, "")).strip().rstrip("/")
-        )
+        self.base_url = config.base_url.strip().rstrip("/")
         self.client_id = extra.get("client_id") or "flux-studio"
-        workflow_dir = extra.get("workflow_dir") or os.environ.get(ENV_WORKFLOW_DIR, "")
+        workflow_dir = extra.get("workflow_dir") or ""
         self.workflow_dir = Path(workflow_dir) if workflow_dir else None
-        price = extra.get("price_per_image") or os.environ.get(ENV_PRICE, "") or "0"
+        price = extra.get("price_per_image") or "0"
         try:
             self.price_per_image = Decimal(price)
         except InvalidOperation:

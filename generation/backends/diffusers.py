@@ -14,7 +14,7 @@ generation/tasks.py routes it), served by one worker process per GPU:
 That worker keeps one pipeline resident between jobs (the first job pays the load). Its
 concurrency cap, ENGINE_CONCURRENCY_DIFFUSERS (default 1), is the number of GPU workers.
 
-Configuration (`BackendConfig`, from the environment through the registry):
+Configuration (`BackendConfig`; without a workspace account, from the settings named here):
     base_url    the weights folder, FLUX2_MODEL_PATH (layout: diffusers_pipeline.py); the models
                 served are the ones it holds
     extra       "models": FLUX2_MODELS, a comma list of the models the GPU workers hold, for
@@ -39,7 +39,6 @@ off; a size that never fits fails after the retries); a Celery soft time limit i
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from decimal import Decimal, InvalidOperation
 
@@ -116,21 +115,17 @@ class DiffusersBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         extra = config.extra or {}
-        self.model_path = (config.base_url or os.environ.get(ENV_PATH, "")).strip()
-        declared = extra.get("models") or os.environ.get(ENV_MODELS, "")
+        self.model_path = config.base_url.strip()
+        declared = extra.get("models") or ""
         self.declared = tuple(
             m.strip() for m in declared.split(",") if m.strip() in MODELS
         )
-        price = extra.get("price_per_image") or os.environ.get(ENV_PRICE, "") or "0"
+        price = extra.get("price_per_image") or "0"
         try:
             self.price_per_image = Decimal(price)
         except InvalidOperation:
             self.price_per_image = Decimal(0)
-        self.offload = (
-            (extra.get("offload") or os.environ.get(ENV_OFFLOAD, "") or "auto")
-            .strip()
-            .lower()
-        )
+        self.offload = (extra.get("offload") or "auto").strip().lower()
         self._scanned: tuple[dict[str, pipeline.ModelFolder], list[str]] | None = None
 
     # Configuration

@@ -7,7 +7,7 @@ the error only shows when the result is fetched (`GET response_url` answers 4xx/
 `detail` body). So poll() makes one call while the request is pending and a second one, for the
 result, once it is completed. Cancel is `PUT cancel_url`.
 
-Configuration (`BackendConfig`, registry env fallbacks in brackets):
+Configuration (`BackendConfig`; without a workspace account, from the settings in brackets):
     api_key     the fal key [FAL_KEY]; "KEY_ID:KEY_SECRET" keys go in the same header unchanged
     base_url    the queue host, default https://queue.fal.run [FAL_QUEUE_URL]
     extra       "allowed_hosts": comma-separated hosts trusted besides fal's own, for the queue
@@ -42,7 +42,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -554,16 +553,12 @@ class FalBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         extra = config.extra or {}
-        self.api_key = config.api_key or os.environ.get(ENV_API_KEY, "")
-        self.base_url = (
-            config.base_url or os.environ.get(ENV_BASE_URL, "") or DEFAULT_BASE_URL
-        ).rstrip("/")
+        self.api_key = config.api_key
+        self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         allowed = (extra.get("allowed_hosts") or "").split(",")
         self.api_policy = HostPolicy.build(self.base_url, allowed, API_HOSTS)
         self.delivery_policy = HostPolicy.build(self.base_url, allowed, DELIVERY_HOSTS)
-        self.jwks_url = (
-            extra.get("jwks_url") or os.environ.get(ENV_JWKS_URL) or JWKS_URL
-        )
+        self.jwks_url = extra.get("jwks_url") or JWKS_URL
         self.jwks_policy = HostPolicy.build(self.base_url, allowed, JWKS_HOSTS)
         self.jwks_ttl = float(extra.get("jwks_ttl") or JWKS_TTL)
         self.timeout, self.fetch_timeout = timeouts(extra)

@@ -6,7 +6,7 @@ Protocol in short: `POST {base}/v1/models/black-forest-labs/{name}/predictions` 
 `processing`, then `succeeded` (output: one URL string for pro/max/flex/dev, a list of URLs for
 klein), `failed` (with `error`), `canceled` or `aborted`. Cancel is `POST urls.cancel`.
 
-Configuration (`BackendConfig`, registry env fallbacks in brackets):
+Configuration (`BackendConfig`; without a workspace account, from the settings in brackets):
     api_key     the API token [REPLICATE_API_TOKEN]
     base_url    default https://api.replicate.com, with or without "/v1" [REPLICATE_API_URL]
     extra       "allowed_hosts": comma-separated hosts trusted besides Replicate's own, for the
@@ -39,7 +39,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import re
 import threading
 import time
@@ -436,14 +435,12 @@ class ReplicateBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         extra = config.extra or {}
-        self.api_key = config.api_key or os.environ.get(ENV_API_KEY, "")
-        self.base_url = base_url_of(config.base_url or os.environ.get(ENV_BASE_URL, ""))
+        self.api_key = config.api_key
+        self.base_url = base_url_of(config.base_url)
         allowed = (extra.get("allowed_hosts") or "").split(",")
         self.api_policy = HostPolicy.build(self.base_url, allowed, API_HOSTS)
         self.delivery_policy = HostPolicy.build(self.base_url, allowed, DELIVERY_HOSTS)
-        self.webhook_secret = extra.get("webhook_secret") or os.environ.get(
-            ENV_WEBHOOK_SECRET, ""
-        )
+        self.webhook_secret = extra.get("webhook_secret") or ""
         self.timeout, self.fetch_timeout = timeouts(extra)
         self.max_result_bytes = result_cap(extra)
 

@@ -10,9 +10,10 @@ from decimal import Decimal
 from unittest import mock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 from PIL import Image
 
+from generation import accounts
 from generation.backends import fal
 from generation.backends.base import (
     BackendConfig,
@@ -159,21 +160,15 @@ class ModelMappingTests(FalTestCase):
             self.fake.submit_headers[0]["authorization"], f"Key {self.fake.api_key}"
         )
 
-    def test_it_reads_the_key_and_queue_url_from_the_environment(self) -> None:
-        env = {"FAL_KEY": self.fake.api_key, "FAL_QUEUE_URL": self.fake.base_url}
-        with mock.patch.dict("os.environ", env):
-            backend = FalBackend(
-                BackendConfig(extra={"allowed_hosts": self.fake.allowed_hosts})
-            )
-            self.assertTrue(backend.is_configured())
-            self.assertEqual(
-                backend.submit(req()).poll_url.split("/fal-ai/")[0], self.fake.base_url
-            )
-        with mock.patch.dict("os.environ", {}, clear=True):
-            self.assertFalse(FalBackend(BackendConfig()).is_configured())
-            self.assertEqual(
-                FalBackend(BackendConfig()).base_url, "https://queue.fal.run"
-            )
+    def test_it_reads_the_key_and_queue_url_from_the_settings(self) -> None:
+        with override_settings(**self.fake.env()):
+            backend = FalBackend(accounts.settings_config("fal"))
+        self.assertTrue(backend.is_configured())
+        self.assertEqual(
+            backend.submit(req()).poll_url.split("/fal-ai/")[0], self.fake.base_url
+        )
+        self.assertFalse(FalBackend(BackendConfig()).is_configured())
+        self.assertEqual(FalBackend(BackendConfig()).base_url, "https://queue.fal.run")
 
 
 class QueueProtocolTests(FalTestCase):

@@ -10,9 +10,10 @@ import time
 from decimal import Decimal
 from unittest import mock
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 from PIL import Image
 
+from generation import accounts
 from generation.backends import replicate
 from generation.backends.base import (
     BackendConfig,
@@ -184,23 +185,20 @@ class ModelMappingTests(ReplicateTestCase):
         self.assertNotIn("prefer", headers)
         self.assertEqual(self.fake.counts["prefer_wait"], 0)
 
-    def test_it_reads_the_token_and_url_from_the_environment(self) -> None:
-        env = {
-            "REPLICATE_API_TOKEN": self.fake.api_key,
-            "REPLICATE_API_URL": f"{self.fake.base_url}/v1",
-        }
-        with mock.patch.dict("os.environ", env):
-            backend = ReplicateBackend(
-                BackendConfig(extra={"allowed_hosts": self.fake.allowed_hosts})
-            )
-            self.assertTrue(backend.is_configured())
-            self.assertEqual(backend.base_url, self.fake.base_url)
-            backend.submit(req())
-        with mock.patch.dict("os.environ", {}, clear=True):
-            self.assertFalse(ReplicateBackend(BackendConfig()).is_configured())
-            self.assertEqual(
-                ReplicateBackend(BackendConfig()).base_url, "https://api.replicate.com"
-            )
+    def test_it_reads_the_token_and_url_from_the_settings(self) -> None:
+        with override_settings(
+            REPLICATE_API_TOKEN=self.fake.api_key,
+            REPLICATE_API_URL=f"{self.fake.base_url}/v1",
+            REPLICATE_ALLOWED_HOSTS=self.fake.allowed_hosts,
+        ):
+            backend = ReplicateBackend(accounts.settings_config("replicate"))
+        self.assertTrue(backend.is_configured())
+        self.assertEqual(backend.base_url, self.fake.base_url)
+        backend.submit(req())
+        self.assertFalse(ReplicateBackend(BackendConfig()).is_configured())
+        self.assertEqual(
+            ReplicateBackend(BackendConfig()).base_url, "https://api.replicate.com"
+        )
 
 
 class PredictionTests(ReplicateTestCase):
