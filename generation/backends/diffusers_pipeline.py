@@ -254,7 +254,10 @@ _STATE: dict[str, Any] = {"resident": None, "loads": 0}
 
 def _runtime() -> tuple[Any, Any]:
     """(torch, diffusers), imported offline."""
-    # Never reach the Hub: huggingface_hub reads these when it is first imported.
+    # Never reach the Hub: huggingface_hub reads these when it is first imported. This writes the
+    # process environment for those libraries, which take no other switch before import; it reads
+    # no configuration of ours (that arrives in the BackendConfig), and setdefault leaves an
+    # operator's own value alone.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
