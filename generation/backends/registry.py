@@ -19,9 +19,9 @@ from generation.backends.bfl import BFLBackend
 from generation.backends.cloudflare import CloudflareBackend
 from generation.backends.comfyui import ComfyUIBackend
 from generation.backends.diffusers import DiffusersBackend
-from generation.backends.fal import FalBackend
+from generation.backends.fal.backend import FalBackend
 from generation.backends.preview import PreviewBackend
-from generation.backends.replicate import ReplicateBackend
+from generation.backends.replicate.backend import ReplicateBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     "bfl": BFLBackend,

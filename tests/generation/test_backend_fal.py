@@ -14,7 +14,6 @@ from django.test import SimpleTestCase, override_settings
 from PIL import Image
 
 from generation import accounts
-from generation.backends import fal
 from generation.backends.base import (
     BackendConfig,
     BackendError,
@@ -26,7 +25,11 @@ from generation.backends.base import (
     RuleViolation,
     Submission,
 )
-from generation.backends.fal import FalBackend
+from generation.backends.fal import backend as fal_backend
+from generation.backends.fal import webhooks as fal_webhooks
+from generation.backends.fal.backend import FalBackend
+from generation.backends.fal.contract import data_uri
+from generation.backends.fal.results import result_from_output
 from tests.fakes.fal_server import FakeFal, WebhookReceiver, make_image
 
 SERVED = {
@@ -72,7 +75,7 @@ class FalTestCase(SimpleTestCase):
         self.fake.latency = 0.0
         self.fake.queue_latency = 0.0
         self.fake.omit_urls = False
-        fal.clear_jwks_cache()
+        fal_webhooks.clear_jwks_cache()
         self.backend = FalBackend(self.fake.config(read_timeout="0.5"))
 
     def run_to_end(self, request: GenerationRequest) -> tuple[Submission, PollResult]:
@@ -95,7 +98,7 @@ class FalTestCase(SimpleTestCase):
 
 class ModelMappingTests(FalTestCase):
     def test_it_maps_each_studio_model_it_serves_to_its_fal_endpoint(self) -> None:
-        self.assertIs(fal.BACKEND_CLASS, FalBackend)
+        self.assertIs(fal_backend.BACKEND_CLASS, FalBackend)
         models = self.backend.capabilities().models
         self.assertEqual(
             {name: spec.provider_model for name, spec in models.items()}, SERVED
@@ -469,8 +472,8 @@ class FetchTests(FalTestCase):
 
     def test_an_inline_data_uri_result_needs_no_download(self) -> None:
         png = make_image(32, 32)
-        output = {"images": [{"url": fal.data_uri(png, "image/png")}], "seed": 1}
-        result = fal.result_from_output(output)
+        output = {"images": [{"url": data_uri(png, "image/png")}], "seed": 1}
+        result = result_from_output(output)
         self.assertEqual(self.backend.fetch(result), (png, "image/png"))
 
 
@@ -645,7 +648,7 @@ class WebhookTests(FalTestCase):
         self.parse(headers, body)
         self.fake.signing_key = Ed25519PrivateKey.generate()
         body, headers = self.fake.webhook_message(self.fake.task(task_id), None)
-        with mock.patch.object(fal, "JWKS_MIN_REFRESH", 0.0):
+        with mock.patch.object(fal_webhooks, "JWKS_MIN_REFRESH", 0.0):
             self.assertEqual(self.parse(headers, body)[0], task_id)
         self.assertEqual(self.fake.counts["jwks"], 2)
 
