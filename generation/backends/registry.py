@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from generation.backends.base import Backend, BackendConfig
 from generation.backends.bfl import BFLBackend
-from generation.backends.cloudflare import CloudflareBackend
-from generation.backends.comfyui import ComfyUIBackend
+from generation.backends.cloudflare.backend import CloudflareBackend
+from generation.backends.comfyui.backend import ComfyUIBackend
 from generation.backends.diffusers import DiffusersBackend
 from generation.backends.fal.backend import FalBackend
 from generation.backends.preview import PreviewBackend

@@ -21,11 +21,8 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
 )
-from generation.backends.cloudflare import (
-    BACKEND_CLASS,
-    CloudflareBackend,
-    parse_retry_after,
-)
+from generation.backends.cloudflare.backend import BACKEND_CLASS, CloudflareBackend
+from generation.backends.transport import parse_retry_after
 from tests.fakes.cloudflare_server import FakeCloudflare, make_image
 
 

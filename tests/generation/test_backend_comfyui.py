@@ -25,10 +25,9 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
 )
-from generation.backends.comfyui import (
-    BACKEND_CLASS,
+from generation.backends.comfyui.backend import BACKEND_CLASS, ComfyUIBackend
+from generation.backends.comfyui.workflow import (
     WORKFLOW_DIR,
-    ComfyUIBackend,
     build_graph,
     load_workflow,
 )
