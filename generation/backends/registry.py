@@ -20,7 +20,7 @@ from generation.backends.cloudflare.backend import CloudflareBackend
 from generation.backends.comfyui.backend import ComfyUIBackend
 from generation.backends.diffusers import DiffusersBackend
 from generation.backends.fal.backend import FalBackend
-from generation.backends.preview import PreviewBackend
+from generation.backends.preview.backend import PreviewBackend
 from generation.backends.replicate.backend import ReplicateBackend
 
 BACKENDS: dict[str, type[Backend]] = {

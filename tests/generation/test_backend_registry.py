@@ -9,10 +9,11 @@ from django.conf import settings
 from django.test import SimpleTestCase, override_settings
 
 from generation import accounts
-from generation.backends import bfl, preview, registry
+from generation.backends import bfl, registry
 from generation.backends.base import BackendConfig
 from generation.backends.bfl import BFLBackend
-from generation.backends.preview import PreviewBackend
+from generation.backends.preview import spec as preview_spec
+from generation.backends.preview.backend import PreviewBackend
 
 
 def setting_names(name: str) -> list[str]:
@@ -42,7 +43,7 @@ class RegistryTests(SimpleTestCase):
         self.assertRaises(LookupError, registry.config_from, "midjourney", str)
 
     def test_the_model_vocabulary_covers_every_backend(self) -> None:
-        self.assertEqual(set(preview.MODELS), set(registry.MODELS))
+        self.assertEqual(set(preview_spec.MODELS), set(registry.MODELS))
         self.assertLessEqual(set(bfl.MODELS), set(registry.MODELS))
 
     @override_settings(

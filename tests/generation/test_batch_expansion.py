@@ -11,7 +11,7 @@ from campaigns.prompting import BrandKit
 from generation.backends.base import BackendConfig, ReferenceInput
 from generation.backends.bfl import MODELS as BFL_MODELS
 from generation.backends.bfl import BFLBackend
-from generation.backends.preview import PreviewBackend
+from generation.backends.preview.backend import PreviewBackend
 from generation.batches.plan import (
     FIXED,
     MAX_SEED,
