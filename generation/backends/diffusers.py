@@ -43,6 +43,7 @@ import secrets
 from decimal import Decimal, InvalidOperation
 
 from generation.backends import diffusers_pipeline as pipeline
+from generation.backends import diffusers_weights as weights
 from generation.backends.base import (
     Backend,
     BackendConfig,
@@ -78,7 +79,7 @@ _KLEIN_RULES = {"steps": ParamRule("int", 1, 50)}
 def _spec(model: str, max_references: int, rules: dict[str, ParamRule]) -> ModelSpec:
     return ModelSpec(
         model=model,
-        provider_model=pipeline.PIPELINE_CLASSES[model],
+        provider_model=weights.PIPELINE_CLASSES[model],
         max_references=max_references,
         max_megapixels=MAX_MEGAPIXELS,
         min_side=64,
@@ -126,13 +127,13 @@ class DiffusersBackend(Backend):
         except InvalidOperation:
             self.price_per_image = Decimal(0)
         self.offload = (extra.get("offload") or "auto").strip().lower()
-        self._scanned: tuple[dict[str, pipeline.ModelFolder], list[str]] | None = None
+        self._scanned: tuple[dict[str, weights.ModelFolder], list[str]] | None = None
 
     # Configuration
 
-    def _scan(self) -> tuple[dict[str, pipeline.ModelFolder], list[str]]:
+    def _scan(self) -> tuple[dict[str, weights.ModelFolder], list[str]]:
         if self._scanned is None:
-            self._scanned = pipeline.scan(self.model_path)
+            self._scanned = weights.scan(self.model_path)
         return self._scanned
 
     def served_models(self) -> tuple[str, ...]:

@@ -38,7 +38,7 @@ from generation.backends.cloudflare.contract import (
     tiles,
 )
 from generation.backends.cloudflare.errors import http_error
-from generation.backends.cloudflare.references import _b64_image, prepare_reference
+from generation.backends.cloudflare.references import b64_image, prepare_reference
 from generation.backends.download import HostPolicy, download_image, verify_image
 from generation.backends.transport import (
     json_object,
@@ -285,7 +285,7 @@ class CloudflareBackend(Backend):
                 retryable=True,
                 details={"keys": sorted(body)},
             )
-        data = _b64_image(encoded, "submit")
+        data = b64_image(encoded, "submit")
         return data, verify_image(data)
 
     def _submit_proxied(
@@ -319,7 +319,7 @@ class CloudflareBackend(Backend):
                 raw=raw,
             )
         if image.startswith("data:"):
-            data = _b64_image(image, "submit")
+            data = b64_image(image, "submit")
             ready = PollResult(
                 ProviderState.READY,
                 progress=1.0,

@@ -17,7 +17,7 @@ from generation.backends.base import (
 from generation.backends.cloudflare.contract import fitted_size
 
 
-def _b64_image(encoded: str, what: str) -> bytes:
+def b64_image(encoded: str, what: str) -> bytes:
     """Decode a base64 image (a `data:` URI prefix is tolerated)."""
     if encoded.startswith("data:"):
         encoded = encoded.split(",", 1)[-1]

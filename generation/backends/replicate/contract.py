@@ -33,7 +33,7 @@ MAX_MEGAPIXELS = 4 * MEGAPIXEL / 1_000_000
 KLEIN_SIZES: dict[tuple[int, int], dict[str, Any]] = {
     (1024, 1024): {"aspect_ratio": "1:1"}
 }
-_MODERATION_WORDS = (
+MODERATION_WORDS = (
     "nsfw",
     "safety",
     "moderat",

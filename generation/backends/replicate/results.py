@@ -15,7 +15,7 @@ from generation.backends.base import (
     PollResult,
     ProviderState,
 )
-from generation.backends.replicate.contract import _MODERATION_WORDS
+from generation.backends.replicate.contract import MODERATION_WORDS
 from generation.backends.transport import (
     error_message,
     http_error,
@@ -41,7 +41,7 @@ def replicate_http_error(response: httpx.Response, what: str) -> BackendError:
 
 def _is_moderation(text: str) -> bool:
     lowered = text.lower()
-    return any(word in lowered for word in _MODERATION_WORDS)
+    return any(word in lowered for word in MODERATION_WORDS)
 
 
 # --- Predictions -------------------------------------------------------------------------------
