@@ -161,8 +161,10 @@ def _runtime() -> tuple[Any, Any]:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
-        import diffusers
-        import torch
+        # No stubs, and not installed outside GPU workers (the `diffusers` extra): the ignores
+        # say so, and stay quiet where they are installed.
+        import diffusers  # type: ignore[import-not-found, unused-ignore]
+        import torch  # type: ignore[import-not-found, unused-ignore]
     except ImportError as exc:
         raise PipelineError(
             "unavailable", f"torch and diffusers cannot be imported: {exc}"
@@ -204,11 +206,15 @@ def _plain_tokenizer(folder: ModelFolder) -> Any | None:
         return None
     if entry[1] not in _PROCESSOR_CLASSES:
         return None
-    from transformers.utils import is_torchvision_available
+    from transformers.utils import (  # type: ignore[import-not-found, unused-ignore]
+        is_torchvision_available,
+    )
 
     if is_torchvision_available():
         return None
-    from transformers import AutoTokenizer
+    from transformers import (  # type: ignore[import-not-found, unused-ignore]
+        AutoTokenizer,
+    )
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(

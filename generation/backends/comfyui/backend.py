@@ -218,7 +218,8 @@ class ComfyUIBackend(Backend):
 
     def result_from_history(self, task_id: str, item: Mapping[str, Any]) -> PollResult:
         """Map one `/history/{id}` item onto a PollResult."""
-        status = item.get("status") if isinstance(item.get("status"), dict) else {}
+        raw_status = item.get("status")
+        status = raw_status if isinstance(raw_status, dict) else {}
         status_str = str(status.get("status_str") or "").lower()
         messages = status.get("messages")
         prompt = item.get("prompt")

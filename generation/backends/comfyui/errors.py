@@ -26,7 +26,7 @@ UNREACHABLE = "cannot reach ComfyUI"
 
 def node_error_messages(node_errors: Any) -> list[str]:
     """One line per error in ComfyUI's `node_errors` map."""
-    lines = []
+    lines: list[str] = []
     if not isinstance(node_errors, dict):
         return lines
     for node_id, entry in node_errors.items():

@@ -190,21 +190,22 @@ def render(request: GenerationRequest, seed: int) -> bytes:
                 break
             size = int(size * 0.85)
         block = line_h * len(lines)
-        y = top + rng.uniform(0, 0.3) * max(0, (bottom - top) * 0.5 - block)
+        # Float positions (Pillow takes them as they are).
+        line_y = top + rng.uniform(0, 0.3) * max(0, (bottom - top) * 0.5 - block)
         centred = rng.random() < 0.5
         for line in lines:
-            x = w / 2 if centred else margin
+            line_x = w / 2 if centred else margin
             anchor = "ma" if centred else "la"
             draw.text(
-                (x + 2, y + 2),
+                (line_x + 2, line_y + 2),
                 line,
                 font=font,
                 fill=shade(background, 0.5),
                 anchor=anchor,
             )
-            draw.text((x, y), line, font=font, fill=ink, anchor=anchor)
-            y += line_h
-        top = int(y + margin / 2)
+            draw.text((line_x, line_y), line, font=font, fill=ink, anchor=anchor)
+            line_y += line_h
+        top = int(line_y + margin / 2)
 
     # The prompt, wrapped, on a panel.
     if bottom - top > unit // 10:
@@ -276,10 +277,10 @@ def _paste_reference(
             ref.draft(
                 "RGB", (size, size)
             )  # JPEG: decode at a reduced scale, much faster
-            ref = ref.convert("RGB")
-            ref.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            rgb = ref.convert("RGB")
+            rgb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
             image.paste(
-                ref, (x + (size - ref.width) // 2, y + (size - ref.height) // 2)
+                rgb, (x + (size - rgb.width) // 2, y + (size - rgb.height) // 2)
             )
     except Exception:  # an undecodable reference still shows as a labelled box
         draw.rectangle([x, y, x + size, y + size], fill=(200, 200, 200))

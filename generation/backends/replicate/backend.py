@@ -159,7 +159,8 @@ class ReplicateBackend(Backend):
                 retryable=True,
                 details=data,
             )
-        urls = data.get("urls") if isinstance(data.get("urls"), dict) else {}
+        raw_urls = data.get("urls")
+        urls = raw_urls if isinstance(raw_urls, dict) else {}
         get_url = urls.get("get") if isinstance(urls.get("get"), str) else None
         poll_url = (
             get_url or f"{self.base_url}/v1/predictions/{quote(prediction_id, safe='')}"
