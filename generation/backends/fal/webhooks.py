@@ -113,11 +113,14 @@ def verify_delivery(headers: Mapping[str, str], body: bytes, keys: WebhookKeys) 
     return request_id
 
 
-# fal's JWKS is fetched and cached here rather than with PyJWT's PyJWKClient: PyJWT is not a
-# dependency of the studio, and PyJWKClient fetches with urllib.request, which would bypass the
-# egress guard every other outgoing call goes through (transport.client(): GuardedTransport,
-# egress.py) and the jwks_policy host check; it also caches by lifespan only, where a signature
-# that no cached key verifies must refetch (fal rotating its keys), at most every JWKS_MIN_REFRESH.
+# fal's JWKS is fetched and cached here rather than with PyJWT's PyJWKClient, although PyJWT can
+# read OKP/Ed25519 JWKs: (1) PyJWT is not a dependency of the studio (not installed); (2)
+# PyJWKClient fetches with urllib.request, which would bypass the egress guard every other outgoing
+# call goes through (transport.client(): GuardedTransport, egress.py) and the jwks_policy host
+# check; (3) its refresh is keyed on a JWT's `kid`, and fal's signatures are not JWTs and name no
+# key: here a signature no cached key verifies refetches the set (fal rotated its keys), at most
+# every JWKS_MIN_REFRESH seconds. Only the Ed25519 verification itself comes from a library
+# (cryptography).
 @dataclass(frozen=True)
 class WebhookKeys:
     """fal's webhook signing keys published at `url`, cached per URL for `ttl` seconds."""
