@@ -7,9 +7,7 @@ from typing import Any
 
 import httpx
 
-from generation.backends.base import (
-    BackendError,
-)
+from generation.backends.base import BackendError
 from generation.backends.transport import (
     STATUS_CLASSES,
     json_or_none,

@@ -20,9 +20,7 @@ from generation.backends.base import (
     BackendError,
     ErrorClass,
 )
-from generation.backends.download import (
-    HostPolicy,
-)
+from generation.backends.download import HostPolicy
 from generation.backends.transport import (
     client,
     json_or_none,

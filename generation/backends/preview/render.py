@@ -10,9 +10,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
-from generation.backends.base import (
-    GenerationRequest,
-)
+from generation.backends.base import GenerationRequest
 from generation.backends.preview.spec import BANNER
 from generation.backends.preview.text import (
     INK,

@@ -13,9 +13,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from generation.backends.base import (
-    GenerationRequest,
-)
+from generation.backends.base import GenerationRequest
 
 _QUOTED = re.compile(r'"([^"\n]{1,160})"|“([^”\n]{1,160})”|«([^»\n]{1,160})»')
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
