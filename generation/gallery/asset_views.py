@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from campaigns.models import ReferenceImage, TemplateVersion
 from generation import review
-from generation.gallery import compare
+from generation.gallery import compare, titles
 from generation.gallery import queries as gallery
 from generation.gallery.forms import CommentForm, FocalPointForm, is_uuid, review_flags
 from generation.models import Asset, Generation, ReviewStatus
@@ -74,6 +74,7 @@ def asset_detail(request: StudioRequest, code: UUID) -> HttpResponse:
         ),
         code=code,
     )
+    titles.titled([asset])
     generation = asset.generation
     context: dict[str, Any] = {
         "asset": asset,

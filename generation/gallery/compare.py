@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.gallery.queries import card_queryset
+from generation.gallery.titles import titled
 from generation.models import Asset, Generation
 from studio.models import Workspace
 
@@ -102,6 +103,7 @@ def compare_assets(*, workspace: Workspace, codes: Sequence[str]) -> Comparison:
     if len(found) != len(unique):
         raise LookupError("Some of these images are not in this workspace.")
     assets = [found[code] for code in unique]
+    titled(assets)
     prompts = [readable_prompt(a.generation.prompt) for a in assets]
     diffs = [[("same", prompts[0])]] + [word_diff(prompts[0], p) for p in prompts[1:]]
     gens: list[Generation] = [a.generation for a in assets]

@@ -76,7 +76,7 @@ def _tallied(kind: str, scope_id: int) -> ReviewCounts:
 def scope_review_counts(*, scope: Scope, filters: Filters) -> ReviewCounts:
     """The status chips' counts: the scope's tallies when no filter narrows it (PostgreSQL keeps
     them, see ReviewTally), else a count over the filtered assets (the status filter aside)."""
-    narrowed = filters.query_items(without=("sort", "status"))
+    narrowed = filters.query_items(without=("sort", "group", "status"))
     kind = {"workspace": "w", "campaign": "c", "batch": "b"}.get(scope.kind)
     if narrowed or kind is None or connection.vendor != "postgresql":
         return review_counts(filters.apply(scope.assets(), with_status=False))

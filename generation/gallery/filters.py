@@ -24,6 +24,8 @@ from generation.models import Asset, ReviewStatus
 from studio.input_rules import NUL_MESSAGE, has_nul
 
 MAX_VARIABLE_FILTERS = 5
+GROUP_BATCH = "batch"
+GROUPS = [("", "No grouping"), (GROUP_BATCH, "Group by batch")]
 
 
 # --- Sorts and cursors -------------------------------------------------------------------------
@@ -81,6 +83,7 @@ class GalleryFilterForm(forms.Form):
     sort = forms.ChoiceField(
         choices=[(s.key, s.label) for s in SORTS.values()], required=False
     )
+    group = forms.ChoiceField(choices=GROUPS, required=False)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Filters:
     variables: tuple[tuple[str, str], ...] = ()
     flag: str = ""
     sort: str = DEFAULT_SORT
+    group: str = ""  # "batch": a batch's images together under its heading
     # Values refused by the shared input rules (studio/input_rules.py), shown by the filter form.
     errors: tuple[str, ...] = ()
 
@@ -132,6 +136,7 @@ class Filters:
             variables=tuple(variables[:MAX_VARIABLE_FILTERS]),
             flag=flag if (flag := str(query.get("flag") or "")) in FLAG_FILTERS else "",
             sort=data.get("sort") or DEFAULT_SORT,
+            group=data.get("group") or "",
             errors=tuple(dict.fromkeys(errors)),
         )
 
@@ -161,6 +166,8 @@ class Filters:
                 items.append((name, getattr(self, name).isoformat()))
         if self.sort != DEFAULT_SORT and "sort" not in skip:
             items.append(("sort", self.sort))
+        if self.group and "group" not in skip:
+            items.append(("group", self.group))
         return items
 
     def query_string(self, **extra: str) -> str:
@@ -169,7 +176,8 @@ class Filters:
 
     @property
     def active(self) -> bool:
-        return bool(self.query_items(without=("sort",)))
+        """Whether anything narrows the assets (sorting and grouping only arrange them)."""
+        return bool(self.query_items(without=("sort", "group")))
 
     def apply(
         self, assets: QuerySet[Asset], *, with_status: bool = True
@@ -261,6 +269,7 @@ class FilterChoices:
     models: list[tuple[str, str]]
     statuses: list[tuple[str, str]]
     sorts: list[Sort]
+    groups: list[tuple[str, str]]
     flags: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -290,5 +299,6 @@ def filter_choices(*, scope: Scope) -> FilterChoices:
         models=list(MODELS.items()),
         statuses=list(ReviewStatus.choices),
         sorts=list(SORTS.values()),
+        groups=GROUPS,
         flags=[(key, label) for key, (label, _narrow) in FLAG_FILTERS.items()],
     )

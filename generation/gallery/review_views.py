@@ -21,6 +21,7 @@ from django_htmx.http import trigger_client_event
 
 from generation import review
 from generation.gallery import queries as gallery
+from generation.gallery import titles
 from generation.gallery.forms import (
     ACTIONS,
     BulkForm,
@@ -51,6 +52,7 @@ def _card(request: StudioRequest, code: UUID) -> Asset:
     )
     if asset is None:
         raise Http404
+    titles.titled([asset])
     return asset
 
 
@@ -261,6 +263,7 @@ def _bulk_answer(
             Asset.objects.filter(workspace=request.workspace, code__in=codes)
         )
     )
+    titles.titled(cards)
     context = {"cards": cards, "note": note, "error": error, **review_flags(request)}
     response = render(request, "generation/gallery.html#bulk_result", context)
     return trigger_client_event(response, REVIEW_CHANGED) if cards else response

@@ -28,6 +28,7 @@ from campaigns.models import Brand, Campaign
 from generation.gallery import counts as review_counts
 from generation.gallery import filters as gallery_filters
 from generation.gallery import queries as gallery
+from generation.gallery import titles
 from generation.gallery.forms import review_flags
 from generation.models import Asset, Batch, ReviewStatus
 from studio.http import StudioRequest, wants_partial
@@ -72,6 +73,16 @@ def _gallery(
             size=gallery.PAGE_SIZE,
         )
         context["page"] = page
+        # Titles name each image by what sets it apart in its batch; grouped pages also head
+        # each batch's run with how many of its images match (one query for all batches).
+        facts = titles.titled(
+            page.assets,
+            matching=filters.apply(scope.assets()) if page.grouped else None,
+        )
+        if page.grouped:
+            context["groups"] = titles.groups(
+                page.assets, facts, before=page.group_before
+            )
         context["next_url"] = (
             gallery_url + filters.query_string(after=page.next_cursor)
             if page.next_cursor
