@@ -187,18 +187,26 @@ def gallery_page(
 ) -> Page:
     """One keyset page of cards. Grouped by batch, the order is (batch, the sort): a batch's
     images come together, images from no batch last (first with "oldest first"). That order has
-    no index, so the database sorts the filtered scope for each page: milliseconds at thousands
-    of images, not at millions."""
+    no index, so the database sorts the filtered scope's rows for each page: milliseconds at
+    thousands of images, not at millions."""
     sort = filters.sort_spec
     grouped = filters.group == GROUP_BATCH
-    assets = card_queryset(filters.apply(scope.assets()))
     prefix = "-" if sort.descending else ""
     order = [f"{prefix}{sort.field}", f"{prefix}pk"]
     if grouped:
-        assets = assets.alias(batch_group=Coalesce("batch_id", 0))
         order.insert(0, f"{'-' if _groups_descending(sort) else ''}batch_group")
-    if after:
-        assets = _after(assets, sort, after, grouped=grouped)
+        # The page's ids are sorted on the asset rows alone (narrow: a few ms at thousands),
+        # then only those rows are joined for the cards: still one query.
+        keys = filters.apply(scope.assets()).alias(batch_group=Coalesce("batch_id", 0))
+        if after:
+            keys = _after(keys, sort, after, grouped=True)
+        page_ids = keys.order_by(*order).values("pk")[: size + 1]
+        assets = card_queryset(Asset.objects.filter(pk__in=Subquery(page_ids)))
+        assets = assets.alias(batch_group=Coalesce("batch_id", 0))
+    else:
+        assets = card_queryset(filters.apply(scope.assets()))
+        if after:
+            assets = _after(assets, sort, after)
     rows = list(assets.order_by(*order)[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
