@@ -3,7 +3,7 @@
 The builder's fields depend on the template version (one values field per variable, one image
 choice per reference slot) and on the workspace (the backends it can use). Parsing what people
 type happens here (generation/batches/plan.py does the work); everything that needs the backends,
-references and budget is checked by batch_services.batch_preview, whose errors come back under
+references and budget is checked by batch_preview (generation/batches/preview.py), whose errors come back under
 the same names and are attached here with `add_plan_errors`.
 """
 
@@ -19,7 +19,13 @@ from django.core.files.uploadedfile import UploadedFile
 
 from campaigns.channels import CHANNELS_BY_KEY
 from campaigns.models import Campaign, ReferenceImage, TemplateVersion
-from generation.batches.plan import (
+from generation.batches.parsing import (
+    parse_rows,
+    parse_seeds,
+    parse_sizes,
+    parse_values,
+)
+from generation.batches.spec import (
     FIELD_SEEDS,
     FIELD_SIZES,
     FIELD_TARGETS,
@@ -35,10 +41,6 @@ from generation.batches.plan import (
     Size,
     Target,
     matrix_field,
-    parse_rows,
-    parse_seeds,
-    parse_sizes,
-    parse_values,
     reference_field,
 )
 from generation.batches.targets import TargetOption

@@ -18,7 +18,8 @@ from generation.batches.common import (
     FIELD_BUDGET,
     BatchRefused,
 )
-from generation.batches.plan import (
+from generation.batches.parsing import parse_sizes
+from generation.batches.spec import (
     FIXED,
     MATRIX,
     MAX_SEED,
@@ -28,7 +29,6 @@ from generation.batches.plan import (
     Seeds,
     Size,
     Target,
-    parse_sizes,
 )
 from generation.batches.targets import target_label
 from generation.engine.create import generation_create

@@ -13,17 +13,16 @@ from campaigns.models import Campaign
 from generation import caps
 from generation.backends.base import BackendError, ErrorClass
 from generation.batches.common import BatchRefused
-from generation.batches.plan import FIXED, Seeds, Size
+from generation.batches.preview import batch_preview
 from generation.batches.progress import batch_progress
+from generation.batches.rerun import batch_rerun_with_axis, batch_retry_failed
 from generation.batches.services import (
     batch_cancel,
     batch_create,
     batch_dispatch,
-    batch_preview,
-    batch_rerun_with_axis,
-    batch_retry_failed,
     batch_sync_state,
 )
+from generation.batches.spec import FIXED, Seeds, Size
 from generation.batches.targets import target_options
 from generation.batches.variants import variant_from_asset
 from generation.engine.dispatch import generation_dispatch

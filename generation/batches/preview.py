@@ -1,0 +1,172 @@
+"""A batch's preview: planned, priced and checked against the budget, before anything is stored.
+
+Loads what planning needs (the template version, brand kit, chosen references and the
+workspace's configured backends) and hands it to the pure plan_batch (generation/batches/plan.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from uuid import UUID
+
+from campaigns.models import Campaign, ReferenceImage, TemplateVersion
+from campaigns.prompting import BrandKit
+from generation.backends.base import Backend, ReferenceInput
+from generation.batches.common import (
+    FIELD_BUDGET,
+)
+from generation.batches.plan import Plan, TemplateInput, plan_batch
+from generation.batches.spec import (
+    FIELD_REFERENCES,
+    NON_FIELD,
+    BatchSpec,
+    reference_field,
+)
+from generation.batches.targets import _configured_backend, max_batch_size, target_label
+from generation.spend.services import Budget, campaign_budget
+
+
+@dataclass
+class BatchPreview:
+    plan: Plan
+    budget: Budget
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def can_dispatch(self) -> bool:
+        return not self.errors
+
+    @property
+    def no_cap(self) -> bool:
+        return self.budget.cap is None
+
+    @property
+    def fits_budget(self) -> bool:
+        return self.budget.fits(self.plan.total)
+
+    @property
+    def remaining_after(self) -> Decimal | None:
+        remaining = self.budget.remaining
+        return None if remaining is None else remaining - self.plan.total
+
+
+def _template_input(version: TemplateVersion) -> TemplateInput:
+    return TemplateInput(
+        kind=version.kind,
+        body=version.body,
+        variables=tuple(version.variables),
+        reference_slots=tuple(version.reference_slots or ()),
+        parameters=dict(version.parameters or {}),
+    )
+
+
+def _load_references(
+    *, version: TemplateVersion, spec: BatchSpec, errors: dict[str, list[str]]
+) -> tuple[dict[str, ReferenceInput], dict[str, ReferenceImage]]:
+    """The chosen library images per slot (their sizes; the bytes are read when sent)."""
+    slots = {s["name"]: s for s in version.reference_slots or ()}
+    chosen = {slot: code for slot, code in spec.references.items() if code}
+    codes = []
+    for slot, code in chosen.items():
+        if slot not in slots:
+            errors.setdefault(FIELD_REFERENCES, []).append(
+                f"“{slot}” is not a reference slot of this template."
+            )
+            continue
+        try:
+            codes.append(UUID(str(code)))
+        except ValueError:
+            errors.setdefault(reference_field(slot), []).append(
+                "Choose an image from the library."
+            )
+    brand_id = version.template.brand_id
+    images = {
+        str(ref.code): ref
+        for ref in ReferenceImage.objects.filter(
+            workspace_id=version.workspace_id, brand_id=brand_id, code__in=codes
+        )
+    }
+    inputs: dict[str, ReferenceInput] = {}
+    rows: dict[str, ReferenceImage] = {}
+    for slot, code in chosen.items():
+        if slot not in slots:
+            continue
+        ref = images.get(str(code))
+        if ref is None:
+            errors.setdefault(reference_field(slot), []).append(
+                "That image is not in this brand's library (any more)."
+            )
+            continue
+        role = slots[slot].get("role") or ref.role
+        if ref.role != role:
+            errors.setdefault(reference_field(slot), []).append(
+                f"“{ref}” is a {ref.get_role_display().lower()} image; slot “{slot}” takes a {role} image."
+            )
+            continue
+        inputs[slot] = ReferenceInput(
+            role, b"", ref.content_type, ref.width, ref.height, name=str(ref)
+        )
+        rows[slot] = ref
+    return inputs, rows
+
+
+def _load_row_references(
+    *, version: TemplateVersion, spec: BatchSpec
+) -> dict[str, ReferenceInput]:
+    """The brand's library images that rows name as their own (a catalog batch's products)."""
+    codes = {code for row in spec.rows for code in row.references}
+    if not codes:
+        return {}
+    valid = []
+    for code in codes:
+        try:
+            valid.append(UUID(code))
+        except ValueError:
+            continue
+    return {
+        str(ref.code): ReferenceInput(
+            ref.role, b"", ref.content_type, ref.width, ref.height, name=str(ref)
+        )
+        for ref in ReferenceImage.objects.filter(
+            workspace_id=version.workspace_id,
+            brand_id=version.template.brand_id,
+            code__in=valid,
+        )
+    }
+
+
+def batch_preview(
+    *, campaign: Campaign, version: TemplateVersion, spec: BatchSpec
+) -> BatchPreview:
+    """Expand, render, validate and price a batch, and check it against the budget. Stores nothing."""
+    errors: dict[str, list[str]] = {}
+    template = version.template
+    if campaign.brand_id != template.brand_id:
+        errors.setdefault(NON_FIELD, []).append(
+            f"“{campaign.name}” is a campaign of another brand than the template’s."
+        )
+    references, _rows = _load_references(version=version, spec=spec, errors=errors)
+    backends: dict[str, Backend] = {}
+    for name in {t.backend for t in spec.targets}:
+        backend = _configured_backend(workspace_id=version.workspace_id, name=name)
+        if backend is not None:
+            backends[name] = backend
+    plan = plan_batch(
+        spec=spec,
+        template=_template_input(version),
+        brand=BrandKit.from_brand(template.brand),
+        backends=backends,
+        references=references,
+        labels={t.key: target_label(t) for t in spec.targets},
+        max_size=max_batch_size(),
+        row_references=_load_row_references(version=version, spec=spec),
+    )
+    for key, messages in plan.errors.items():
+        for message in messages:
+            if message not in errors.setdefault(key, []):
+                errors[key].append(message)
+    budget = campaign_budget(campaign=campaign)
+    if not errors and not budget.fits(plan.total):
+        errors[FIELD_BUDGET] = [budget.refusal(plan.total)]
+    return BatchPreview(plan=plan, budget=budget, errors=errors)
