@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
+from django.forms.forms import NON_FIELD_ERRORS
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -122,6 +123,33 @@ def _target_groups(form: BatchBuilderForm) -> list[tuple[str, list[Any]]]:
     return [(labels[b], widgets) for b, widgets in groups.items()]
 
 
+# Problems planning reports under no field of the form, and the section that shows them.
+_SECTION_ERRORS = {"template": "template-errors", "references": "references"}
+
+
+def _dispatch_problems(
+    form: BatchBuilderForm,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """What stops dispatch, for the preview panel: the problems that sit at no field, in words,
+    and (label, element id) of each field or section that is marked. "Fix the marked fields" is
+    said only when one is."""
+    messages = [str(m) for m in form.non_field_errors()]
+    marked: list[tuple[str, str]] = []
+    for field in form.marked_fields():
+        label = str(field.label)
+        if field.name.startswith("matrix_"):
+            label = "{" + label + "}"
+        elif field.name.startswith("ref_"):
+            label = f"reference “{label}”"
+        choices = getattr(field.field, "choices", None)
+        anchor = f"{field.auto_id}_0" if choices and field.name != "campaign" else ""
+        marked.append((label, anchor or str(field.auto_id)))
+    for key, element in _SECTION_ERRORS.items():
+        if form.extra_errors.get(key):
+            marked.append((key.capitalize(), element))
+    return messages, marked
+
+
 def _render_builder(
     request: StudioRequest,
     version: TemplateVersion,
@@ -130,7 +158,10 @@ def _render_builder(
     preview: BatchPreview | None,
     parent: Batch | None = None,
 ) -> HttpResponse:
+    problems, marked = _dispatch_problems(form) if form.is_bound else ([], [])
     context = {
+        "problems": problems,
+        "marked": marked,
         "version": version,
         "template": version.template,
         "brand": version.template.brand,
@@ -141,9 +172,14 @@ def _render_builder(
         "target_groups": _target_groups(form),
         "parent": parent,
     }
-    return render(
+    response = render(
         request, f"{BUILDER}#builder" if wants_partial(request) else BUILDER, context
     )
+    if problems and request.htmx.trigger == "dispatch-button":
+        # A refused dispatch: bring the banner into view, below the sticky top bar (its
+        # scroll-margin-top), wherever the page was scrolled to.
+        response["HX-Reswap"] = "outerHTML show:#builder-errors:top"
+    return response
 
 
 def _chooser(request: StudioRequest, campaign: Campaign | None) -> HttpResponse:
@@ -275,7 +311,8 @@ def _bound_builder(
         )
         form.add_plan_errors(preview.errors)
         if not valid:
-            preview.errors.setdefault("form", ["Fix the marked fields."])
+            # Blocks dispatch; the panel says what is wrong (_dispatch_problems).
+            preview.errors.setdefault("form", form.errors.get(NON_FIELD_ERRORS, []))
     return version, parts, form, preview, parent
 
 

@@ -178,14 +178,19 @@ class BatchBuilderForm(forms.Form):
                 help_text="One value per line.",
             )
         self.slot_fields: list[tuple[dict[str, Any], str]] = []
+        # Picked by thumbnail: one radio per library image (a slot takes one), each labelled
+        # with the image and its name (the template draws them from `reference_images`).
+        self.reference_images: dict[str, ReferenceImage] = {}
         for slot in version.reference_slots or ():
             images = references.get(slot["name"], ())
+            self.reference_images.update((str(ref.code), ref) for ref in images)
             required = bool(slot.get("required", True))
             field = forms.ChoiceField(
                 required=False,
                 label=slot["name"],
-                choices=[("", "— choose an image —" if required else "— none —")]
+                choices=([] if required else [("", "None")])
                 + [(str(ref.code), str(ref)) for ref in images],
+                widget=forms.RadioSelect(attrs={"class": "reference-choice"}),
             )
             self.fields[reference_field(slot["name"])] = field
             self.slot_fields.append((slot, reference_field(slot["name"])))
@@ -201,8 +206,29 @@ class BatchBuilderForm(forms.Form):
     def variable_fields(self) -> list[forms.BoundField]:
         return [self[matrix_field(name)] for name in self.version.variables]
 
-    def reference_slot_fields(self) -> list[tuple[dict[str, Any], forms.BoundField]]:
-        return [(slot, self[name]) for slot, name in self.slot_fields]
+    def reference_slot_fields(
+        self,
+    ) -> list[tuple[dict[str, Any], forms.BoundField, list[tuple[Any, Any]]]]:
+        """(slot, field, [(radio, library image or None for "none")]) per reference slot."""
+        return [
+            (
+                slot,
+                self[name],
+                [
+                    (radio, self.reference_images.get(str(radio.data["value"])))
+                    for radio in self[name]
+                ],
+            )
+            for slot, name in self.slot_fields
+        ]
+
+    def marked_fields(self) -> list[forms.BoundField]:
+        """The visible fields that carry an error (what "the marked fields" refers to)."""
+        return [
+            self[name]
+            for name in self.errors
+            if name in self.fields and not self.fields[name].widget.is_hidden
+        ]
 
     # Parsing
 
@@ -375,41 +401,3 @@ class RerunForm(forms.Form):
     def __init__(self, *args: Any, axes: Sequence[tuple[str, str, str]], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.fields["axis"].choices = [(key, label) for key, label, _ in axes]
-
-
-class VariantForm(forms.Form):
-    """One field per template variable, prefilled with the asset's values."""
-
-    def __init__(
-        self,
-        *args: Any,
-        variables: Mapping[str, str],
-        free_prompt: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        for name, value in variables.items():
-            self.fields[f"value_{name}"] = forms.CharField(
-                label=name,
-                initial=value,
-                max_length=5000,
-                widget=forms.Textarea(attrs={"rows": 2}),
-            )
-        if free_prompt is not None:
-            self.fields["prompt"] = forms.CharField(
-                initial=free_prompt,
-                max_length=20_000,
-                widget=forms.Textarea(attrs={"rows": 6, "class": "code"}),
-            )
-
-    def values(self) -> dict[str, str]:
-        return {
-            key.removeprefix("value_"): value
-            for key, value in self.cleaned_data.items()
-            if key.startswith("value_")
-        }
-
-    def add_service_errors(self, errors: Mapping[str, Sequence[str]]) -> None:
-        for key, messages in errors.items():
-            for message in messages:
-                self.add_error(key if key in self.fields else None, message)

@@ -12,11 +12,18 @@ from uuid import UUID
 
 from campaigns.models import Campaign, ReferenceImage, TemplateVersion
 from campaigns.prompting import BrandKit
-from generation.backends.base import Backend, ReferenceInput
+from generation.backends import registry
+from generation.backends.base import Backend, BackendConfig, ReferenceInput
 from generation.batches.common import (
     FIELD_BUDGET,
 )
-from generation.batches.plan import Plan, TemplateInput, plan_batch
+from generation.batches.plan import Plan, PlannedVariant, TemplateInput, plan_batch
+from generation.batches.real_costs import (
+    PRICED_BACKENDS,
+    SELF_HOSTED_BACKENDS,
+    BackendCost,
+    real_backend_costs,
+)
 from generation.batches.spec import (
     FIELD_REFERENCES,
     NON_FIELD,
@@ -26,12 +33,23 @@ from generation.batches.spec import (
 from generation.batches.targets import _configured_backend, max_batch_size, target_label
 from generation.spend.services import Budget, campaign_budget
 
+# The offline backend: it draws labelled drafts and charges nothing (generation/backends/preview.py).
+PREVIEW_BACKEND = "preview"
+
 
 @dataclass
 class BatchPreview:
     plan: Plan
     budget: Budget
     errors: dict[str, list[str]] = field(default_factory=dict)
+    # A batch of free preview drafts only: what it would cost on each real backend.
+    real_costs: list[BackendCost] = field(default_factory=list)
+    # Whether the workspace has any backend but the offline preview configured.
+    providers_configured: bool = True
+
+    @property
+    def free_drafts_only(self) -> bool:
+        return bool(self.real_costs)
 
     @property
     def can_dispatch(self) -> bool:
@@ -147,6 +165,7 @@ def batch_preview(
             f"“{campaign.name}” is a campaign of another brand than the template’s."
         )
     references, _rows = _load_references(version=version, spec=spec, errors=errors)
+    row_references = _load_row_references(version=version, spec=spec)
     backends: dict[str, Backend] = {}
     for name in {t.backend for t in spec.targets}:
         backend = _configured_backend(workspace_id=version.workspace_id, name=name)
@@ -160,7 +179,7 @@ def batch_preview(
         references=references,
         labels={t.key: target_label(t) for t in spec.targets},
         max_size=max_batch_size(),
-        row_references=_load_row_references(version=version, spec=spec),
+        row_references=row_references,
     )
     for key, messages in plan.errors.items():
         for message in messages:
@@ -169,4 +188,34 @@ def batch_preview(
     budget = campaign_budget(campaign=campaign)
     if not errors and not budget.fits(plan.total):
         errors[FIELD_BUDGET] = [budget.refusal(plan.total)]
-    return BatchPreview(plan=plan, budget=budget, errors=errors)
+    preview = BatchPreview(plan=plan, budget=budget, errors=errors)
+    if plan.variants and all(t.backend == PREVIEW_BACKEND for t in spec.targets):
+        preview.real_costs = _real_costs(plan, references, row_references)
+        preview.providers_configured = any(
+            _configured_backend(workspace_id=version.workspace_id, name=name)
+            for name in PRICED_BACKENDS + SELF_HOSTED_BACKENDS
+        )
+    return preview
+
+
+def _real_costs(
+    plan: Plan,
+    references: dict[str, ReferenceInput],
+    row_references: dict[str, ReferenceInput],
+) -> list[BackendCost]:
+    """The drafts priced on each real backend (none needs to be configured to be priced)."""
+
+    def inputs(variant: PlannedVariant) -> tuple[ReferenceInput, ...]:
+        return tuple(references[n] for n in variant.reference_order) + tuple(
+            row_references[c] for c in variant.row_references
+        )
+
+    return real_backend_costs(
+        variants=plan.variants,
+        backends={
+            name: registry.get_backend(name, BackendConfig())
+            for name in PRICED_BACKENDS + SELF_HOSTED_BACKENDS
+        },
+        references=inputs,
+        model_labels=registry.MODELS,
+    )

@@ -12,13 +12,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
+from campaigns.models import ReferenceImage
+from generation.batches.change_one import describe_variant_changes, variant_from_asset
 from generation.batches.common import BatchRefused
-from generation.batches.forms import (
-    VariantForm,
-)
-from generation.batches.variants import (
-    variant_from_asset,
-)
+from generation.batches.targets import target_options
+from generation.batches.variant_form import VariantForm
 from generation.gallery.queries import asset_for_user
 from generation.models import Asset, Generation
 from studio.http import StudioRequest, wants_partial
@@ -40,16 +38,36 @@ def _asset_for_user(request: StudioRequest, code: UUID) -> Asset:
     )
 
 
-def _variant_form(asset: Asset, data: Any = None) -> VariantForm:
+def _variant_form(
+    request: StudioRequest, asset: Asset, data: Any = None
+) -> VariantForm:
     generation = asset.generation
     version = generation.template_version
+    roles = {
+        str(r["name"]): r.get("role")
+        for r in generation.references or ()
+        if r.get("name")
+    }
+    library = ReferenceImage.objects.filter(
+        workspace=request.workspace, brand_id=generation.brand_id
+    )
+    by_role: dict[str, list[ReferenceImage]] = {}
+    for ref in library.filter(role__in=set(roles.values())) if roles else ():
+        by_role.setdefault(ref.role, []).append(ref)
+    common = {
+        "generation": generation,
+        "targets": target_options(workspace=request.workspace),
+        "slot_images": {
+            slot: by_role.get(str(role), []) for slot, role in roles.items()
+        },
+    }
     if version is not None and generation.variables:
         values = {n: str(generation.variables.get(n, "")) for n in version.variables}
-        return VariantForm(data, variables=values)
-    return VariantForm(data, variables={}, free_prompt=generation.prompt)
+        return VariantForm(data, variables=values, **common)
+    return VariantForm(data, variables={}, free_prompt=generation.prompt, **common)
 
 
-def _variant_context(asset: Asset, form: VariantForm) -> dict[str, Any]:
+def _variant_context(asset: Asset, form: VariantForm | None) -> dict[str, Any]:
     generation = asset.generation
     children = (
         Generation.objects.filter(
@@ -71,35 +89,30 @@ def _variant_context(asset: Asset, form: VariantForm) -> dict[str, Any]:
 @member_required(Role.EDITOR)
 @vary_on_headers("HX-Request")
 def asset_variant(request: StudioRequest, code: UUID) -> HttpResponse:
-    """Change one thing: the asset's seed, model, size and references with the edited values.
+    """Change one thing: the asset's request with the edited values, reference images, seed,
+    size or model (everything not edited is kept).
 
     GET shows the form (the asset's values filled in) and the variants made so far, polled while
     any is running; POST queues the variant and comes back here.
     """
     asset = _asset_for_user(request, code)
     if request.method == "GET":
-        context = _variant_context(asset, _variant_form(asset))
-        return render(
-            request,
-            f"{VARIANT}#variant_list" if wants_partial(request) else VARIANT,
-            context,
-        )
-    form = _variant_form(asset, request.POST)
+        if wants_partial(request):  # the polled list of variants: no form to build
+            return render(
+                request, f"{VARIANT}#variant_list", _variant_context(asset, None)
+            )
+        context = _variant_context(asset, _variant_form(request, asset))
+        return render(request, VARIANT, context)
+    form = _variant_form(request, asset, request.POST)
     if form.is_valid():
         try:
             generation = variant_from_asset(
-                asset=asset,
-                user=request.user,
-                values=form.values(),
-                prompt=form.cleaned_data.get("prompt"),
+                asset=asset, user=request.user, edits=form.edits()
             )
         except BatchRefused as exc:
             form.add_service_errors(exc.errors)
         else:
-            changed = ", ".join(
-                "the prompt" if name == "prompt" else f"{{{name}}}"
-                for name in generation.changes
-            )
+            changed = describe_variant_changes(generation.changes)
             messages.success(request, f"Variant queued: only {changed} changed.")
             return redirect("generation:asset-variant", asset.code)
     return render(request, VARIANT, _variant_context(asset, form))
