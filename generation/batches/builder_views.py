@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.forms.forms import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -115,7 +115,7 @@ def _form(
 def _target_groups(form: BatchBuilderForm) -> list[tuple[str, list[Any]]]:
     groups: dict[str, list[Any]] = defaultdict(list)
     labels: dict[str, str] = {}
-    for option in form.fields["targets"].choices:
+    for option in form.target_choices:
         backend = str(option[0]).split(":", 1)[0]
         labels[backend] = str(option[1]).split(" · ", 1)[0]
     for widget in form["targets"]:
@@ -141,7 +141,7 @@ def _dispatch_problems(
             label = "{" + label + "}"
         elif field.name.startswith("ref_"):
             label = f"reference “{label}”"
-        choices = getattr(field.field, "choices", None)
+        choices = getattr(field.field, "choices", None)  # radios and checkboxes
         anchor = f"{field.auto_id}_0" if choices and field.name != "campaign" else ""
         marked.append((label, anchor or str(field.auto_id)))
     for key, element in _SECTION_ERRORS.items():
@@ -312,7 +312,9 @@ def _bound_builder(
         form.add_plan_errors(preview.errors)
         if not valid:
             # Blocks dispatch; the panel says what is wrong (_dispatch_problems).
-            preview.errors.setdefault("form", form.errors.get(NON_FIELD_ERRORS, []))
+            preview.errors.setdefault(
+                "form", [str(m) for m in form.errors.get(NON_FIELD_ERRORS, [])]
+            )
     return version, parts, form, preview, parent
 
 

@@ -174,7 +174,7 @@ def _new_references(
     images = {
         str(ref.code): ref
         for ref in ReferenceImage.objects.filter(
-            workspace_id=source.workspace_id, brand_id=source.brand_id, code__in=codes
+            workspace_id=source.workspace_id, brand=source.brand, code__in=codes
         )
     }
     old_names = {
@@ -186,7 +186,7 @@ def _new_references(
     }
     before, after = [], []
     for entry in references:
-        slot = entry.get("name")
+        slot = str(entry.get("name") or "")
         if slot not in wanted:
             continue
         image = images.get(wanted[slot])

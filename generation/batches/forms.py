@@ -162,9 +162,12 @@ class BatchBuilderForm(forms.Form):
         self.spec: BatchSpec | None = None
         # Plan errors with no field of their own ("references", "template", "budget").
         self.extra_errors: dict[str, list[str]] = {}
-        self.fields["campaign"].choices = [(str(c.code), c.name) for c in campaigns]
-        self.fields["targets"].choices = [(t.key, t.label) for t in targets]
-        self.fields["sizes"].choices = [
+        self.choice_field("campaign").choices = [
+            (str(c.code), c.name) for c in campaigns
+        ]
+        self.target_choices = [(t.key, t.label) for t in targets]
+        self.choice_field("targets").choices = self.target_choices
+        self.choice_field("sizes").choices = [
             (key, size.describe()) for key, size in self.presets.items()
         ]
         self.fields["rng_seed"].initial = random.SystemRandom().randint(0, MAX_SEED)
@@ -197,9 +200,14 @@ class BatchBuilderForm(forms.Form):
         # The live preview swaps the whole builder (errors sit at their fields), but what the
         # user is typing or has picked must survive a swap that lands mid-edit: htmx keeps the
         # elements marked hx-preserve (matched by id) instead of the server's copies.
-        for field in self.fields.values():
-            if not field.widget.is_hidden:
-                field.widget.attrs["hx-preserve"] = "true"
+        for each in self.fields.values():
+            if not each.widget.is_hidden:
+                each.widget.attrs["hx-preserve"] = "true"
+
+    def choice_field(self, name: str) -> forms.ChoiceField:
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField)
+        return field
 
     # Groups for the template
 
@@ -233,7 +241,8 @@ class BatchBuilderForm(forms.Form):
     # Parsing
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         variables = list(self.version.variables)
         mode = data.get("mode") or MATRIX
         matrix = tuple(
@@ -304,8 +313,9 @@ class BatchBuilderForm(forms.Form):
             self.add_error("rows_file", NUL_MESSAGE.format(what="The CSV file"))
             return ""
         # Show the uploaded rows in the text box, so a re-rendered form keeps them.
-        self.data = self.data.copy()
-        self.data["rows"] = text
+        data = self.data.copy()  # type: ignore[attr-defined]  # a QueryDict when bound
+        data["rows"] = text
+        self.data = data
         return text
 
     def add_plan_errors(self, errors: Mapping[str, Sequence[str]]) -> None:
@@ -400,4 +410,6 @@ class RerunForm(forms.Form):
 
     def __init__(self, *args: Any, axes: Sequence[tuple[str, str, str]], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["axis"].choices = [(key, label) for key, label, _ in axes]
+        axis = self.fields["axis"]
+        assert isinstance(axis, forms.ChoiceField)
+        axis.choices = [(key, label) for key, label, _ in axes]

@@ -250,13 +250,13 @@ def fix_axes(spec: BatchSpec, fixes: Sequence[str]) -> tuple[BatchSpec, list[str
             spec = replace(spec, seeds=Seeds(mode=FIXED, values=(int(value),)))
             applied.append(f"seed = {value}")
         elif axis == "target":
-            kept = tuple(t for t in spec.targets if t.key == value)
-            if kept:
-                spec = replace(spec, targets=kept)
+            kept_targets = tuple(t for t in spec.targets if t.key == value)
+            if kept_targets:
+                spec = replace(spec, targets=kept_targets)
                 applied.append(f"model = {value}")
         elif axis == "size":
-            kept = tuple(s for s in spec.sizes if s.text == value)
-            if kept:
-                spec = replace(spec, sizes=kept)
+            kept_sizes = tuple(s for s in spec.sizes if s.text == value)
+            if kept_sizes:
+                spec = replace(spec, sizes=kept_sizes)
                 applied.append(f"size = {value}")
     return spec, applied

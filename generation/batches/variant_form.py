@@ -72,8 +72,10 @@ class VariantForm(forms.Form):
             # The asset's own model stays choosable (kept as it is) even when its backend is
             # no longer configured; choosing it changes nothing.
             choices.insert(0, (current.key, target_label(current)))
-        self.fields[FIELD_MODEL].choices = choices
-        self.fields[FIELD_MODEL].initial = current.key
+        model = self.fields[FIELD_MODEL]
+        assert isinstance(model, forms.ChoiceField)
+        model.choices = choices
+        model.initial = current.key
         self.fields[FIELD_SEED].initial = generation.seed
         self.fields[FIELD_WIDTH].initial = generation.width
         self.fields[FIELD_HEIGHT].initial = generation.height

@@ -49,22 +49,23 @@ def _variant_form(
         if r.get("name")
     }
     library = ReferenceImage.objects.filter(
-        workspace=request.workspace, brand_id=generation.brand_id
+        workspace=request.workspace, brand=generation.brand
     )
     by_role: dict[str, list[ReferenceImage]] = {}
     for ref in library.filter(role__in=set(roles.values())) if roles else ():
         by_role.setdefault(ref.role, []).append(ref)
-    common = {
-        "generation": generation,
-        "targets": target_options(workspace=request.workspace),
-        "slot_images": {
-            slot: by_role.get(str(role), []) for slot, role in roles.items()
-        },
-    }
+    values: dict[str, str] = {}
     if version is not None and generation.variables:
         values = {n: str(generation.variables.get(n, "")) for n in version.variables}
-        return VariantForm(data, variables=values, **common)
-    return VariantForm(data, variables={}, free_prompt=generation.prompt, **common)
+    return VariantForm(
+        data,
+        generation=generation,
+        variables=values,
+        # Made without a template (or its values): the prompt itself is what can change.
+        free_prompt=None if values else generation.prompt,
+        targets=target_options(workspace=request.workspace),
+        slot_images={slot: by_role.get(str(role), []) for slot, role in roles.items()},
+    )
 
 
 def _variant_context(asset: Asset, form: VariantForm | None) -> dict[str, Any]:
