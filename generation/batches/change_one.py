@@ -307,7 +307,7 @@ def variant_from_asset(*, asset: Asset, user: Any, edits: Edits) -> Generation:
 
 
 def describe_variant_changes(changes: Mapping[str, Any]) -> str:
-    """What a variant changed, in words for the success message ("{headline}, the seed"): the
+    """What a variant changed, in words for the success message ("{headline} and the seed"): the
     values first, then the rest in the form's order (stored JSON keys come back sorted)."""
     words = {
         "prompt": "the prompt",
@@ -317,4 +317,5 @@ def describe_variant_changes(changes: Mapping[str, Any]) -> str:
         "model": "the model",
     }
     values = [f"{{{name}}}" for name in sorted(changes) if name not in words]
-    return ", ".join(values + [words[name] for name in words if name in changes])
+    parts = values + [words[name] for name in words if name in changes]
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)

@@ -129,12 +129,13 @@ class BuilderGuidanceTests(BatchTestCase):
         html = r.content.decode()
         options = re.findall(
             r'<label class="reference-option" for="(id_ref_product_\d)">'
+            r'<img src="([^"]+)"[^>]*><span class="reference-name">'
             r'<input type="radio" name="ref_product" value="([0-9a-f-]+)"[^>]*id="\1"[^>]*>'
-            r'<img src="([^"]+)"[^>]*><span class="reference-name">([^<]+)</span></label>',
+            r" ([^<]+)</span></label>",
             html,
         )
         self.assertEqual(
-            {(value, src) for _id, value, src, _name in options},
+            {(value, src) for _id, src, value, _name in options},
             {
                 (
                     str(ref.code),

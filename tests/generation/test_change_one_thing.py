@@ -169,7 +169,7 @@ class ChangeOneThingTests(BatchTestCase):
             variant.changes,
             {"headline": {"from": "A", "to": "B"}, "seed": {"from": 4242, "to": 8}},
         )
-        self.assertIn("only {headline}, the seed changed", self.message(r))
+        self.assertIn("only {headline} and the seed changed", self.message(r))
 
     def test_nothing_changed_is_refused_with_what_can_change(self) -> None:
         r = self.post()
