@@ -15,6 +15,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
@@ -140,7 +141,9 @@ def _dispatch_problems(
         if field.name.startswith("matrix_"):
             label = "{" + label + "}"
         elif field.name.startswith("ref_"):
-            label = f"reference “{label}”"
+            # The slot's fieldset (it may have no image to choose yet).
+            marked.append((f"reference “{label}”", f"slot-{slugify(label)}"))
+            continue
         choices = getattr(field.field, "choices", None)  # radios and checkboxes
         anchor = f"{field.auto_id}_0" if choices and field.name != "campaign" else ""
         marked.append((label, anchor or str(field.auto_id)))

@@ -26,7 +26,7 @@ from generation.engine.create import generation_create
 from generation.models import Asset, Generation
 from generation.spend.services import Budget, campaign_budget
 
-# The form fields of what can change besides the values (generation/batches/forms.py VariantForm).
+# The form fields of what can change besides the values (generation/batches/variant_form.py).
 FIELD_SEED = "seed"
 FIELD_MODEL = "model"
 FIELD_WIDTH = "width"

@@ -1,10 +1,11 @@
-"""Forms of the batch builder, the re-run form and the "change one thing" form.
+"""Forms of the batch builder and the re-run form ("change one thing" is variant_form.py).
 
 The builder's fields depend on the template version (one values field per variable, one image
-choice per reference slot) and on the workspace (the backends it can use). Parsing what people
-type happens here (generation/batches/plan.py does the work); everything that needs the backends,
-references and budget is checked by batch_preview (generation/batches/preview.py), whose errors come back under
-the same names and are attached here with `add_plan_errors`.
+choice per reference slot, picked by thumbnail) and on the workspace (the backends it can use).
+Parsing what people type happens here (generation/batches/parsing.py does the work); everything
+that needs the backends, references and budget is checked by batch_preview
+(generation/batches/preview.py), whose errors come back under the same names and are attached
+here with `add_plan_errors`.
 """
 
 from __future__ import annotations

@@ -152,6 +152,20 @@ class BuilderGuidanceTests(BatchTestCase):
             ref_product=str(cup.code),
         )
         data.pop("matrix_scene")
+        # None picked: the slot is marked, and the panel links to it.
+        r = self.client.post(
+            reverse("generation:batch-preview"),
+            {k: v for k, v in data.items() if k != "ref_product"},
+            headers=HTMX,
+        )
+        panel = self.panel(r.content.decode())
+        self.assertIn(
+            'Fix the marked field to dispatch: <a href="#slot-product">reference “product”</a>.',
+            panel,
+        )
+        self.assertContains(
+            r, '<fieldset class="field reference-slot has-error" id="slot-product">'
+        )
         r = self.client.post(reverse("generation:batch-preview"), data, headers=HTMX)
         self.assertContains(r, '<strong id="variant-count">2</strong>')
         self.assertRegex(
