@@ -7,7 +7,7 @@ from generation.operator.urls import urlpatterns as operator_urlpatterns
 app_name = "generation"
 
 urlpatterns: list = [
-    # Variant batches, "change one thing" and spend (generation/batches/views.py, generation/spend/views.py).
+    # Variant batches, "change one thing" and spend (generation/batches/urls.py, generation/spend/views.py).
     *batch_urlpatterns,
     # The review gallery, compare and the asset page (generation/gallery/views.py, review_views.py, asset_views.py).
     *gallery_urlpatterns,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from generation.batches.plan import FIXED, Seeds
+from generation.batches.spec import FIXED, Seeds
 from generation.gallery import queries as gallery
 from generation.models import Batch
 from studio.models import Role

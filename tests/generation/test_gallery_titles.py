@@ -10,7 +10,7 @@ from typing import Any
 from django.urls import reverse
 from django.utils import timezone
 
-from generation.batches.plan import FIXED, Seeds, Size
+from generation.batches.spec import FIXED, Seeds, Size
 from generation.gallery import queries as gallery
 from generation.gallery import titles
 from generation.models import Asset, Batch
