@@ -22,7 +22,7 @@ class BatchState(models.TextChoices):
 class Batch(models.Model):
     """A set of variants of one template version, expanded, priced and dispatched together.
 
-    `spec` is everything the expansion needs (generation/batches/plan.py, BatchSpec.as_json): the mode
+    `spec` is everything the expansion needs (generation/batches/spec.py, BatchSpec.as_json): the mode
     (matrix or rows) with its values, the seeds (with the RNG seed that drew random ones), the
     backend/model targets, the sizes, the reference per slot and whether the brand kit is merged,
     so the same spec always expands to the same generations. The state is stored for lists and
