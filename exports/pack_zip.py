@@ -23,6 +23,7 @@ from exports.crop import Plan, plan
 from exports.manifest import (
     approvals_for,
     asset_record,
+    described_assets,
     manifest_csv,
     manifest_json,
     readme,
@@ -108,7 +109,7 @@ def zip_chunks(pack: ExportPack, flagged: list[dict[str, Any]]) -> Iterator[byte
     the GIL while decoding, resampling and encoding); at most that many plus one are held in
     memory, however many go in."""
     presets = [Preset.from_json(p) for p in pack.presets]
-    assets = _assets(pack)
+    assets = described_assets(pack.workspace_id, pack.asset_ids)
     approvals = approvals_for(pack.asset_ids)
     max_upscale = settings.EXPORT_MAX_UPSCALE
     c2pa_key = c2pa_sign.configured_key()
@@ -222,19 +223,3 @@ def _job(
         c2pa_key=None,
     )
     return asset_record(asset, approvals), job
-
-
-def _assets(pack: ExportPack) -> list[Asset]:
-    by_id = {
-        a.pk: a
-        for a in Asset.objects.filter(
-            workspace=pack.workspace, pk__in=pack.asset_ids
-        ).select_related(
-            "generation__template_version__template",
-            "generation__brand",
-            "campaign__brand",
-            "brand_check",
-        )
-    }
-    # Assets deleted since the pack was asked for are left out.
-    return [by_id[i] for i in pack.asset_ids if i in by_id]
