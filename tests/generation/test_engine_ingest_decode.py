@@ -62,21 +62,12 @@ class IngestDecodesOnceTests(EngineTestCase):
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()
-        cls.fake = FakeBFL(latency=0.0).start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.fake.stop()
-        super().tearDownClass()
+        cls.fake = cls.enterClassContext(FakeBFL(latency=0.0))
 
     def setUp(self) -> None:
         super().setUp()
         self.fake.reset()
-        overrides = override_settings(
-            BFL_API_KEY=self.fake.api_key,
-            BFL_API_URL=self.fake.base_url,
-            BFL_ALLOWED_HOSTS=self.fake.allowed_hosts,
-        )
+        overrides = override_settings(**self.fake.env())
         overrides.enable()
         self.addCleanup(overrides.disable)
 
