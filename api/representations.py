@@ -8,6 +8,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core import signing
+from django.http import HttpRequest
 from django.urls import reverse
 
 from campaigns.models import (
@@ -19,6 +20,7 @@ from campaigns.models import (
 )
 from checks.models import scores_of
 from exports.models import ExportPack, PackState
+from generation.batches.progress import batch_progress as progress_of
 from generation.models import (
     TERMINAL_STATES,
     Asset,
@@ -27,6 +29,12 @@ from generation.models import (
 )
 
 FILE_SALT = "api.asset-file"
+
+
+def base_url(request: HttpRequest) -> str:
+    """The studio's public address (STUDIO_PUBLIC_URL), else the one the request came to: the
+    start of every URL in a representation."""
+    return settings.STUDIO_PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -217,6 +225,22 @@ def asset(a: Asset, *, base: str = "") -> dict[str, Any]:
         "reviewed_at": a.reviewed_at,
         "created_at": a.created_at,
         "brand_check": scores_of(a),
+    }
+
+
+def batch_progress(b: Batch) -> dict[str, Any]:
+    """A batch's progress as its representation's `progress`."""
+    p = progress_of(batch=b)
+    spent = getattr(p.spend, "total", None)
+    return {
+        "total": p.total,
+        "finished": p.finished,
+        "succeeded": p.succeeded,
+        "failed": p.failed,
+        "active": p.active,
+        "counts": dict(p.counts),
+        "spent": None if spent is None else str(spent),
+        "eta_seconds": p.eta_seconds,
     }
 
 

@@ -7,20 +7,21 @@ from uuid import UUID
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import File, Form, Query, Router, Schema, Status, UploadedFile
+from ninja import File, Form, Query, Router, Status, UploadedFile
 from ninja.decorators import decorate_view
-from pydantic import Field
 
 from api import representations as rep
 from api.auth import require
 from api.idempotency import idempotent
-from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, page
+from api.pagination import page
 from api.problems import Problem
 from api.schemas import (
+    ERRORS,
     BrandOut,
     BrandPage,
     CampaignOut,
     CampaignPage,
+    ListQuery,
     ReferenceOut,
     ReferencePage,
     TemplateOut,
@@ -43,12 +44,6 @@ from campaigns.prompt_templates import template_version_create
 from studio.models import Role
 
 router = Router(tags=["catalog"])
-ERRORS = dict.fromkeys((401, 403, 404, 422, 429), ProblemOut)
-
-
-class ListQuery(Schema):
-    cursor: str | None = Field(default=None, max_length=200)
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 class BrandFilter(ListQuery):

@@ -18,8 +18,14 @@ from api.auth import require
 from api.idempotency import idempotent
 from api.pagination import page
 from api.problems import Problem
-from api.routes_generation import ERRORS, ListQuery, _base
-from api.schemas import ExportCancelOut, ExportIn, ExportOut, ExportPage
+from api.schemas import (
+    ERRORS,
+    ExportCancelOut,
+    ExportIn,
+    ExportOut,
+    ExportPage,
+    ListQuery,
+)
 from api.schemas import Problem as ProblemOut
 from api.tokens import Caller
 from campaigns.models import Campaign
@@ -83,7 +89,9 @@ def export_create(request: HttpRequest, payload: ExportIn) -> Status:
         all_statuses=payload.all_statuses,
         **_selection(caller, payload),
     )
-    return Status(201, rep.export_pack(_pack(caller, pack.code), base=_base(request)))
+    return Status(
+        201, rep.export_pack(_pack(caller, pack.code), base=rep.base_url(request))
+    )
 
 
 @router.get(
@@ -91,7 +99,7 @@ def export_create(request: HttpRequest, payload: ExportIn) -> Status:
 )
 def export_list(request: HttpRequest, q: Query[ListQuery]) -> dict:
     caller: Caller = request.auth  # type: ignore[attr-defined]
-    base = _base(request)
+    base = rep.base_url(request)
     return page(
         ExportPack.objects.for_workspace(caller.workspace),
         cursor=q.cursor,
@@ -106,7 +114,7 @@ def export_list(request: HttpRequest, q: Query[ListQuery]) -> dict:
     summary="One asset pack: state, progress, download URL when ready",
 )
 def export_detail(request: HttpRequest, code: UUID) -> dict:
-    return rep.export_pack(_pack(request.auth, code), base=_base(request))  # type: ignore[arg-type]
+    return rep.export_pack(_pack(request.auth, code), base=rep.base_url(request))  # type: ignore[arg-type]
 
 
 @router.post(
@@ -120,7 +128,7 @@ def export_cancel(request: HttpRequest, code: UUID) -> dict:
     canceled = export_pack_cancel(pack=_pack(caller, code))
     return {
         "canceled": canceled,
-        "export": rep.export_pack(_pack(caller, code), base=_base(request)),
+        "export": rep.export_pack(_pack(caller, code), base=rep.base_url(request)),
     }
 
 

@@ -16,8 +16,7 @@ from pydantic import Field
 
 from api import representations as rep
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, page
-from api.routes_generation import ERRORS, _base
-from api.schemas import AssetBrief, PageOut
+from api.schemas import ERRORS, AssetBrief, PageOut
 from campaigns.models import Brand
 from catalog.exporting import approved_by_product
 from catalog.models import Product
@@ -99,7 +98,7 @@ def product_list(request: HttpRequest, q: Query[ProductQuery]) -> dict:
         qs = qs.filter(brand=brand)
     if q.sku:
         qs = qs.filter(sku=q.sku)
-    base = _base(request)
+    base = rep.base_url(request)
     cache: dict[int, dict[int, list[Any]]] = {}
 
     def render(product: Product) -> dict[str, Any]:
@@ -116,4 +115,4 @@ def product_list(request: HttpRequest, q: Query[ProductQuery]) -> dict:
 def product_detail(request: HttpRequest, code: UUID) -> dict:
     product = get_object_or_404(_queryset(request), code=code)
     approved = approved_by_product(product.brand).get(product.pk, [])
-    return _render(product, approved, _base(request))
+    return _render(product, approved, rep.base_url(request))

@@ -13,6 +13,7 @@ from uuid import UUID
 from ninja import Schema
 from pydantic import ConfigDict, Field, model_validator
 
+from api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from campaigns.models import ReferenceRole
 from generation.batches.spec import MAX_SEED
 
@@ -32,6 +33,15 @@ class Problem(Schema):
     code: str
     detail: str
     errors: list[dict[str, str]] | None = None
+
+
+# The error answers every authenticated operation documents (api/openapi.py adds the rest).
+ERRORS = dict.fromkeys((401, 403, 404, 422, 429), Problem)
+
+
+class ListQuery(Schema):
+    cursor: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 class PageOut(Schema):

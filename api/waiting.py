@@ -15,10 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
 
 from generation.caps import prefix
+from generation.models import TERMINAL_STATES, Generation
 
 _WAIT_RE = re.compile(r'(?:^|[,;\s])wait\s*=\s*"?(\d{1,6})"?', re.IGNORECASE)
 
@@ -36,6 +39,35 @@ def requested_wait(request: HttpRequest) -> int:
 
 def channel(generation_id: int) -> str:
     return f"{prefix()}:api:gen:{generation_id}"
+
+
+async def wait_for_generation(
+    request: HttpRequest, response: HttpResponse, generation_id: int
+) -> None:
+    """Honour the request's `Prefer: wait=N`: wait for the generation to be terminal (at most N
+    seconds), and say so in Preference-Applied."""
+    seconds = requested_wait(request)
+    if not seconds:
+        return
+
+    @sync_to_async
+    def is_terminal() -> bool:
+        try:
+            state = (
+                Generation.objects.filter(pk=generation_id)
+                .values_list("state", flat=True)
+                .first()
+            )
+        finally:
+            # A waiting call must not keep a database connection for its whole wait (200
+            # waiters would hold 200 idle PostgreSQL connections): give it back after each read.
+            # Inside a transaction (a test's, or an atomic request) the connection stays.
+            if not connection.in_atomic_block:
+                connection.close()
+        return state in TERMINAL_STATES
+
+    await wait_until(generation_id, seconds, is_terminal)
+    response["Preference-Applied"] = f"wait={seconds}"
 
 
 def publish_finished(generation_id: int, state: str) -> None:

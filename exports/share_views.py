@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from exports import services, sharing
+from exports import manifest, sharing
 from exports.models import ExportPack, ShareFeedback, ShareLink
 from generation.models import Asset
 from studio.login_throttle import client_address
@@ -76,14 +76,14 @@ def share_page(request: HttpRequest, link: ShareLink, token: str) -> HttpRespons
             request, "exports/share/name.html", {"link": link, "token": token}
         )
     assets = sharing.share_assets(link)
-    approvals = services._approvals_for([a.pk for a in assets])
+    approvals = manifest.approvals_for([a.pk for a in assets])
     feedback: dict[int, list[ShareFeedback]] = {}
     for item in link.feedback.all():
         feedback.setdefault(item.asset_id, []).append(item)
     items = [
         {
             "asset": a,
-            "record": services.asset_record(a, approvals),
+            "record": manifest.asset_record(a, approvals),
             "feedback": feedback.get(a.pk, []),
         }
         for a in assets
@@ -142,7 +142,7 @@ def share_image(
 @public
 def share_manifest(request: HttpRequest, link: ShareLink, token: str) -> HttpResponse:
     assets = sharing.share_assets(link)
-    approvals = services._approvals_for([a.pk for a in assets])
+    approvals = manifest.approvals_for([a.pk for a in assets])
     body = {
         "title": link.title,
         "shared_until": link.expires_at.isoformat(),
@@ -150,7 +150,7 @@ def share_manifest(request: HttpRequest, link: ShareLink, token: str) -> HttpRes
         "presets": link.pack.presets if link.pack else [],
         "formats": link.pack.formats if link.pack else [],
         "digital_source_type": "trainedAlgorithmicMedia",
-        "assets": [services.asset_record(a, approvals) for a in assets],
+        "assets": [manifest.asset_record(a, approvals) for a in assets],
     }
     return JsonResponse(body, json_dumps_params={"indent": 2, "ensure_ascii": False})
 

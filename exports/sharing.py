@@ -22,6 +22,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from exports import manifest
 from exports.models import ExportPack, ShareFeedback, ShareLink
 from generation.models import Asset, ReviewStatus
 from generation.review import assets_review, comment_add
@@ -105,17 +106,7 @@ def share_link_resolve(token: str) -> ShareLink | None:
 
 def share_assets(link: ShareLink) -> list[Asset]:
     """Exactly the link's assets, in its order (deleted ones left out)."""
-    by_id = {
-        a.pk: a
-        for a in Asset.objects.filter(
-            workspace_id=link.workspace_id, pk__in=link.asset_ids
-        ).select_related(
-            "generation__template_version__template",
-            "generation__brand",
-            "campaign__brand",
-        )
-    }
-    return [by_id[i] for i in link.asset_ids if i in by_id]
+    return manifest.described_assets(link.workspace_id, link.asset_ids)
 
 
 def share_asset(link: ShareLink, code: Any) -> Asset | None:

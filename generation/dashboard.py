@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, DecimalField, ExpressionWrapper, F
 
 from generation.models import (
     Asset,
@@ -69,18 +69,28 @@ def dashboard_for(workspace: Workspace) -> Dashboard:
             workspace=workspace, to_status=ReviewStatus.APPROVED
         ).select_related("actor", "asset__campaign")[:SHOWN]
     )
+    # One aggregate query returns only the campaigns shown: near their cap (HAVING), the
+    # tightest first, at most SHOWN (the share itself is computed here, exactly, from the row).
+    near = (
+        spend.campaign_spend(
+            Generation.objects.filter(workspace=workspace, campaign__budget_cap__gt=0)
+        )
+        .filter(total__gte=F("campaign__budget_cap") * NEAR_CAP)
+        .order_by(
+            ExpressionWrapper(
+                F("total") / F("campaign__budget_cap"), output_field=DecimalField()
+            ).desc(),
+            "campaign__name",
+        )[:SHOWN]
+    )
     budgets = []
-    for row in spend.spend_by_campaign(
-        Generation.objects.filter(workspace=workspace, campaign__budget_cap__gt=0)
-    ):
+    for row in near:
         share = row["total"] / row["campaign__budget_cap"]
-        if share >= NEAR_CAP:
-            budgets.append({**row, "share": share, "percent": round(share * 100)})
-    budgets.sort(key=lambda row: row["share"], reverse=True)
+        budgets.append({**row, "share": share, "percent": round(share * 100)})
     return Dashboard(
         running=running,
         waiting=waiting[:SHOWN],
         waiting_total=sum(row["count"] for row in waiting),
         approvals=approvals,
-        budgets=budgets[:SHOWN],
+        budgets=budgets,
     )

@@ -38,27 +38,16 @@ class ImageInfo:
         return EXTENSIONS[self.format]
 
 
-def inspect(content: bytes, *, max_pixels: int) -> ImageInfo:
-    """Check the header and structure (no full decode); raise ImageRejected."""
-    if not content:
-        raise ImageRejected("empty file")
-    try:
-        with Image.open(io.BytesIO(content)) as image:
-            fmt = image.format or ""
-            width, height = image.size
-            if fmt not in FORMATS:
-                raise ImageRejected(f"unsupported image format {fmt or 'unknown'}")
-            if width * height > max_pixels:
-                raise ImageRejected(
-                    f"{width}×{height} px is over the {max_pixels:,}-pixel limit"
-                )
-            image.verify()
-    except ImageRejected:
-        raise
-    except Exception as exc:  # Pillow raises many types for bad data
+def _header(content: bytes, image: Image.Image, *, max_pixels: int) -> ImageInfo:
+    """What an opened image's header says, if it passes (format, pixel bound); raise ImageRejected."""
+    fmt = image.format or ""
+    width, height = image.size
+    if fmt not in FORMATS:
+        raise ImageRejected(f"unsupported image format {fmt or 'unknown'}")
+    if width * height > max_pixels:
         raise ImageRejected(
-            f"not a readable image ({type(exc).__name__}: {exc})"
-        ) from exc
+            f"{width}×{height} px is over the {max_pixels:,}-pixel limit"
+        )
     name, content_type = FORMATS[fmt]
     return ImageInfo(
         name,
@@ -70,13 +59,37 @@ def inspect(content: bytes, *, max_pixels: int) -> ImageInfo:
     )
 
 
+def inspect(content: bytes, *, max_pixels: int) -> ImageInfo:
+    """Check the header and structure (no full decode); raise ImageRejected."""
+    if not content:
+        raise ImageRejected("empty file")
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            info = _header(content, image, max_pixels=max_pixels)
+            image.verify()
+    except ImageRejected:
+        raise
+    except Exception as exc:  # Pillow raises many types for bad data
+        raise ImageRejected(
+            f"not a readable image ({type(exc).__name__}: {exc})"
+        ) from exc
+    return info
+
+
 def inspect_and_thumbnail(
     content: bytes, *, max_pixels: int, max_side: int
 ) -> tuple[ImageInfo, bytes]:
-    """inspect() plus a WebP thumbnail no larger than max_side, decoding the whole image once."""
-    info = inspect(content, max_pixels=max_pixels)
+    """inspect() plus a WebP thumbnail no larger than max_side, from one open and one decode.
+
+    The header is checked before any pixel is decoded (format, pixel bound: decompression bombs);
+    the decode that makes the thumbnail is the check that the whole stream is readable (a
+    truncated or corrupt stream raises in load()), so no separate verify() pass is made.
+    """
+    if not content:
+        raise ImageRejected("empty file")
     try:
         with Image.open(io.BytesIO(content)) as image:
+            info = _header(content, image, max_pixels=max_pixels)
             image.draft("RGB", (max_side, max_side))
             image.load()
             thumb = ImageOps.exif_transpose(image)
@@ -86,8 +99,10 @@ def inspect_and_thumbnail(
             out = io.BytesIO()
             # method 1: on photos both faster and smaller than the default 4 (and than 2).
             thumb.save(out, format="WEBP", quality=80, method=1)
-    except Exception as exc:
+    except ImageRejected:
+        raise
+    except Exception as exc:  # Pillow raises many types for bad data
         raise ImageRejected(
-            f"the image does not decode ({type(exc).__name__}: {exc})"
+            f"not a readable image ({type(exc).__name__}: {exc})"
         ) from exc
     return info, out.getvalue()

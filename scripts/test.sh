@@ -145,10 +145,16 @@ start_redis() {
     die "could not start a throwaway Redis; set REDIS_URL to use a running one"
 }
 
-ensure_chromium() {
-    [ -x /usr/bin/chromium ] && return 0
+# ensure_apt_package PACKAGE WHAT EFFECT CHECK...: when CHECK fails (the tool is missing), install
+# Debian's PACKAGE with apt-get (as root, or through a password-less sudo), running apt-get update
+# and trying again once if the install fails. Never fatal: without it the tests that need WHAT skip
+# (EFFECT says which), and on CI (CI=1) they fail instead.
+ensure_apt_package() {
+    local package="$1" what="$2" effect="$3"
+    shift 3
+    "$@" >/dev/null 2>&1 && return 0
     [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1 || {
-        warn "/usr/bin/chromium is missing: browser tests are skipped (on CI they fail)"
+        warn "$what is missing: $effect (install $package)"
         return 0
     }
     local sudo=""
@@ -156,68 +162,16 @@ ensure_chromium() {
         if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
             sudo="sudo"
         else
-            warn "/usr/bin/chromium is missing and apt-get needs root: run 'sudo apt-get install -y chromium' (browser tests are skipped, on CI they fail)"
+            warn "$what is missing and apt-get needs root: run 'sudo apt-get install -y $package' ($effect)"
             return 0
         fi
     fi
-    say "Chromium is missing: ${sudo:+$sudo }apt-get install -y chromium"
-    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium; then
+    say "$what is missing: ${sudo:+$sudo }apt-get install -y $package"
+    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$package"; then
         say "The install failed: ${sudo:+$sudo }apt-get update, then again"
         DEBIAN_FRONTEND=noninteractive $sudo apt-get update -q \
-            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium \
-            || warn "could not install chromium: browser tests are skipped (on CI they fail)"
-    fi
-}
-
-ensure_tesseract() {
-    # Brand checks read rendered text with Debian's tesseract-ocr (checks/text.py); without it
-    # the OCR tests are skipped.
-    command -v tesseract >/dev/null 2>&1 && return 0
-    [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1 || {
-        warn "tesseract is missing: the OCR tests are skipped (install tesseract-ocr)"
-        return 0
-    }
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-            sudo="sudo"
-        else
-            warn "tesseract is missing and apt-get needs root: run 'sudo apt-get install -y tesseract-ocr' (OCR tests are skipped)"
-            return 0
-        fi
-    fi
-    say "Tesseract is missing: ${sudo:+$sudo }apt-get install -y tesseract-ocr"
-    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q tesseract-ocr; then
-        say "The install failed: ${sudo:+$sudo }apt-get update, then again"
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -q \
-            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q tesseract-ocr \
-            || warn "could not install tesseract-ocr: the OCR tests are skipped"
-    fi
-}
-
-ensure_exiftool() {
-    # Asset packs' provenance (XMP Digital Source Type) is read back with an independent reader,
-    # Debian's exiftool (libimage-exiftool-perl); without it those checks are skipped.
-    command -v exiftool >/dev/null 2>&1 && return 0
-    [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1 || {
-        warn "exiftool is missing: the packs' metadata checks are skipped (install libimage-exiftool-perl)"
-        return 0
-    }
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-            sudo="sudo"
-        else
-            warn "exiftool is missing and apt-get needs root: run 'sudo apt-get install -y libimage-exiftool-perl' (metadata checks are skipped)"
-            return 0
-        fi
-    fi
-    say "exiftool is missing: ${sudo:+$sudo }apt-get install -y libimage-exiftool-perl"
-    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q libimage-exiftool-perl; then
-        say "The install failed: ${sudo:+$sudo }apt-get update, then again"
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -q \
-            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q libimage-exiftool-perl \
-            || warn "could not install libimage-exiftool-perl: the packs' metadata checks are skipped"
+            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$package" \
+            || warn "could not install $package: $effect"
     fi
 }
 
@@ -237,9 +191,15 @@ if [ -n "$missing" ]; then
 fi
 
 ensure_venv dev
-ensure_chromium
-ensure_tesseract
-ensure_exiftool
+# The browser tests drive /usr/bin/chromium; brand checks read rendered text with tesseract
+# (checks/text.py); asset packs' provenance (XMP Digital Source Type) is read back with an
+# independent reader, exiftool.
+ensure_apt_package chromium /usr/bin/chromium "the browser tests are skipped (on CI they fail)" \
+    test -x /usr/bin/chromium
+ensure_apt_package tesseract-ocr tesseract "the OCR tests are skipped (on CI they fail)" \
+    command -v tesseract
+ensure_apt_package libimage-exiftool-perl exiftool "the packs' metadata checks are skipped" \
+    command -v exiftool
 
 export STUDIO_TEST_ARTIFACTS="${STUDIO_TEST_ARTIFACTS:-$ROOT/var/test-artifacts}"
 mkdir -p "$STUDIO_TEST_ARTIFACTS"

@@ -3,7 +3,8 @@
 A `HostPolicy` says which hosts may receive our key (polling URLs) or serve results; each backend
 builds its own from the provider's hosts and its configuration. `download_image` GETs a signed
 result URL with no credentials: allowed hosts only (each redirect hop checked again, names
-resolving to private addresses refused), size capped, image/* only, the bytes decoded with Pillow.
+resolving to private addresses refused), size capped, image/* only, the image header read with
+Pillow (the pixels are decoded once, by the ingest).
 """
 
 from __future__ import annotations
@@ -132,7 +133,10 @@ class HostPolicy:
 
 
 def verify_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS) -> str:
-    """Decode `data` fully with Pillow; return its MIME type or raise BAD_RESULT."""
+    """Check `data` is an image by its header (format, pixel count); return its MIME type or raise
+    BAD_RESULT. No pixel is decoded here: the ingest decodes the result once, for its full check
+    and its thumbnail together (generation/imaging.py), and raises BAD_RESULT for what does not
+    decode, as this did."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             if max_pixels is not None and image.width * image.height > max_pixels:
@@ -141,7 +145,6 @@ def verify_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS) -> str:
                     f"result is {image.width}×{image.height} px, too large.",
                     retryable=False,
                 )
-            image.load()
             fmt = image.format or ""
     except BackendError:
         raise
@@ -215,7 +218,7 @@ def download_image(
     what: str = "result download",
 ) -> tuple[bytes, str]:
     """GET a provider's result URL: allowed hosts only, redirects checked hop by hop, size capped,
-    image/* only, bytes verified with Pillow. No credentials are sent (the URL is signed)."""
+    image/* only, the header checked with Pillow. No credentials are sent (the URL is signed)."""
     started = time.monotonic()
     for _hop in range(MAX_REDIRECTS + 1):
         policy.check(url, what=what, resolve=True)

@@ -18,7 +18,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncMonth
 
 from generation.models import Generation, GenerationState
@@ -136,14 +136,19 @@ def spend_by_month(generations: QuerySet[Generation]) -> list[dict[str, Any]]:
     return [{**row, "total": row["actual"] + row["estimated"]} for row in rows]
 
 
-def spend_by_campaign(generations: QuerySet[Generation]) -> list[dict[str, Any]]:
-    rows = (
+def campaign_spend(generations: QuerySet[Generation]) -> QuerySet[Any]:
+    """One row per campaign (code, name, budget_cap, count, actual, estimated, total): one
+    GROUP BY query that callers may narrow further (HAVING on total, an order, a limit)."""
+    return (
         generations.order_by()
         .values("campaign__code", "campaign__name", "campaign__budget_cap")
         .annotate(count=Count("id"), actual=_actual(), estimated=_estimated())
-        .order_by("campaign__name")
+        .annotate(total=F("actual") + F("estimated"))
     )
-    return [{**row, "total": row["actual"] + row["estimated"]} for row in rows]
+
+
+def spend_by_campaign(generations: QuerySet[Generation]) -> list[dict[str, Any]]:
+    return list(campaign_spend(generations).order_by("campaign__name"))
 
 
 def month_bounds(month: date) -> tuple[date, date]:

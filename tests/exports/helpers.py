@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -39,3 +41,12 @@ def approved_asset(campaign: Any, **fields: Any) -> Any:
         asset.focal_x, asset.focal_y = focal
         asset.save(update_fields=["focal_x", "focal_y"])
     return asset
+
+
+def has_exiftool() -> bool:
+    """Whether exiftool (the independent reader of the packs' provenance) is here. On CI it must
+    be (scripts/test.sh installs it; .ci/run: nothing is skipped silently there)."""
+    if shutil.which("exiftool"):
+        return True
+    assert not os.environ.get("CI"), "exiftool is missing (scripts/test.sh installs it)"
+    return False

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from exports import services
 from exports.c2pa_sign import SigningKey
 from exports.render import TRAINED_ALGORITHMIC_MEDIA
 from tests.exports.c2pa_certs import make_chain
-from tests.exports.helpers import approved_asset, marked_image
+from tests.exports.helpers import approved_asset, has_exiftool, marked_image
 from tests.factories import make_brand, make_campaign, make_workspace
 
 pytestmark = pytest.mark.django_db
@@ -146,7 +145,7 @@ def test_renditions_are_signed_and_keep_the_originals_manifest(
             assert names[0] == "c2pa.created"
             assert _actions(active)[0]["digitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
     # Signing keeps the XMP marking (an independent reader still finds it).
-    if shutil.which("exiftool"):
+    if has_exiftool():
         jpeg = next(r for r in rows if r["format"] == "jpeg")
         path = tmp_path / "one.jpg"
         path.write_bytes(files[jpeg["file"]])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,7 +17,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from tests.exports.helpers import approved_asset
+from tests.exports.helpers import approved_asset, has_exiftool
 from tests.factories import make_brand, make_campaign, make_template, make_workspace
 
 pytestmark = pytest.mark.django_db
@@ -106,7 +105,7 @@ def test_a_campaign_exports_its_approved_images_to_each_preset_and_format(
         first = next(r for r in rows if r["focal_x"] == 0.3)
         assert first["prompt"] and first["model"] == "flux-2-pro"
         # Provenance, read back with an independent reader.
-        if shutil.which("exiftool"):
+        if has_exiftool():
             for row in rows[:4]:
                 path = tmp_path / Path(row["file"]).name
                 path.write_bytes(pack.read(row["file"]))

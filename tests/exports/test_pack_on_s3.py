@@ -1,5 +1,5 @@
 """The issue's "done when": 50 approved assets → 4 presets × 2 formats, built by the export task
-into an S3-protocol server (moto_server, as tests/test_s3_storage.py starts it), downloaded through
+into an S3-protocol server (moto_server: tests/s3.py), downloaded through
 the presigned URL the pack page hands out, and every file checked against the manifest
 (dimensions, bytes, sha256) and for its Digital Source Type with exiftool."""
 
@@ -7,100 +7,28 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 import zipfile
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-import boto3
-from django.test import override_settings
 from django.urls import reverse
 from PIL import Image
 
 from exports import services
 from exports.tasks import export_pack_build_task
-from tests.base import StudioTestCase
-from tests.exports.helpers import approved_asset
+from tests.exports.helpers import approved_asset, has_exiftool
+from tests.s3 import S3TestCase
 
 BUCKET = "studio-packs"
 ASSETS = 50
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PackOnS3Tests(StudioTestCase):
-    server: subprocess.Popen[bytes]
-    endpoint: str
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        port = _free_port()
-        moto = Path(sys.executable).with_name("moto_server")
-        cls.server = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        cls.endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or cls.server.poll() is not None:
-                    cls.server.kill()
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
-        boto3.client(
-            "s3",
-            endpoint_url=cls.endpoint,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            region_name="us-east-1",
-        ).create_bucket(Bucket=BUCKET)
-        cls.storage_override = override_settings(
-            STORAGES={
-                "default": {
-                    "BACKEND": "storages.backends.s3.S3Storage",
-                    "OPTIONS": {
-                        "bucket_name": BUCKET,
-                        "endpoint_url": cls.endpoint,
-                        "access_key": "test",
-                        "secret_key": "test",
-                        "region_name": "us-east-1",
-                        "addressing_style": "path",
-                        "signature_version": "s3v4",
-                        "file_overwrite": False,
-                        "querystring_auth": True,
-                        "querystring_expire": 300,
-                    },
-                },
-                "staticfiles": {
-                    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-                },
-            }
-        )
-        cls.storage_override.enable()
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        super().tearDownClass()
-        cls.storage_override.disable()
-        cls.server.terminate()
-        cls.server.wait(timeout=10)
+class PackOnS3Tests(S3TestCase):
+    bucket = BUCKET
 
     def test_fifty_assets_four_presets_two_formats_through_s3(self) -> None:
         assets = [
@@ -165,7 +93,7 @@ class PackOnS3Tests(StudioTestCase):
         self.assertIn(("web-hero", 1200, 675), sizes)  # needs 2×: flagged, 1.25×
         self.assertTrue(manifest["flagged"])
 
-        if not shutil.which("exiftool"):
+        if not has_exiftool():
             self.skipTest("exiftool missing (scripts/test.sh installs it)")
         tags: list[dict[str, Any]] = json.loads(
             subprocess.check_output(

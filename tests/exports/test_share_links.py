@@ -8,7 +8,9 @@ import re
 from datetime import timedelta
 
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -96,6 +98,20 @@ class ShareLinkTests(StudioTestCase):
         self.assertEqual(manifest["digital_source_type"], "trainedAlgorithmicMedia")
         # A wrong token is a plain 404 (nothing says whether it ever existed).
         self.assertEqual(Client().get("/share/" + "x" * 43 + "/").status_code, 404)
+
+    def test_the_share_pages_query_count_does_not_grow_with_the_images(self) -> None:
+        # Each record carries the asset's brand check (checks.models.scores_of): read with the
+        # assets in one query (exports.manifest.described_assets), not one query per image.
+        more = [approved_asset(self.campaign, size=(64, 64)) for _ in range(3)]
+        counts = []
+        for assets in ([self.approved], [self.approved, *more]):
+            path = self._share_selection(*assets)
+            reviewer = self._as_reviewer(path)
+            for page in (path, f"{path}manifest.json"):
+                with CaptureQueriesContext(connection) as queries:
+                    self.assertEqual(reviewer.get(page).status_code, 200)
+                counts.append(len(queries))
+        self.assertEqual(counts[:2], counts[2:], counts)
 
     def test_decisions_enter_the_audit_trail_marked_external(self) -> None:
         path = self._share_selection(self.approved, self.pending)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 from unittest import mock
@@ -115,10 +116,15 @@ class DecisionTests(EngineTestCase):
         ]:
             samples = [engine.backoff(n, rng=rng) for _ in range(400)]
             self.assertLessEqual(max(samples), ceiling)
-            self.assertGreaterEqual(min(samples), 0)
             # Full jitter: spread over the whole range, not bunched at the ceiling.
             self.assertLess(min(samples), ceiling * 0.1)
             self.assertGreater(max(samples), ceiling * 0.9)
+            # ... and evenly: each quarter of 0 .. ceiling draws about a quarter of the delays
+            # (400 draws: 100 ± 3.5 standard deviations), which "equal jitter" (half the ceiling
+            # plus a random half) or a skewed draw would not.
+            quarters = Counter(min(int(4 * s / ceiling), 3) for s in samples)
+            for quarter in range(4):
+                self.assertTrue(70 <= quarters[quarter] <= 130, (n, quarters))
 
     @override_settings(ENGINE_MAX_RETRIES=3, ENGINE_MAX_RATE_LIMITED=4)
     def test_attempts_are_capped(self) -> None:

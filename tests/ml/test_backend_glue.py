@@ -13,23 +13,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-try:
-    from generation.backends.base import (
-        BackendConfig,
-        BackendError,
-        ErrorClass,
-        GenerationRequest,
-        ProviderState,
-        ReferenceInput,
-        RuleViolation,
-    )
-    from generation.backends.diffusers import DiffusersBackend
-except SyntaxError as exc:  # the studio's modules may use Python >= 3.12 syntax one day
-    pytest.skip(
-        f"generation/backends is no longer Python 3.11 syntax ({exc}); the Backend glue is "
-        "covered by tests/generation/test_backend_diffusers.py where torch is installed",
-        allow_module_level=True,
-    )
+# No fallback: if the studio's modules stop being Python 3.11 code, this import fails and so does
+# scripts/ml-tests.sh (tests/generation/test_backends_python311.py says so in the main suite too).
+from generation.backends.base import (
+    BackendConfig,
+    BackendError,
+    ErrorClass,
+    GenerationRequest,
+    ProviderState,
+    ReferenceInput,
+    RuleViolation,
+)
+from generation.backends.diffusers import DiffusersBackend
 
 
 def request(**fields: object) -> GenerationRequest:
