@@ -26,6 +26,15 @@ def normalise_hex(value: str) -> str:
     return "#" + digits.upper()
 
 
+def palette_row(name: str, hex_value: str) -> dict[str, str]:
+    """One row of the brand form's palette, with what its colour picker shows (#rrggbb or "")."""
+    try:
+        picked = normalise_hex(hex_value).lower()
+    except ValueError:
+        picked = ""
+    return {"name": name, "hex": hex_value, "picked": picked}
+
+
 def split_words(text: str) -> list[str]:
     """Words/phrases separated by commas or new lines, trimmed, de-duplicated case-insensitively."""
     seen: dict[str, str] = {}
@@ -118,10 +127,17 @@ class BrandForm(forms.Form):
             name, value = name.strip(), value.strip()
             if has_nul(name) or has_nul(value):
                 problems.append(NUL_MESSAGE.format(what=f"Colour {index}"))
-                name, value = name.replace("\x00", ""), value.replace("\x00", "")
-                self.palette_rows.append({"name": name, "hex": value})
+                row = palette_row(name.replace("\x00", ""), value.replace("\x00", ""))
+                self.palette_rows.append(row)
+                self._mark(
+                    row,
+                    index,
+                    "name" if has_nul(name) else "hex",
+                    NUL_MESSAGE.format(what="This field"),
+                )
                 continue
-            self.palette_rows.append({"name": name, "hex": value})
+            row = palette_row(name, value)
+            self.palette_rows.append(row)
             if not name and value in ("", "#"):
                 continue  # an unused row (new rows start with a lone "#")
             try:
@@ -130,16 +146,24 @@ class BrandForm(forms.Form):
                 problems.append(
                     f"Colour {index}: “{value or '(empty)'}” is not a hex colour like #1A1A2E."
                 )
+                self._mark(
+                    row,
+                    index,
+                    "hex",
+                    f"“{value or '(empty)'}” is not a hex colour like #1A1A2E.",
+                )
                 continue
             if not name:
                 problems.append(
                     f"Colour {index} ({hex_value}) needs a name, e.g. “Midnight”."
                 )
+                self._mark(row, index, "name", "Name this colour, e.g. “Midnight”.")
                 continue
             if hex_value in seen:
                 problems.append(
                     f"Colour {index}: {hex_value} is already in the palette."
                 )
+                self._mark(row, index, "hex", f"{hex_value} is already in the palette.")
                 continue
             seen.add(hex_value)
             palette.append({"name": name[:40], "hex": hex_value})
@@ -151,6 +175,10 @@ class BrandForm(forms.Form):
             self.add_error(None, forms.ValidationError(problems))
         data["palette"] = palette
         return data
+
+    def _mark(self, row: dict[str, str], index: int, field: str, message: str) -> None:
+        """Mark the row's bad input (the template sets aria-invalid and shows the message by it)."""
+        row.update(invalid=field, error=message, error_id=f"palette-{index}-error")
 
 
 class CampaignForm(forms.ModelForm):
