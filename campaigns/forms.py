@@ -8,8 +8,9 @@ from typing import Any
 from django import forms
 
 from campaigns.channels import CHANNEL_CHOICES
-from campaigns.models import Campaign, ReferenceImage, ReferenceRole
+from campaigns.models import Brand, Campaign, ReferenceImage, ReferenceRole
 from studio.input_rules import NUL_MESSAGE, has_nul
+from studio.models import Workspace
 
 HEX_RE = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 MAX_PALETTE = 12
@@ -225,6 +226,23 @@ class CampaignForm(forms.ModelForm):
         except forms.ValidationError:
             return True
         return posted != self.get_initial_for_field(field, "budget_cap")
+
+
+class CampaignCreateForm(CampaignForm):
+    """A new campaign started from the campaigns list: its brand is picked here."""
+
+    # Only this workspace's brands are choices: another workspace's id is "not a valid choice".
+    brand = forms.ModelChoiceField(
+        queryset=Brand.objects.none(),
+        empty_label="Choose a brand",
+        help_text="The campaign uses this brand's kit, references and templates.",
+    )
+
+    def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["brand"].queryset = Brand.objects.filter(  # type: ignore[attr-defined]
+            workspace=workspace
+        ).order_by("name")
 
 
 class CampaignStatusForm(forms.Form):
