@@ -19,9 +19,7 @@ every asset of the scope, so the first page costs the same at a hundred or a mil
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -47,6 +45,7 @@ from django.utils import timezone
 
 from campaigns.models import Brand, Campaign, PromptTemplate, ReferenceImage, Tag
 from campaigns.prompting import NAME_RE
+from campaigns.textdiff import word_diff
 from generation.backends.registry import BACKENDS, MODELS
 from generation.models import Asset, Comment, Generation, ReviewStatus, ReviewTally
 from studio.input_rules import NUL_MESSAGE, has_nul
@@ -575,27 +574,6 @@ def filter_choices(*, scope: Scope) -> FilterChoices:
 
 
 # --- Compare -----------------------------------------------------------------------------------
-
-
-# Words (and runs of punctuation) with the spaces after them, so a changed phrase reads as one
-# deletion and one insertion instead of word/space/word fragments.
-_TOKEN = re.compile(r"\w+\s*|[^\w\s]+\s*|\s+")
-
-
-def word_diff(base: str, other: str) -> list[tuple[str, str]]:
-    """`other` against `base`, word by word: ("same" | "add" | "del", text) runs."""
-    a, b = _TOKEN.findall(base), _TOKEN.findall(other)
-    out: list[tuple[str, str]] = []
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            out.append(("same", "".join(b[j1:j2])))
-            continue
-        if op in ("delete", "replace") and "".join(a[i1:i2]).strip():
-            out.append(("del", "".join(a[i1:i2])))
-        if op in ("insert", "replace"):
-            out.append(("add", "".join(b[j1:j2])))
-    return out
 
 
 def readable_prompt(prompt: str) -> str:
