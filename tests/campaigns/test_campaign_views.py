@@ -114,6 +114,27 @@ class CampaignTests(StudioTestCase):
         self.campaign.refresh_from_db()
         self.assertEqual(self.campaign.status, "active")
 
+    def test_an_unknown_status_marks_the_status_select(self) -> None:
+        self.client.force_login(self.eddie)
+        r = self.client.post(
+            f"/campaigns/{self.campaign.code}/status/",
+            {"status": "exploded"},
+            headers={"HX-Request": "true"},
+        )
+        self.assertRegex(
+            r.content.decode(),
+            r'<select id="status-select" name="status" aria-invalid="true" '
+            r'aria-describedby="status-error">',
+        )
+        self.assertContains(r, 'id="status-error"')
+        # A good one leaves it unmarked.
+        r = self.client.post(
+            f"/campaigns/{self.campaign.code}/status/",
+            {"status": "active"},
+            headers={"HX-Request": "true"},
+        )
+        self.assertContains(r, '<select id="status-select" name="status">')
+
     def test_the_list_filters_by_status_and_brand_and_hides_other_workspaces(
         self,
     ) -> None:
