@@ -43,7 +43,9 @@ from campaigns.prompt_templates import template_version_render
 from campaigns.prompting import BrandKit, PromptError
 from generation import review
 from generation.batches import services as batch_services
-from generation.batches.plan import (
+from generation.batches.progress import batch_progress
+from generation.batches.services import batch_sync_state
+from generation.batches.spec import (
     FIXED,
     MATRIX,
     RANDOM,
@@ -54,8 +56,6 @@ from generation.batches.plan import (
     Size,
     Target,
 )
-from generation.batches.progress import batch_progress
-from generation.batches.services import batch_sync_state
 from generation.batches.targets import max_batch_size
 from generation.engine import create as engine_create
 from generation.gallery import queries as gallery

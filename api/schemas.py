@@ -14,7 +14,7 @@ from ninja import Schema
 from pydantic import ConfigDict, Field, model_validator
 
 from campaigns.models import ReferenceRole
-from generation.batches.plan import MAX_SEED
+from generation.batches.spec import MAX_SEED
 
 Seed = Field(default=None, ge=0, le=MAX_SEED)
 Side = Field(default=1024, ge=64, le=4096)

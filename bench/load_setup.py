@@ -38,7 +38,7 @@ def main() -> int:
     from campaigns.models import Brand, Campaign, PromptTemplate, Tag, TemplateVersion
     from campaigns.prompting import template_variables
     from generation.batches import services as batch_services
-    from generation.batches.plan import FIXED, BatchSpec, Seeds, Size, Target
+    from generation.batches.spec import FIXED, BatchSpec, Seeds, Size, Target
     from studio.models import Membership, Role, Workspace
 
     Workspace.objects.filter(slug="load-test").delete()

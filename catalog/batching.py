@@ -20,7 +20,9 @@ from django.db import transaction
 from campaigns.models import Campaign, TemplateVersion
 from catalog.models import Product, ProductGeneration, ProductImage, Shot
 from generation.batches.common import BatchRefused
-from generation.batches.plan import (
+from generation.batches.preview import BatchPreview, batch_preview
+from generation.batches.services import batch_create
+from generation.batches.spec import (
     FIELD_ROWS,
     ROWS,
     BatchSpec,
@@ -29,7 +31,6 @@ from generation.batches.plan import (
     Size,
     Target,
 )
-from generation.batches.services import BatchPreview, batch_create, batch_preview
 from generation.models import Batch, Generation
 
 

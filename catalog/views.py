@@ -27,7 +27,7 @@ from catalog.batching import catalog_gap_batch_create, other_variables
 from catalog.forms import GapBatchForm, ImportForm
 from catalog.models import CatalogImport, Product, Shot
 from generation.batches.common import BatchRefused
-from generation.batches.plan import Target
+from generation.batches.spec import Target
 from generation.batches.targets import target_options
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role

@@ -1,7 +1,7 @@
 """Which credentials a generation uses: the workspace's provider account, else the environment.
 
 `backend_for(workspace_id=..., backend="bfl")` answers the Backend to talk to and the account it
-came from (None: the environment's BFL_API_KEY / BFL_API_URL via registry.env_config). A
+came from (None: the operator's settings, BFL_API_KEY / BFL_API_URL, via settings_config). A
 generation remembers its account (Generation.provider_account), and every later step rebuilds the
 backend from that with `backend_for_generation`, so one generation never switches accounts half way.
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
+
+from django.conf import settings
 
 from generation.backends import registry
 from generation.backends.base import Backend, BackendConfig
@@ -33,12 +35,19 @@ def _backend_class(name: str) -> type[Backend]:
         raise UnknownBackend(name) from None
 
 
-def _env_config(name: str) -> BackendConfig:
-    return registry.env_config(name)
+def _setting(name: str) -> str:
+    value = getattr(settings, name, None)
+    return "" if value is None else str(value)
+
+
+def settings_config(name: str) -> BackendConfig:
+    """Backend `name`'s configuration from the operator's settings (studio/settings.py reads them
+    from the environment): the fallback where a workspace has no enabled account."""
+    return registry.config_from(name, _setting)
 
 
 def config_for_account(account: ProviderAccount) -> BackendConfig:
-    env = _env_config(account.backend)
+    env = settings_config(account.backend)
     extra = dict(env.extra)
     if account.region:
         extra["region"] = account.region
@@ -79,7 +88,7 @@ def backend_for(
     _backend_class(backend)
     account = enabled_account(workspace_id=workspace_id, backend=backend)
     config = (
-        config_for_account(account) if account is not None else _env_config(backend)
+        config_for_account(account) if account is not None else settings_config(backend)
     )
     return build(backend, config), account
 
@@ -89,7 +98,7 @@ def backend_for_generation(generation: Generation) -> Backend:
     config = (
         config_for_account(account)
         if account is not None
-        else _env_config(generation.backend)
+        else settings_config(generation.backend)
     )
     return build(generation.backend, config)
 

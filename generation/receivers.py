@@ -10,7 +10,7 @@ from typing import Any
 from django.dispatch import receiver
 
 from campaigns.signals import campaign_page, template_page
-from generation.gallery.queries import (
+from generation.gallery.counts import (
     campaign_review_counts,
     template_version_approvals,
 )

@@ -7,9 +7,9 @@ from generation.operator.urls import urlpatterns as operator_urlpatterns
 app_name = "generation"
 
 urlpatterns: list = [
-    # Variant batches, "change one thing" and spend (generation/batches/views.py, generation/spend/views.py).
+    # Variant batches, "change one thing" and spend (generation/batches/urls.py, generation/spend/views.py).
     *batch_urlpatterns,
-    # The review gallery, compare and the asset page (generation/gallery/views.py).
+    # The review gallery, compare and the asset page (generation/gallery/views.py, review_views.py, asset_views.py).
     *gallery_urlpatterns,
     # The operator page and provider webhooks (generation/operator/views.py).
     *operator_urlpatterns,

@@ -1,14 +1,15 @@
-"""Settings for the studio: one module, configured by environment variables only.
+"""Settings for the studio, configured by environment variables only.
 
 Every variable is documented in `.env.example`. With no environment at all the studio runs on
 embedded defaults (SQLite, local media files, a filesystem Celery broker) so that `make run` works
-on a fresh clone with no server to install.
+on a fresh clone with no server to install. Cohesive groups (providers, the engine, the feature
+apps) live in studio/settings_parts/ and are imported below; DJANGO_SETTINGS_MODULE stays
+studio.settings.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,73 +18,24 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from studio import logs as studio_logs
+from studio.settings_parts.env import (
+    dev_secret_key,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
-
-
-def env_secret(name: str, default: str = "") -> str:
-    """Read NAME, or the contents of the file named by NAME_FILE (Docker/Kubernetes secrets)."""
-    if value := os.environ.get(name):
-        return value
-    if path := os.environ.get(f"{name}_FILE"):
-        return Path(path).read_text().strip()
-    return default
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [
-        item.strip()
-        for item in os.environ.get(name, default).split(",")
-        if item.strip()
-    ]
-
-
 DEBUG = env_bool("DEBUG", False)
-# Under pytest (or STUDIO_TESTING=1) a throwaway secret and fast password hashing are fine.
-TESTING = env_bool("STUDIO_TESTING", False) or "pytest" in sys.modules
+# STUDIO_TESTING=1 (the test suite sets it: tests/settings.py): a throwaway secret, fast password
+# hashing, console mail, fakes on 127.0.0.1, and none of the production security defaults below.
+TESTING = env_bool("STUDIO_TESTING", False)
 # Where embedded defaults keep their state (SQLite file, media, the filesystem broker).
 DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR", BASE_DIR / "var"))
-
-
-def dev_secret_key(folder: Path) -> str:
-    """A random key kept in `folder`/secret_key, made on first use (mode 0600).
-
-    Development and test runs without SECRET_KEY use it instead of a published constant, so the
-    webhook tokens and credential encryption of one install cannot be forged from the source; the
-    web server and the worker read the same file, so their signatures agree.
-    """
-    import secrets
-
-    path = folder / "secret_key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it meanwhile
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(64))
-    return path.read_text().strip()
 
 
 SECRET_KEY = env_secret("SECRET_KEY")
@@ -226,8 +178,6 @@ AXES_CLIENT_IP_CALLABLE = "studio.login_throttle.client_address"
 AXES_VERBOSE = False
 # Successful logins are not logged by axes (the table would only grow); failures are what counts.
 AXES_DISABLE_ACCESS_LOG = True
-# No "AXES: BEGIN version …" banner in every process (management commands print one line only).
-AXES_VERBOSE = False
 # Proxies in front of the studio that append to X-Forwarded-For (0: the peer address is the client).
 LOGIN_PROXY_COUNT = env_int(
     "LOGIN_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0
@@ -451,43 +401,14 @@ SILENCED_SYSTEM_CHECKS = ["models.W040"]
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-# Generation engine
-# Provider credentials from the environment: the fallback when a workspace has no enabled
-# provider account (generation/accounts.py). BFL_API_URL takes a URL or a region ("eu", "us").
-BFL_API_KEY = env_secret("BFL_API_KEY")
-BFL_API_URL = os.environ.get("BFL_API_URL", "https://api.bfl.ai")
+# Groups of their own (studio/settings_parts/): the generation providers' credentials and
+# endpoints; the engine with the Celery queues and schedule that carry its work; the feature apps
+# (brand checks, batches, asset packs, template hooks, the JSON API, A/B results).
+from studio.settings_parts.engine import *  # noqa: E402, F403
+from studio.settings_parts.engine import ENGINE_RETRY_AFTER_MAX  # noqa: E402
+from studio.settings_parts.features import *  # noqa: E402, F403
+from studio.settings_parts.providers import *  # noqa: E402, F403
 
-
-# Active tasks each provider account may have at once, shared by every worker through Redis
-# (generation/caps.py). BFL allows 24 per account; a ProviderAccount.max_concurrency overrides.
-ENGINE_CONCURRENCY = {
-    "default": env_int("ENGINE_CONCURRENCY_DEFAULT", 8),
-    "bfl": env_int("ENGINE_CONCURRENCY_BFL", 24),
-    "preview": env_int("ENGINE_CONCURRENCY_PREVIEW", 4),
-    # In-process FLUX.2 on the GPU workers' own GPUs: one job per GPU, so the number of GPU
-    # workers (`celery -A studio worker -Q gpu -c 1` each).
-    "diffusers": env_int("ENGINE_CONCURRENCY_DIFFUSERS", 1),
-}
-ENGINE_REDIS_PREFIX = os.environ.get("ENGINE_REDIS_PREFIX", "engine")
-# Polling (seconds): first poll after ENGINE_POLL_INITIAL without a latency hint, then each wait
-# grows with the time already waited, clamped to MIN..MAX; with a hint (provider progress or the
-# observed duration of recent generations) polls aim at the expected finish (AIM × estimate).
-ENGINE_POLL_INITIAL = env_float("ENGINE_POLL_INITIAL", 0.5)
-ENGINE_POLL_MIN = env_float("ENGINE_POLL_MIN", 0.1)
-ENGINE_POLL_MAX = env_float("ENGINE_POLL_MAX", 8.0)
-ENGINE_POLL_AIM = env_float("ENGINE_POLL_AIM", 0.95)
-# The learned provider duration (engine.record_duration) stays within these bounds (seconds).
-ENGINE_ESTIMATE_MIN = env_float("ENGINE_ESTIMATE_MIN", 0.1)
-ENGINE_ESTIMATE_MAX = env_float("ENGINE_ESTIMATE_MAX", 300.0)
-# Retries of network errors, timeouts and 5xx: full-jitter exponential backoff from BASE up to
-# CAP seconds, at most MAX_RETRIES times, then the generation fails with the last error. 429s
-# wait out Retry-After (at most RETRY_AFTER_MAX, below the broker's visibility_timeout so a waiting
-# retry is not redelivered as a duplicate) and have their own budget, MAX_RATE_LIMITED.
-ENGINE_RETRY_BASE = env_float("ENGINE_RETRY_BASE", 1.0)
-ENGINE_RETRY_CAP = env_float("ENGINE_RETRY_CAP", 60.0)
-ENGINE_MAX_RETRIES = env_int("ENGINE_MAX_RETRIES", 5)
-ENGINE_MAX_RATE_LIMITED = env_int("ENGINE_MAX_RATE_LIMITED", 50)
-ENGINE_RETRY_AFTER_MAX = env_float("ENGINE_RETRY_AFTER_MAX", 120.0)
 _visibility = CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
 if _visibility is not None and _visibility <= ENGINE_RETRY_AFTER_MAX:
     # A retry waiting longer than that is delivered a second time by Redis meanwhile.
@@ -495,160 +416,3 @@ if _visibility is not None and _visibility <= ENGINE_RETRY_AFTER_MAX:
         f"ENGINE_RETRY_AFTER_MAX ({ENGINE_RETRY_AFTER_MAX:g} s) must be below "
         f"CELERY_VISIBILITY_TIMEOUT ({_visibility} s): lower the first or raise the second."
     )
-# Recovery after a crash. A submit or ingest claims its row for CLAIM_TTL (longer than any
-# HTTP call's timeout, so a slow call is never run twice); the sweep runs every SWEEP_INTERVAL
-# and re-drives a row whose next step is STUCK_AFTER overdue. STUCK_AFTER sits well above the
-# normal lag between a countdown and its task starting (broker backlog: seconds), so healthy work
-# is never re-driven, and far below Redis' redelivery (visibility_timeout, 300 s), so a SIGKILLed
-# worker's generations resume within about STUCK_AFTER + SWEEP_INTERVAL (+ CLAIM_TTL for a step
-# that was mid-call). A concurrency lease outlives that window (LEASE_TTL), so a crash never
-# frees a slot the provider still counts, yet a leaked lease frees itself.
-ENGINE_CLAIM_TTL = env_float("ENGINE_CLAIM_TTL", 60.0)
-ENGINE_SWEEP_INTERVAL = env_float("ENGINE_SWEEP_INTERVAL", 15.0)
-ENGINE_STUCK_AFTER = env_float("ENGINE_STUCK_AFTER", 30.0)
-ENGINE_LEASE_TTL = env_float("ENGINE_LEASE_TTL", 180.0)
-ENGINE_CAP_RECHECK = env_float("ENGINE_CAP_RECHECK", 2.0)
-# A worker that starts sweeps every this many seconds, re-driving work this overdue, until its
-# dead predecessor's polls are due and claims released, instead of waiting for STUCK_AFTER: a
-# restarted worker resumes its predecessor's generations in seconds (docs/engine-recovery.md).
-ENGINE_STARTUP_STUCK_AFTER = env_float("ENGINE_STARTUP_STUCK_AFTER", 1.0)
-# A process holding a submit/ingest claim keeps a liveness key with this TTL (s) in Redis; once
-# it lapses the holder counts as dead and the sweep releases its claims (generation/claims.py).
-ENGINE_HOLDER_ALIVE_TTL = env_float("ENGINE_HOLDER_ALIVE_TTL", 6.0)
-# Deadlines: at the provider (then `expired`), and waiting in the queue.
-ENGINE_PROVIDER_DEADLINE = env_float("ENGINE_PROVIDER_DEADLINE", 900.0)
-ENGINE_QUEUE_DEADLINE = env_float("ENGINE_QUEUE_DEADLINE", 86400.0)
-ENGINE_THUMBNAIL_SIZE = env_int("ENGINE_THUMBNAIL_SIZE", 512)
-ENGINE_MAX_RESULT_PIXELS = env_int("ENGINE_MAX_RESULT_PIXELS", 64_000_000)
-# Circuit breakers, one per backend + credentials (generation/breaker.py): open after THRESHOLD
-# failures within WINDOW seconds, one probe after COOLDOWN (its lease PROBE_TTL), closed by a
-# finished image; generations held by an open breaker re-check every RECHECK seconds.
-ENGINE_BREAKER_THRESHOLD = env_int("ENGINE_BREAKER_THRESHOLD", 5)
-ENGINE_BREAKER_WINDOW = env_float("ENGINE_BREAKER_WINDOW", 60.0)
-ENGINE_BREAKER_COOLDOWN = env_float("ENGINE_BREAKER_COOLDOWN", 30.0)
-ENGINE_BREAKER_PROBE_TTL = env_float("ENGINE_BREAKER_PROBE_TTL", 60.0)
-ENGINE_BREAKER_RECHECK = env_float("ENGINE_BREAKER_RECHECK", 5.0)
-# With a webhook expected (STUDIO_PUBLIC_URL set), the first poll waits at most this long.
-ENGINE_WEBHOOK_POLL_DELAY = env_float("ENGINE_WEBHOOK_POLL_DELAY", 30.0)
-# Routing's "fastest": median of the last SAMPLE succeeded generations, cached TTL seconds.
-ROUTING_SPEED_SAMPLE = env_int("ROUTING_SPEED_SAMPLE", 20)
-ROUTING_SPEED_TTL = env_int("ROUTING_SPEED_TTL", 60)
-
-# Queues by kind of work: "dispatch" (submit/poll: short I/O, many in flight), "ingest"
-# (download, Pillow, storage: CPU), "gpu" (the diffusers backend's submits, which run the
-# pipeline in-process: generation.tasks.route_by_backend); later "export".
-# Workers (README, deploy/systemd): the I/O worker -Q dispatch -P threads -c 32 (waiting on a
-# provider holds a thread, not a process), the CPU worker -Q celery,ingest,export -P prefork; on each GPU
-# machine also -Q gpu -c 1 (one per GPU).
-CELERY_TASK_ROUTES = (
-    "generation.tasks.route_by_backend",
-    {
-        "generation.tasks.generation_ingest": {"queue": "ingest"},
-        # Brand checks are CPU work too; they run after the asset is stored, never before.
-        "checks.tasks.*": {"queue": "ingest"},
-        "exports.tasks.export_pack_build_task": {"queue": "export"},
-        # Import checks and cleans images (CPU); URL fetches are short I/O next to ingest.
-        "catalog.tasks.*": {"queue": "ingest"},
-        "generation.tasks.*": {"queue": "dispatch"},
-    },
-)
-CELERY_BEAT_SCHEDULE = {
-    "generation-sweep": {
-        "task": "generation.tasks.generation_sweep",
-        "schedule": ENGINE_SWEEP_INTERVAL,
-        # A sweep not started by the next one is pointless: do not let them pile up.
-        "options": {"expires": ENGINE_SWEEP_INTERVAL},
-    },
-    "export-packs-sweep": {
-        "task": "exports.tasks.export_packs_sweep_task",
-        "schedule": 600.0,
-        "options": {"expires": 600.0},
-    },
-}
-# Celery's Django fixup closes the database connection before and after every task unless this is
-# set: a new PostgreSQL connection per task (~5 ms and a server process fork) would cost more than
-# most of our tasks. With it, a worker process keeps its connection for up to this many tasks
-# (generation/tasks.py drops a connection that broke meanwhile).
-CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 200)
-
-# Brand checks (checks/, docs/brand-checks.md): run after every ingest; default thresholds (0..1)
-# under which a score flags an asset for review, and the CIEDE2000 colour tolerance. A brand's own
-# thresholds (admin: Brand check thresholds) replace these.
-CHECKS_ENABLED = env_bool("CHECKS_ENABLED", True)
-CHECKS_PALETTE_MIN = env_float("CHECKS_PALETTE_MIN", 0.6)
-CHECKS_TEXT_MIN = env_float("CHECKS_TEXT_MIN", 0.9)
-CHECKS_LOGO_MIN = env_float("CHECKS_LOGO_MIN", 0.5)
-CHECKS_PRODUCT_MIN = env_float("CHECKS_PRODUCT_MIN", 0.5)
-CHECKS_DELTA_E = env_float("CHECKS_DELTA_E", 10.0)
-# Folder holding Tesseract's eng.traineddata for the OCR check; empty: Debian's and other usual places.
-CHECKS_TESSDATA = os.environ.get("CHECKS_TESSDATA", "")
-
-# The longest rendered prompt the studio sends, in characters (a provider's documented limit wins
-# when lower: generation/prompt_limits.py). Previews refuse longer ones with the numbers.
-STUDIO_PROMPT_MAX_CHARS = env_int("STUDIO_PROMPT_MAX_CHARS", 20_000)
-
-# Variant batches: the most generations one batch may make (the builder refuses bigger ones).
-STUDIO_BATCH_MAX_SIZE = env_int("STUDIO_BATCH_MAX_SIZE", 1000)
-
-# Asset packs (exports/): how far a rendition may be upscaled before it is flagged "too small"
-# (and exported at that scale, smaller than the preset); hours a finished pack is kept (0: for
-# ever); the build task's time limit in seconds (a big pack takes minutes).
-EXPORT_MAX_UPSCALE = env_float("EXPORT_MAX_UPSCALE", 1.25)
-EXPORT_PACK_TTL_HOURS = env_int("EXPORT_PACK_TTL_HOURS", 168)
-EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3600)
-# C2PA signing of renditions (exports/c2pa_sign.py): a PEM certificate chain (signing certificate
-# first) and its PKCS#8 PEM key; both set turns signing on. ES256 or PS256 etc. (EXPORT_C2PA_ALG).
-EXPORT_C2PA_CERT = os.environ.get("EXPORT_C2PA_CERT", "")
-EXPORT_C2PA_KEY = os.environ.get("EXPORT_C2PA_KEY", "")
-EXPORT_C2PA_ALG = os.environ.get("EXPORT_C2PA_ALG", "es256")
-EXPORT_C2PA_TSA_URL = os.environ.get("EXPORT_C2PA_TSA_URL", "")
-# Images rendered at once while a pack builds (threads: Pillow releases the GIL while decoding,
-# resizing and encoding, and Celery's prefork children may not start processes of their own).
-EXPORT_BUILD_THREADS = env_int("EXPORT_BUILD_THREADS", 2)
-# Outside review links (exports/sharing.py): default lifetime, and requests per address and
-# link per minute on the public pages.
-SHARE_LINK_DAYS = env_int("SHARE_LINK_DAYS", 14)
-SHARE_RATE_LIMIT = env_int("SHARE_RATE_LIMIT", 120)
-
-# Templates of feature apps that lower layers include without importing them (studio/ui_hooks.py):
-# the gallery's bulk bar, a campaign's and a batch's action buttons.
-STUDIO_UI_HOOKS = {
-    "gallery_bulk_actions": ["exports/hooks/gallery_bulk.html"],
-    "campaign_actions": [
-        "exports/hooks/campaign_actions.html",
-        "results/hooks/campaign_actions.html",
-    ],
-    "batch_actions": ["exports/hooks/batch_actions.html"],
-    "brand_actions": [
-        "exports/hooks/brand_actions.html",
-        "catalog/hooks/brand_actions.html",
-    ],
-    "main_nav": ["exports/hooks/main_nav.html"],
-    # The home page's "what needs the team" panels.
-    "home_panels": ["generation/hooks/home_dashboard.html"],
-    # Cards in a campaign page's sidebar.
-    "campaign_sidebar": ["results/hooks/campaign_sidebar.html"],
-    # Extra columns of a template's version list (a <th> with part="head", a <td> per version).
-    "template_version_columns": ["results/hooks/template_version_columns.html"],
-}
-# JSON API (api/, docs/api.md).
-API_RATE_LIMIT = env_int(
-    "API_RATE_LIMIT", 600
-)  # requests per token per window (0: off)
-API_RATE_WINDOW = env_int("API_RATE_WINDOW", 60)  # seconds
-API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)  # JSON bodies
-API_IDEMPOTENCY_TTL = env_int("API_IDEMPOTENCY_TTL", 24 * 3600)
-API_WAIT_MAX = env_int("API_WAIT_MAX", 60)  # the most `Prefer: wait=N` may ask for
-API_WAIT_RECHECK = env_float("API_WAIT_RECHECK", 5.0)  # re-read a waited row this often
-API_FILE_URL_TTL = env_int("API_FILE_URL_TTL", 3600)  # signed download URLs
-# Hosts webhooks may reach although private (an internal receiver); they may use plain http.
-API_WEBHOOK_ALLOWED_HOSTS = env_list("API_WEBHOOK_ALLOWED_HOSTS")
-API_WEBHOOK_RETRY_SCHEDULE = [
-    int(s)
-    for s in env_list("API_WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000")
-]
-API_WEBHOOK_TIMEOUT = env_float("API_WEBHOOK_TIMEOUT", 10.0)
-# A/B results (results/): a winner is named only when every variant of a batch has this many
-# impressions and one has at least this probability of the best CTR.
-RESULTS_MIN_IMPRESSIONS = env_int("RESULTS_MIN_IMPRESSIONS", 1000)
-RESULTS_WIN_PROBABILITY = env_float("RESULTS_WIN_PROBABILITY", 0.95)

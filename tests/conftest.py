@@ -35,6 +35,18 @@ ARTIFACTS = Path(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    # A DJANGO_SETTINGS_MODULE in the environment wins over pyproject's tests.settings: without
+    # STUDIO_TESTING=1 the suite would run with production defaults (HTTPS redirects, SMTP).
+    if not settings.TESTING:
+        raise pytest.UsageError(
+            "The tests need test settings: unset DJANGO_SETTINGS_MODULE (pyproject.toml names "
+            "tests.settings) or set STUDIO_TESTING=1."
+        )
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     return {

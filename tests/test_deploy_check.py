@@ -1,6 +1,6 @@
 """`manage.py check --deploy` is clean under production settings.
 
-Runs in a subprocess, because the test process has DEBUG off and TESTING on (pytest), which keeps
+Runs in a subprocess, because the test process has DEBUG off and TESTING on (tests/settings.py), which keeps
 the development security defaults; the subprocess sees exactly what a production server sees.
 """
 

@@ -237,7 +237,7 @@ class Submission:
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """Credentials and endpoints, resolved from the workspace's provider account or the environment."""
+    """Credentials and endpoints, resolved from the workspace's provider account or the operator's settings."""
 
     api_key: str = ""
     base_url: str = ""

@@ -14,7 +14,7 @@ generation/tasks.py routes it), served by one worker process per GPU:
 That worker keeps one pipeline resident between jobs (the first job pays the load). Its
 concurrency cap, ENGINE_CONCURRENCY_DIFFUSERS (default 1), is the number of GPU workers.
 
-Configuration (`BackendConfig`, from the environment through the registry):
+Configuration (`BackendConfig`; without a workspace account, from the settings named here):
     base_url    the weights folder, FLUX2_MODEL_PATH (layout: diffusers_pipeline.py); the models
                 served are the ones it holds
     extra       "models": FLUX2_MODELS, a comma list of the models the GPU workers hold, for
@@ -39,11 +39,11 @@ off; a size that never fits fails after the retries); a Celery soft time limit i
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from decimal import Decimal, InvalidOperation
 
 from generation.backends import diffusers_pipeline as pipeline
+from generation.backends import diffusers_weights as weights
 from generation.backends.base import (
     Backend,
     BackendConfig,
@@ -79,7 +79,7 @@ _KLEIN_RULES = {"steps": ParamRule("int", 1, 50)}
 def _spec(model: str, max_references: int, rules: dict[str, ParamRule]) -> ModelSpec:
     return ModelSpec(
         model=model,
-        provider_model=pipeline.PIPELINE_CLASSES[model],
+        provider_model=weights.PIPELINE_CLASSES[model],
         max_references=max_references,
         max_megapixels=MAX_MEGAPIXELS,
         min_side=64,
@@ -116,28 +116,24 @@ class DiffusersBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         extra = config.extra or {}
-        self.model_path = (config.base_url or os.environ.get(ENV_PATH, "")).strip()
-        declared = extra.get("models") or os.environ.get(ENV_MODELS, "")
+        self.model_path = config.base_url.strip()
+        declared = extra.get("models") or ""
         self.declared = tuple(
             m.strip() for m in declared.split(",") if m.strip() in MODELS
         )
-        price = extra.get("price_per_image") or os.environ.get(ENV_PRICE, "") or "0"
+        price = extra.get("price_per_image") or "0"
         try:
             self.price_per_image = Decimal(price)
         except InvalidOperation:
             self.price_per_image = Decimal(0)
-        self.offload = (
-            (extra.get("offload") or os.environ.get(ENV_OFFLOAD, "") or "auto")
-            .strip()
-            .lower()
-        )
-        self._scanned: tuple[dict[str, pipeline.ModelFolder], list[str]] | None = None
+        self.offload = (extra.get("offload") or "auto").strip().lower()
+        self._scanned: tuple[dict[str, weights.ModelFolder], list[str]] | None = None
 
     # Configuration
 
-    def _scan(self) -> tuple[dict[str, pipeline.ModelFolder], list[str]]:
+    def _scan(self) -> tuple[dict[str, weights.ModelFolder], list[str]]:
         if self._scanned is None:
-            self._scanned = pipeline.scan(self.model_path)
+            self._scanned = weights.scan(self.model_path)
         return self._scanned
 
     def served_models(self) -> tuple[str, ...]:

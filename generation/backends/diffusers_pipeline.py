@@ -50,28 +50,21 @@ from __future__ import annotations
 import gc
 import importlib.util
 import io
-import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MODELS = ("flux-2-dev", "flux-2-klein-4b", "flux-2-klein-9b")
-PIPELINE_CLASSES = {
-    "flux-2-dev": "Flux2Pipeline",
-    "flux-2-klein-4b": "Flux2KleinPipeline",
-    "flux-2-klein-9b": "Flux2KleinPipeline",
-}
-# Folder names accepted for each model (compared case-insensitively): the studio's id, and the
-# Hub repos' names (docs/providers.md §6.2).
-FOLDER_NAMES = {
-    "flux-2-dev": ("flux-2-dev", "FLUX.2-dev", "FLUX.2-dev-bnb-4bit"),
-    "flux-2-klein-4b": ("flux-2-klein-4b", "FLUX.2-klein-4B"),
-    "flux-2-klein-9b": ("flux-2-klein-9b", "FLUX.2-klein-9B"),
-}
-SETTINGS_FILE = "flux-studio.json"
+# The models, their folders and how a folder is recognised: diffusers_weights.py (no torch).
+from .diffusers_weights import (  # noqa: E402  (a sibling: .venv-ml imports both, no Django)
+    MODELS,
+    ModelFolder,
+    read_json,
+    scan,
+)
+
 CALL_KEYS = ("text_encoder_out_layers", "max_sequence_length")
 # BFL: 28 steps is "a good trade-off" for [dev]; the [klein] releases are step-distilled (4 steps,
 # guidance off). A non-distilled [klein] folder gets diffusers' own defaults.
@@ -90,15 +83,6 @@ class PipelineError(Exception):
         self.kind = kind
         self.message = message
         self.retryable = retryable
-
-
-@dataclass(frozen=True)
-class ModelFolder:
-    model: str
-    path: Path
-    pipeline_class: str
-    settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    distilled: bool = False
 
 
 @dataclass
@@ -138,91 +122,6 @@ class Output:
     run_seconds: float
 
 
-# --- the weights folder (no torch needed) ------------------------------------------------------
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _model_named(name: str) -> str | None:
-    lowered = name.lower()
-    for model, names in FOLDER_NAMES.items():
-        if lowered in (n.lower() for n in names):
-            return model
-    return None
-
-
-def _inspect(folder: Path, model: str | None) -> tuple[ModelFolder | None, str]:
-    """(the folder as a model, "") or (None, why it is not one)."""
-    index = _read_json(folder / "model_index.json")
-    if index is None:
-        return None, f"{folder} has no readable model_index.json"
-    settings = _read_json(folder / SETTINGS_FILE) or {}
-    declared = settings.get("model")
-    if isinstance(declared, str) and declared in MODELS:
-        model = declared
-    if model is None:
-        model = _model_named(folder.name)
-    if model is None:
-        return None, (
-            f"{folder}: cannot tell which model it holds; name the folder after one of "
-            f'{", ".join(MODELS)} or set "model" in its {SETTINGS_FILE}'
-        )
-    found = index.get("_class_name")
-    if found != PIPELINE_CLASSES[model]:
-        return None, (
-            f"{folder}: model_index.json is a {found}, {model} needs a "
-            f"{PIPELINE_CLASSES[model]}"
-        )
-    distilled = bool(index.get("is_distilled", False))
-    return ModelFolder(model, folder, found, settings, distilled), ""
-
-
-def scan(root: str | os.PathLike[str]) -> tuple[dict[str, ModelFolder], list[str]]:
-    """The models a weights folder holds, and a line for everything that was not usable."""
-    base = Path(root).expanduser()
-    if not str(root).strip():
-        return {}, ["FLUX2_MODEL_PATH is not set"]
-    if not base.is_dir():
-        return {}, [f"FLUX2_MODEL_PATH={base} is not a folder"]
-    found: dict[str, ModelFolder] = {}
-    problems: list[str] = []
-    if (base / "model_index.json").is_file():  # the path is one model's folder
-        folder, why = _inspect(base, None)
-        if folder is None:
-            return {}, [why]
-        return {folder.model: folder}, []
-    for child in sorted(base.iterdir()):
-        if not child.is_dir() or child.name.startswith("."):
-            continue
-        if not (child / "model_index.json").is_file():
-            continue
-        folder, why = _inspect(child, None)
-        if folder is None:
-            problems.append(why)
-        elif folder.model in found:
-            problems.append(
-                f"{child}: a second folder for {folder.model} (using {found[folder.model].path})"
-            )
-        else:
-            found[folder.model] = folder
-    if not found and not problems:
-        problems.append(
-            f"FLUX2_MODEL_PATH={base} holds no model folder (expected subfolders such as "
-            f"{', '.join(MODELS)}, each with a model_index.json)"
-        )
-    return found, problems
-
-
-def find_models(root: str | os.PathLike[str]) -> dict[str, ModelFolder]:
-    return scan(root)[0]
-
-
 def runtime_problem() -> str | None:
     """Why torch and diffusers cannot run in this interpreter, or None.
 
@@ -254,13 +153,18 @@ _STATE: dict[str, Any] = {"resident": None, "loads": 0}
 
 def _runtime() -> tuple[Any, Any]:
     """(torch, diffusers), imported offline."""
-    # Never reach the Hub: huggingface_hub reads these when it is first imported.
+    # Never reach the Hub: huggingface_hub reads these when it is first imported. This writes the
+    # process environment for those libraries, which take no other switch before import; it reads
+    # no configuration of ours (that arrives in the BackendConfig), and setdefault leaves an
+    # operator's own value alone.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
-        import diffusers
-        import torch
+        # No stubs, and not installed outside GPU workers (the `diffusers` extra): the ignores
+        # say so, and stay quiet where they are installed.
+        import diffusers  # type: ignore[import-not-found, unused-ignore]
+        import torch  # type: ignore[import-not-found, unused-ignore]
     except ImportError as exc:
         raise PipelineError(
             "unavailable", f"torch and diffusers cannot be imported: {exc}"
@@ -296,17 +200,21 @@ def _placement(torch: Any, folder: Path, device: str, offload: str) -> str:
 
 def _plain_tokenizer(folder: ModelFolder) -> Any | None:
     """A plain tokenizer for [dev] when its PixtralProcessor cannot be built (no torchvision)."""
-    index = _read_json(folder.path / "model_index.json") or {}
+    index = read_json(folder.path / "model_index.json") or {}
     entry = index.get("tokenizer")
     if not (isinstance(entry, list) and len(entry) == 2):
         return None
     if entry[1] not in _PROCESSOR_CLASSES:
         return None
-    from transformers.utils import is_torchvision_available
+    from transformers.utils import (  # type: ignore[import-not-found, unused-ignore]
+        is_torchvision_available,
+    )
 
     if is_torchvision_available():
         return None
-    from transformers import AutoTokenizer
+    from transformers import (  # type: ignore[import-not-found, unused-ignore]
+        AutoTokenizer,
+    )
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(

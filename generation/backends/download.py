@@ -42,7 +42,8 @@ def result_cap(extra: Mapping[str, str]) -> int:
 def resolve_host(host: str, port: int) -> list[str]:
     """The addresses `host` resolves to (a seam for tests)."""
     return [
-        info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        str(info[4][0])
+        for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     ]
 
 

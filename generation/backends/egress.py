@@ -84,15 +84,26 @@ class PrivateAllowance:
         return any(address in network for network in self.networks)
 
 
+def _setting(name: str) -> str:
+    # generation/backends' one read of Django settings (lazy: the package imports without Django).
+    # The guard checks every connection, including those of callers that hold no BackendConfig
+    # (catalog URL fetches, outgoing API webhooks), so it reads the operator's settings itself,
+    # at each check (tests override them).
+    from django.conf import settings
+
+    value = getattr(settings, name, None)
+    return "" if value is None else str(value)
+
+
 def _hosts_of_operator_settings() -> list[str]:
-    """Hosts the operator configured for the backends themselves (environment/settings)."""
+    """Hosts the operator configured for the backends themselves (settings)."""
     from generation.backends import registry
 
     hosts: list[str] = []
     for name in registry.ENV_NAMES:
         if name == "diffusers":  # its "URL" is a folder
             continue
-        config = registry.env_config(name)
+        config = registry.config_from(name, _setting)
         if host := urlsplit(config.base_url).hostname:
             hosts.append(host)
         allowed = config.extra.get("allowed_hosts", "")

@@ -1,25 +1,27 @@
-"""Which backends exist, the studio's model vocabulary, and configuration from the environment.
+"""Which backends exist, the studio's model vocabulary, and which settings configure each.
 
-    backend = get_backend("bfl", env_config("bfl"))
+    backend = get_backend("bfl", config_from("bfl", lookup))
 
-A workspace's provider account (keys encrypted at rest) builds its own BackendConfig; env_config()
-is the fallback: settings first, then the environment, with each provider's documented names
-(ENV_NAMES below; e.g. BFL_API_KEY, BFL_API_URL: a URL or a region from bfl.REGIONS) and
-`<NAME>_ALLOWED_HOSTS`: extra hosts trusted for polling and downloads, such as a fake server's.
+A workspace's provider account (keys encrypted at rest) builds its own BackendConfig; the fallback
+is the operator's settings, named after each provider's documented variables (ENV_NAMES below;
+e.g. BFL_API_KEY, BFL_API_URL: a URL or a region from bfl.REGIONS) plus `<NAME>_ALLOWED_HOSTS`:
+extra hosts trusted for polling and downloads, such as a fake server's. studio/settings.py reads
+each of them from the environment once; this module never does, and never imports Django: the
+caller passes a `lookup` (generation/accounts.py's settings_config reads Django settings).
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 
 from generation.backends.base import Backend, BackendConfig
 from generation.backends.bfl import BFLBackend
-from generation.backends.cloudflare import CloudflareBackend
-from generation.backends.comfyui import ComfyUIBackend
+from generation.backends.cloudflare.backend import CloudflareBackend
+from generation.backends.comfyui.backend import ComfyUIBackend
 from generation.backends.diffusers import DiffusersBackend
-from generation.backends.fal import FalBackend
-from generation.backends.preview import PreviewBackend
-from generation.backends.replicate import ReplicateBackend
+from generation.backends.fal.backend import FalBackend
+from generation.backends.preview.backend import PreviewBackend
+from generation.backends.replicate.backend import ReplicateBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     "bfl": BFLBackend,
@@ -31,7 +33,8 @@ BACKENDS: dict[str, type[Backend]] = {
     "preview": PreviewBackend,
 }
 
-# (key variable, base URL variable, extra variables) per backend, as each provider names them.
+# (key setting, base URL setting, extra settings) per backend, as each provider names the
+# variables (studio/settings_parts/providers.py declares each one).
 ENV_NAMES: dict[str, tuple[str, str, dict[str, str]]] = {
     "bfl": ("BFL_API_KEY", "BFL_API_URL", {"read_timeout": "BFL_READ_TIMEOUT"}),
     "fal": ("FAL_KEY", "FAL_QUEUE_URL", {"jwks_url": "FAL_JWKS_URL"}),
@@ -48,7 +51,10 @@ ENV_NAMES: dict[str, tuple[str, str, dict[str, str]]] = {
     "comfyui": (
         "COMFYUI_API_KEY",
         "COMFYUI_URL",
-        {"workflow_dir": "COMFYUI_WORKFLOW_DIR"},
+        {
+            "workflow_dir": "COMFYUI_WORKFLOW_DIR",
+            "price_per_image": "COMFYUI_PRICE_PER_IMAGE",
+        },
     ),
     # No key: the weights folder is the configuration (named in both slots, so a "set ..."
     # hint names it); the backend reads base_url.
@@ -77,6 +83,8 @@ MODELS: dict[str, str] = {
 
 # Backends that take no configuration at all.
 _KEYLESS = frozenset({"preview"})
+# Backends that make no HTTP calls: no extra trusted hosts to configure.
+_NO_HTTP = frozenset({"diffusers"})
 
 
 class UnknownBackend(LookupError):
@@ -87,19 +95,9 @@ class UnknownBackend(LookupError):
         self.name = name
 
 
-def _setting(name: str) -> str:
-    """A Django setting when one is defined (and settings are configured), else the environment."""
-    from django.conf import settings
-
-    default = os.environ.get(name, "")
-    if not settings.configured:
-        return default
-    value = getattr(settings, name, None)
-    return default if value is None else str(value)
-
-
-def env_config(name: str) -> BackendConfig:
-    """The fallback configuration of backend `name` from settings or the environment."""
+def config_from(name: str, lookup: Callable[[str], str]) -> BackendConfig:
+    """The fallback configuration of backend `name`: `lookup(setting name)` for each of its
+    settings ("" when unset)."""
     if name not in BACKENDS:
         raise UnknownBackend(name)
     if name in _KEYLESS:
@@ -111,19 +109,19 @@ def env_config(name: str) -> BackendConfig:
     extra = {
         field: value
         for field, variable in extra_names.items()
-        if (value := _setting(variable))
+        if (value := lookup(variable))
     }
-    if allowed := _setting(f"{prefix}_ALLOWED_HOSTS"):
+    if name not in _NO_HTTP and (allowed := lookup(f"{prefix}_ALLOWED_HOSTS")):
         extra["allowed_hosts"] = allowed
     return BackendConfig(
-        api_key=_setting(key_name), base_url=_setting(url_name), extra=extra
+        api_key=lookup(key_name), base_url=lookup(url_name), extra=extra
     )
 
 
-def get_backend(name: str, config: BackendConfig | None = None) -> Backend:
-    """An instance of backend `name`; without a config, the environment's (env_config)."""
+def get_backend(name: str, config: BackendConfig) -> Backend:
+    """An instance of backend `name` with `config`."""
     try:
         cls = BACKENDS[name]
     except KeyError:
         raise UnknownBackend(name) from None
-    return cls(config if config is not None else env_config(name))
+    return cls(config)

@@ -1,10 +1,11 @@
-"""Forms of the batch builder, the re-run form and the "change one thing" form.
+"""Forms of the batch builder and the re-run form ("change one thing" is variant_form.py).
 
 The builder's fields depend on the template version (one values field per variable, one image
-choice per reference slot) and on the workspace (the backends it can use). Parsing what people
-type happens here (generation/batches/plan.py does the work); everything that needs the backends,
-references and budget is checked by batch_services.batch_preview, whose errors come back under
-the same names and are attached here with `add_plan_errors`.
+choice per reference slot, picked by thumbnail) and on the workspace (the backends it can use).
+Parsing what people type happens here (generation/batches/parsing.py does the work); everything
+that needs the backends, references and budget is checked by batch_preview
+(generation/batches/preview.py), whose errors come back under the same names and are attached
+here with `add_plan_errors`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from django.core.files.uploadedfile import UploadedFile
 
 from campaigns.channels import CHANNELS_BY_KEY
 from campaigns.models import Campaign, ReferenceImage, TemplateVersion
-from generation.batches.plan import (
+from generation.batches.parsing import (
+    parse_rows,
+    parse_seeds,
+    parse_sizes,
+    parse_values,
+)
+from generation.batches.spec import (
     FIELD_SEEDS,
     FIELD_SIZES,
     FIELD_TARGETS,
@@ -35,10 +42,6 @@ from generation.batches.plan import (
     Size,
     Target,
     matrix_field,
-    parse_rows,
-    parse_seeds,
-    parse_sizes,
-    parse_values,
     reference_field,
 )
 from generation.batches.targets import TargetOption
@@ -160,9 +163,12 @@ class BatchBuilderForm(forms.Form):
         self.spec: BatchSpec | None = None
         # Plan errors with no field of their own ("references", "template", "budget").
         self.extra_errors: dict[str, list[str]] = {}
-        self.fields["campaign"].choices = [(str(c.code), c.name) for c in campaigns]
-        self.fields["targets"].choices = [(t.key, t.label) for t in targets]
-        self.fields["sizes"].choices = [
+        self.choice_field("campaign").choices = [
+            (str(c.code), c.name) for c in campaigns
+        ]
+        self.target_choices = [(t.key, t.label) for t in targets]
+        self.choice_field("targets").choices = self.target_choices
+        self.choice_field("sizes").choices = [
             (key, size.describe()) for key, size in self.presets.items()
         ]
         self.fields["rng_seed"].initial = random.SystemRandom().randint(0, MAX_SEED)
@@ -176,36 +182,68 @@ class BatchBuilderForm(forms.Form):
                 help_text="One value per line.",
             )
         self.slot_fields: list[tuple[dict[str, Any], str]] = []
+        # Picked by thumbnail: one radio per library image (a slot takes one), each labelled
+        # with the image and its name (the template draws them from `reference_images`).
+        self.reference_images: dict[str, ReferenceImage] = {}
         for slot in version.reference_slots or ():
             images = references.get(slot["name"], ())
+            self.reference_images.update((str(ref.code), ref) for ref in images)
             required = bool(slot.get("required", True))
             field = forms.ChoiceField(
                 required=False,
                 label=slot["name"],
-                choices=[("", "— choose an image —" if required else "— none —")]
+                choices=([] if required else [("", "None")])
                 + [(str(ref.code), str(ref)) for ref in images],
+                widget=forms.RadioSelect(attrs={"class": "reference-choice"}),
             )
             self.fields[reference_field(slot["name"])] = field
             self.slot_fields.append((slot, reference_field(slot["name"])))
         # The live preview swaps the whole builder (errors sit at their fields), but what the
         # user is typing or has picked must survive a swap that lands mid-edit: htmx keeps the
         # elements marked hx-preserve (matched by id) instead of the server's copies.
-        for field in self.fields.values():
-            if not field.widget.is_hidden:
-                field.widget.attrs["hx-preserve"] = "true"
+        for each in self.fields.values():
+            if not each.widget.is_hidden:
+                each.widget.attrs["hx-preserve"] = "true"
+
+    def choice_field(self, name: str) -> forms.ChoiceField:
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField)
+        return field
 
     # Groups for the template
 
     def variable_fields(self) -> list[forms.BoundField]:
         return [self[matrix_field(name)] for name in self.version.variables]
 
-    def reference_slot_fields(self) -> list[tuple[dict[str, Any], forms.BoundField]]:
-        return [(slot, self[name]) for slot, name in self.slot_fields]
+    def reference_slot_fields(
+        self,
+    ) -> list[tuple[dict[str, Any], forms.BoundField, list[tuple[Any, Any]]]]:
+        """(slot, field, [(radio, library image or None for "none")]) per reference slot."""
+        return [
+            (
+                slot,
+                self[name],
+                [
+                    (radio, self.reference_images.get(str(radio.data["value"])))
+                    for radio in self[name]
+                ],
+            )
+            for slot, name in self.slot_fields
+        ]
+
+    def marked_fields(self) -> list[forms.BoundField]:
+        """The visible fields that carry an error (what "the marked fields" refers to)."""
+        return [
+            self[name]
+            for name in self.errors
+            if name in self.fields and not self.fields[name].widget.is_hidden
+        ]
 
     # Parsing
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         variables = list(self.version.variables)
         mode = data.get("mode") or MATRIX
         matrix = tuple(
@@ -276,8 +314,9 @@ class BatchBuilderForm(forms.Form):
             self.add_error("rows_file", NUL_MESSAGE.format(what="The CSV file"))
             return ""
         # Show the uploaded rows in the text box, so a re-rendered form keeps them.
-        self.data = self.data.copy()
-        self.data["rows"] = text
+        data = self.data.copy()  # type: ignore[attr-defined]  # a QueryDict when bound
+        data["rows"] = text
+        self.data = data
         return text
 
     def add_plan_errors(self, errors: Mapping[str, Sequence[str]]) -> None:
@@ -372,42 +411,6 @@ class RerunForm(forms.Form):
 
     def __init__(self, *args: Any, axes: Sequence[tuple[str, str, str]], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["axis"].choices = [(key, label) for key, label, _ in axes]
-
-
-class VariantForm(forms.Form):
-    """One field per template variable, prefilled with the asset's values."""
-
-    def __init__(
-        self,
-        *args: Any,
-        variables: Mapping[str, str],
-        free_prompt: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        for name, value in variables.items():
-            self.fields[f"value_{name}"] = forms.CharField(
-                label=name,
-                initial=value,
-                max_length=5000,
-                widget=forms.Textarea(attrs={"rows": 2}),
-            )
-        if free_prompt is not None:
-            self.fields["prompt"] = forms.CharField(
-                initial=free_prompt,
-                max_length=20_000,
-                widget=forms.Textarea(attrs={"rows": 6, "class": "code"}),
-            )
-
-    def values(self) -> dict[str, str]:
-        return {
-            key.removeprefix("value_"): value
-            for key, value in self.cleaned_data.items()
-            if key.startswith("value_")
-        }
-
-    def add_service_errors(self, errors: Mapping[str, Sequence[str]]) -> None:
-        for key, messages in errors.items():
-            for message in messages:
-                self.add_error(key if key in self.fields else None, message)
+        axis = self.fields["axis"]
+        assert isinstance(axis, forms.ChoiceField)
+        axis.choices = [(key, label) for key, label, _ in axes]

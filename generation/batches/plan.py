@@ -1,40 +1,25 @@
-"""Variant batches, the pure part: what people type, expanded into the exact requests to send.
+"""Variant batches, the pure part: a spec (generation/batches/spec.py) expanded into the exact
+requests to send.
 
-No database, clock or network: generation/batches/services.py loads the template version, brand
+No database, clock or network: generation/batches/preview.py loads the template version, brand
 kit, references and backends, and hands them to `plan_batch`.
 
-A spec (`BatchSpec`) is one of two modes:
-- matrix: every template variable gets a list of values; the variants are their cartesian
-  product, in the order the template names its variables (the last one varies fastest);
-- rows: one variant per CSV row; the header names the variables (`parse_rows`).
-Every combination of values then runs with every seed (the same seeds for all combinations, so
-variants differ only in what the values say), on every backend/model target, at every size:
-
-    count = combinations × seeds × targets × sizes
-
-Seeds are a fixed list, or N random ones drawn from `random.Random(rng_seed)`; the RNG seed is
-kept in the spec, so the same spec always expands to the same requests. BFL takes seeds
-0..2**32-1. A channel preset (1080×1080) is fitted to the nearest size each model can make
-(multiples of 16 on BFL: 1088×1088) and exports resize it back later; a custom size must be one
-the backend makes as typed, otherwise it is refused at the field.
+A channel preset (1080×1080) is fitted to the nearest size each model can make (multiples of 16
+on BFL: 1088×1088) and exports resize it back later; a custom size must be one the backend makes
+as typed, otherwise it is refused at the field.
 
 `plan_batch` renders every combination with `render_prompt` (the exact text sent), checks every
 request with the backend's own rules (`Backend.validate`) and prices it (`estimate_cost`), and
-collects every problem under the form field that caused it (FIELD_* names below), before
+collects every problem under the form field that caused it (FIELD_* names in spec.py), before
 anything is stored or queued.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import random
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import product
 from typing import Any
 
 from campaigns.prompting import (
@@ -52,381 +37,24 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
 )
+from generation.batches.problems import avoided_words, check_shape, render_problems
+from generation.batches.spec import (
+    FIELD_REFERENCES,
+    FIELD_ROWS,
+    FIELD_SEEDS,
+    FIELD_SIZES,
+    FIELD_TARGETS,
+    FIELD_TEMPLATE,
+    NON_FIELD,
+    BatchSpec,
+    Row,
+    Size,
+    Target,
+)
 from generation.prompt_limits import prompt_too_long
-from studio.input_rules import NUL_MESSAGE, has_nul
 
-MATRIX, ROWS = "matrix", "rows"
-RANDOM, FIXED = "random", "fixed"
-MAX_SEED = 2**32 - 1  # BFL: seed is an unsigned 32-bit integer
-MAX_SEEDS = 50
-# Keys of Plan.errors; the builder form uses the same names for its fields.
-FIELD_ROWS = "rows"
-FIELD_SEEDS = "seeds"
-FIELD_TARGETS = "targets"
-FIELD_SIZES = "sizes"
-FIELD_REFERENCES = "references"
-FIELD_TEMPLATE = "template"
-NON_FIELD = "__all__"
-# Parameters that are part of the request itself, not model options.
 REQUEST_KEYS = frozenset({"model", "width", "height", "seed"})
 PREVIEW_PROMPTS = 6
-
-
-def matrix_field(name: str) -> str:
-    return f"matrix_{name}"
-
-
-def reference_field(slot: str) -> str:
-    return f"ref_{slot}"
-
-
-# --- The spec ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    backend: str
-    model: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.backend}:{self.model}"
-
-    @classmethod
-    def parse(cls, text: str) -> Target:
-        backend, sep, model = text.strip().partition(":")
-        if not (sep and backend.strip() and model.strip()):
-            raise ValueError(f"“{text}” is not backend:model (e.g. bfl:flux-2-pro).")
-        return cls(backend.strip(), model.strip())
-
-
-@dataclass(frozen=True)
-class Size:
-    """A requested output size: a channel preset (key set) or a custom width × height."""
-
-    width: int
-    height: int
-    key: str = ""
-    label: str = ""
-
-    @property
-    def text(self) -> str:
-        return f"{self.width}×{self.height}"
-
-    @property
-    def is_preset(self) -> bool:
-        return bool(self.key)
-
-    def describe(self) -> str:
-        return f"{self.label} ({self.text})" if self.label else self.text
-
-
-@dataclass(frozen=True)
-class Seeds:
-    mode: str = RANDOM
-    count: int = 1
-    rng_seed: int = 0
-    values: tuple[int, ...] = ()
-
-    def resolve(self) -> tuple[int, ...]:
-        """The seeds every combination runs with (random ones drawn deterministically)."""
-        if self.mode == FIXED:
-            return self.values
-        rng = random.Random(self.rng_seed)
-        return tuple(rng.randint(0, MAX_SEED) for _ in range(self.count))
-
-    @property
-    def per_combination(self) -> int:
-        return len(self.values) if self.mode == FIXED else self.count
-
-
-@dataclass(frozen=True)
-class Row:
-    line: int  # where it started in the CSV (the header is line 1)
-    values: Mapping[str, str]
-    # The row's own reference images (library codes, in send order), sent after the template's
-    # filled slots and cut to each model's maximum: a catalog batch gives every product its own.
-    references: tuple[str, ...] = ()
-    # Who the row is for ("SKU-1"), in messages about the row.
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class BatchSpec:
-    mode: str = MATRIX
-    # (variable, values) in the template's order.
-    matrix: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    rows: tuple[Row, ...] = ()
-    seeds: Seeds = Seeds()
-    targets: tuple[Target, ...] = ()
-    sizes: tuple[Size, ...] = ()
-    # slot name -> ReferenceImage code
-    references: Mapping[str, str] = field(default_factory=dict)
-    merge_brand: bool = True
-
-    @property
-    def combination_count(self) -> int:
-        if self.mode == ROWS:
-            return len(self.rows)
-        return math.prod(len(values) for _, values in self.matrix)
-
-    @property
-    def count(self) -> int:
-        return (
-            self.combination_count
-            * self.seeds.per_combination
-            * len(self.targets)
-            * len(self.sizes)
-        )
-
-    def combinations(self) -> Iterator[tuple[dict[str, str], Row | None]]:
-        """Each combination's values, with its CSV row in rows mode."""
-        if self.mode == ROWS:
-            for row in self.rows:
-                yield dict(row.values), row
-            return
-        names = [name for name, _ in self.matrix]
-        for values in product(*(values for _, values in self.matrix)):
-            yield dict(zip(names, values, strict=True)), None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "matrix": [[name, list(values)] for name, values in self.matrix],
-            "rows": [
-                {"line": r.line, "values": dict(r.values)}
-                | (
-                    {"references": list(r.references), "label": r.label}
-                    if r.references or r.label
-                    else {}
-                )
-                for r in self.rows
-            ],
-            "seeds": {
-                "mode": self.seeds.mode,
-                "count": self.seeds.count,
-                "rng_seed": self.seeds.rng_seed,
-                "values": list(self.seeds.values),
-            },
-            "targets": [t.key for t in self.targets],
-            "sizes": [
-                {"width": s.width, "height": s.height, "key": s.key, "label": s.label}
-                for s in self.sizes
-            ],
-            "references": dict(self.references),
-            "merge_brand": self.merge_brand,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BatchSpec:
-        seeds = data.get("seeds") or {}
-        return cls(
-            mode=str(data.get("mode", MATRIX)),
-            matrix=tuple(
-                (str(name), tuple(str(v) for v in values))
-                for name, values in data.get("matrix") or []
-            ),
-            rows=tuple(
-                Row(
-                    int(r.get("line", 0)),
-                    {k: str(v) for k, v in r["values"].items()},
-                    tuple(str(c) for c in r.get("references") or ()),
-                    str(r.get("label", "")),
-                )
-                for r in data.get("rows") or []
-            ),
-            seeds=Seeds(
-                mode=str(seeds.get("mode", RANDOM)),
-                count=int(seeds.get("count", 1)),
-                rng_seed=int(seeds.get("rng_seed", 0)),
-                values=tuple(int(v) for v in seeds.get("values") or []),
-            ),
-            targets=tuple(Target.parse(t) for t in data.get("targets") or []),
-            sizes=tuple(
-                Size(
-                    int(s["width"]),
-                    int(s["height"]),
-                    str(s.get("key", "")),
-                    str(s.get("label", "")),
-                )
-                for s in data.get("sizes") or []
-            ),
-            references={
-                str(k): str(v) for k, v in (data.get("references") or {}).items()
-            },
-            merge_brand=bool(data.get("merge_brand", True)),
-        )
-
-
-def fix_axes(spec: BatchSpec, fixes: Sequence[str]) -> tuple[BatchSpec, list[str]]:
-    """The spec with some axes narrowed to one value each, for a next round from the winners.
-
-    Each fix is "axis=value" with the axis as the results page names it: `var:<name>` (a matrix
-    variable), `seed`, `target` (backend:model) or `size` (W×H). A fix naming a value the spec does
-    not have is skipped (the builder still shows the whole spec). Returns the spec and the fixes
-    applied, as "axis = value" for a message.
-    """
-    applied = []
-    for fix in fixes:
-        axis, sep, value = fix.partition("=")
-        if not sep:
-            continue
-        if axis.startswith("var:") and spec.mode == MATRIX:
-            name = axis[4:]
-            matrix = []
-            for var, values in spec.matrix:
-                if var == name and value in values:
-                    values = (value,)
-                    applied.append(f"{{{name}}} = {value}")
-                matrix.append((var, values))
-            spec = replace(spec, matrix=tuple(matrix))
-        elif axis == "seed" and value.isdigit() and int(value) in spec.seeds.resolve():
-            spec = replace(spec, seeds=Seeds(mode=FIXED, values=(int(value),)))
-            applied.append(f"seed = {value}")
-        elif axis == "target":
-            kept = tuple(t for t in spec.targets if t.key == value)
-            if kept:
-                spec = replace(spec, targets=kept)
-                applied.append(f"model = {value}")
-        elif axis == "size":
-            kept = tuple(s for s in spec.sizes if s.text == value)
-            if kept:
-                spec = replace(spec, sizes=kept)
-                applied.append(f"size = {value}")
-    return spec, applied
-
-
-# --- Parsing what people type ------------------------------------------------------------------
-
-_SPLIT = re.compile(r"[\s,;]+")
-_SIZE = re.compile(r"\A(\d{1,5})\s*[x×X*]\s*(\d{1,5})\Z")
-
-
-def parse_values(text: str) -> tuple[str, ...]:
-    """One value per line (commas are part of a value); blank lines and repeats dropped."""
-    lines = (line.strip() for line in (text or "").splitlines())
-    return tuple(dict.fromkeys(line for line in lines if line))
-
-
-def parse_seeds(text: str) -> tuple[tuple[int, ...], list[str]]:
-    """Whole numbers 0..2**32-1, separated by commas, spaces or lines; repeats dropped."""
-    seeds: list[int] = []
-    problems: list[str] = []
-    for token in _SPLIT.split((text or "").strip()):
-        if not token:
-            continue
-        try:
-            value = int(token)
-        except ValueError:
-            problems.append(f"“{token}” is not a whole number.")
-            continue
-        if not 0 <= value <= MAX_SEED:
-            problems.append(
-                f"Seed {value} is out of range: seeds run from 0 to {MAX_SEED:,}."
-            )
-            continue
-        if value not in seeds:
-            seeds.append(value)
-    if len(seeds) > MAX_SEEDS:
-        problems.append(f"At most {MAX_SEEDS} seeds per batch ({len(seeds)} given).")
-    return tuple(seeds), problems
-
-
-def parse_sizes(text: str) -> tuple[tuple[Size, ...], list[str]]:
-    """Custom sizes "1024x768", "1024×768", separated by commas, semicolons or lines."""
-    sizes: list[Size] = []
-    problems: list[str] = []
-    for token in re.split(r"[,;\n]+", text or ""):
-        token = token.strip()
-        if not token:
-            continue
-        match = _SIZE.match(token)
-        if not match:
-            problems.append(
-                f"“{token}” is not a size: write width×height, e.g. 1024x768."
-            )
-            continue
-        size = Size(int(match.group(1)), int(match.group(2)))
-        if size not in sizes:
-            sizes.append(size)
-    return tuple(sizes), problems
-
-
-def parse_rows(
-    text: str, variables: Sequence[str]
-) -> tuple[tuple[Row, ...], list[str]]:
-    """CSV rows, one variant each. The header (line 1) names the template's variables.
-
-    Comma, semicolon or tab separated (sniffed from the header); quotes as in RFC 4180, so a
-    value may hold the separator or a line break. Problems name their line in the file.
-    """
-    text = (text or "").lstrip("\ufeff")
-    if has_nul(text):
-        return (), [NUL_MESSAGE.format(what="The CSV")]
-    if not text.strip():
-        return (), [
-            "Paste or upload CSV rows: a header line with the variable names, then one row per variant."
-        ]
-    header_line = text.splitlines()[0]
-    try:
-        dialect: Any = csv.Sniffer().sniff(header_line, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    problems: list[str] = []
-    try:
-        header = [name.strip() for name in next(reader)]
-    except (StopIteration, csv.Error) as exc:
-        return (), [f"Line 1: the header cannot be read ({exc})."]
-    known = list(variables)
-    for name in sorted({n for n in header if header.count(n) > 1}):
-        problems.append(f"Line 1: the column “{name}” appears twice.")
-    for name in header:
-        if name and name not in known:
-            listed = ", ".join(known) if known else "none"
-            problems.append(
-                f"Line 1: “{name}” is not a variable of this template (its variables: {listed})."
-            )
-        elif not name:
-            problems.append("Line 1: a column has no name.")
-    for name in known:
-        if name not in header:
-            problems.append(f"Line 1: no column for {{{name}}}.")
-    if problems:
-        return (), problems
-
-    rows: list[Row] = []
-    line = reader.line_num
-    while True:
-        start = line + 1
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            problems.append(f"Line {start}: {exc}.")
-            break
-        line = reader.line_num
-        if not any(cell.strip() for cell in record):
-            continue
-        if len(record) != len(header):
-            problems.append(
-                f"Line {start}: {len(record)} values for {len(header)} columns."
-            )
-            continue
-        values = {name: cell.strip() for name, cell in zip(header, record, strict=True)}
-        empty = [name for name, value in values.items() if not value]
-        if empty:
-            problems.append(
-                f"Line {start}: "
-                + ", ".join(f"{{{name}}}" for name in empty)
-                + (" is empty." if len(empty) == 1 else " are empty.")
-            )
-            continue
-        rows.append(Row(start, values))
-    if not rows and not problems:
-        problems.append("The CSV has a header but no rows.")
-    return tuple(rows), problems
 
 
 def fit_size(width: int, height: int, spec: ModelSpec) -> tuple[int, int]:
@@ -576,7 +204,7 @@ def plan_batch(
     """
     plan = Plan(spec=spec, count=spec.count, max_size=max_size)
     labels = labels or {}
-    _check_shape(plan, spec, template)
+    check_shape(plan, spec, template)
     if plan.count > max_size:
         plan.error(
             NON_FIELD,
@@ -603,10 +231,10 @@ def plan_batch(
                 merge_brand=spec.merge_brand,
             )
         except PromptError as exc:
-            _render_problems(plan, exc, spec, where)
+            render_problems(plan, exc, spec, where)
             continue
         if not rendered.can_dispatch:
-            _avoided_words(plan, rendered, spec, where)
+            avoided_words(plan, rendered, spec, where)
             continue
         too_long = [
             message
@@ -780,118 +408,3 @@ def _cut_to_model(
         if warning not in plan.warnings:
             plan.warnings.append(warning)
     return own[:room]
-
-
-def _check_shape(plan: Plan, spec: BatchSpec, template: TemplateInput) -> None:
-    """Variables missing or extra, empty axes, no seeds, targets or sizes."""
-    variables = list(template.variables)
-    if spec.mode == MATRIX:
-        given = [name for name, _ in spec.matrix]
-        for name in given:
-            if name not in variables:
-                plan.error(
-                    NON_FIELD,
-                    f"“{name}” is not a variable of this template (its variables: "
-                    f"{', '.join(variables) or 'none'}).",
-                )
-        axes = dict(spec.matrix)
-        for name in variables:
-            if not axes.get(name):
-                plan.error(
-                    matrix_field(name),
-                    f"Give at least one value for {{{name}}}: an empty list makes an empty matrix.",
-                )
-    elif spec.mode == ROWS:
-        if not spec.rows:
-            plan.error(
-                FIELD_ROWS,
-                "Paste or upload at least one row: a header with the variable names, then one line per variant.",
-            )
-        for row in spec.rows:
-            missing = [n for n in variables if n not in row.values]
-            extra = [n for n in row.values if n not in variables]
-            if missing:
-                plan.error(
-                    FIELD_ROWS,
-                    f"Line {row.line}: no value for "
-                    + ", ".join(f"{{{n}}}" for n in missing)
-                    + ".",
-                )
-            if extra:
-                plan.error(
-                    FIELD_ROWS,
-                    f"Line {row.line}: "
-                    + ", ".join(f"“{n}”" for n in extra)
-                    + " is not a variable of this template.",
-                )
-    else:
-        plan.error(NON_FIELD, f"Unknown mode “{spec.mode}”: choose matrix or rows.")
-    seeds = spec.seeds
-    if seeds.mode == FIXED:
-        if not seeds.values:
-            plan.error(FIELD_SEEDS, "Give at least one seed, or choose random seeds.")
-        for value in seeds.values:
-            if not 0 <= value <= MAX_SEED:
-                plan.error(
-                    FIELD_SEEDS,
-                    f"Seed {value} is out of range: seeds run from 0 to {MAX_SEED:,}.",
-                )
-    elif not 1 <= seeds.count <= MAX_SEEDS:
-        plan.error(FIELD_SEEDS, f"Choose between 1 and {MAX_SEEDS} random seeds.")
-    if not spec.targets:
-        plan.error(FIELD_TARGETS, "Choose at least one backend and model.")
-    if not spec.sizes:
-        plan.error(FIELD_SIZES, "Choose at least one size.")
-    for size in spec.sizes:
-        if size.width <= 0 or size.height <= 0:
-            plan.error(FIELD_SIZES, f"{size.text} is not a size.")
-
-
-def _value_field(spec: BatchSpec, name: str) -> str:
-    return FIELD_ROWS if spec.mode == ROWS else matrix_field(name)
-
-
-def _render_problems(
-    plan: Plan, exc: PromptError, spec: BatchSpec, where: str | None
-) -> None:
-    for problem in exc.problems:
-        message = f"{where}: {problem.message}" if where else problem.message
-        if problem.code in ("missing_value", "empty_value", "invalid_value"):
-            plan.error(_value_field(spec, problem.name), message)
-        elif problem.code == "unknown_value":
-            plan.error(
-                FIELD_ROWS if spec.mode == ROWS else NON_FIELD,
-                message,
-            )
-        elif problem.code in ("missing_reference", "unfilled_reference"):
-            plan.error(reference_field(problem.name), problem.message)
-        elif problem.code == "unknown_reference":
-            plan.error(FIELD_REFERENCES, problem.message)
-        else:
-            plan.error(FIELD_TEMPLATE, problem.message)
-
-
-def _avoided_words(
-    plan: Plan, rendered: RenderedPrompt, spec: BatchSpec, where: str | None
-) -> None:
-    """Words to avoid go to the field they came from: a variable's values, or the template."""
-    bounds: list[tuple[int, int, str, str]] = []
-    offset = 0
-    for segment in rendered.segments:
-        bounds.append(
-            (offset, offset + len(segment.text), segment.origin, segment.name)
-        )
-        offset += len(segment.text)
-    for avoided in rendered.avoided_words:
-        variables = {
-            name
-            for s, e in avoided.spans
-            for start, end, origin, name in bounds
-            if origin == "variable" and start < e and s < end
-        }
-        message = f"{where}: {avoided.message}" if where else avoided.message
-        if variables:
-            for name in sorted(variables):
-                plan.error(_value_field(spec, name), message)
-        else:
-            plan.error(FIELD_TEMPLATE, message)

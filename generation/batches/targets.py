@@ -10,9 +10,7 @@ from django.conf import settings
 from generation import accounts
 from generation.backends import registry
 from generation.backends.base import Backend
-from generation.batches.plan import (
-    Target,
-)
+from generation.batches.spec import Target
 
 # Backends listed first in the builder: the offline one always works.
 _BACKEND_ORDER = ("preview", "bfl", "fal", "replicate", "cloudflare", "comfyui")

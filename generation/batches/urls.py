@@ -2,14 +2,15 @@
 
 from django.urls import path
 
+from generation.batches import builder_views, variant_views
 from generation.batches import views as batch_views
 from generation.spend import views as spend_views
 
 urlpatterns = [
     path("batches/", batch_views.batch_list, name="batch-list"),
     # GET: the builder (?template=, ?campaign=, ?from=<batch or generation>); POST: dispatch.
-    path("batches/new/", batch_views.batch_create, name="batch-create"),
-    path("batches/new/preview/", batch_views.batch_preview, name="batch-preview"),
+    path("batches/new/", builder_views.batch_create, name="batch-create"),
+    path("batches/new/preview/", builder_views.batch_preview, name="batch-preview"),
     path("batches/<uuid:code>/", batch_views.batch_detail, name="batch-detail"),
     path(
         "batches/<uuid:code>/progress/",
@@ -26,7 +27,7 @@ urlpatterns = [
     path("batches/<uuid:code>/rerun/", batch_views.batch_rerun, name="batch-rerun"),
     path(
         "assets/<uuid:code>/variant/",
-        batch_views.asset_variant,
+        variant_views.asset_variant,
         name="asset-variant",
     ),
     path("spend/", spend_views.workspace_spend, name="spend"),

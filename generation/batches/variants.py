@@ -1,190 +1,32 @@
-"""Change one thing: a batch spec from an asset or a generation, its axes, and what changed."""
+"""Batch specs from what exists: a remix spec from a generation, a batch's axes for a re-run,
+parsing a re-run's axis, and what changed between two specs (change_one.py makes a single variant)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from django.db import transaction
-
-from campaigns.models import Campaign
-from campaigns.prompting import BrandKit, PromptError, render_prompt
-from generation.backends.base import BackendError
 from generation.batches.common import (
     AXIS_SEEDS,
     AXIS_SIZES,
     AXIS_TARGETS,
-    FIELD_BUDGET,
-    BatchRefused,
 )
-from generation.batches.plan import (
+from generation.batches.parsing import parse_sizes
+from generation.batches.spec import (
     FIXED,
     MATRIX,
     MAX_SEED,
-    NON_FIELD,
     RANDOM,
     BatchSpec,
     Seeds,
     Size,
     Target,
-    parse_sizes,
 )
 from generation.batches.targets import target_label
-from generation.engine.create import generation_create
 from generation.models import (
-    Asset,
     Batch,
     Generation,
 )
-from generation.spend.services import Budget, campaign_budget
-
-
-def value_field(name: str) -> str:
-    return f"value_{name}"
-
-
-def _slots_of(generation: Generation) -> list[str]:
-    return [str(r["name"]) for r in generation.references or () if r.get("name")]
-
-
-def _merge_brand_of(generation: Generation, kit: BrandKit, filled: list[str]) -> bool:
-    """Whether the brand kit was merged into this generation's prompt (its batch says; else
-    whichever rendering reproduces the stored prompt)."""
-    if generation.batch is not None and "merge_brand" in generation.batch.spec:
-        return bool(generation.batch.spec["merge_brand"])
-    version = generation.template_version
-    assert version is not None
-    for merge in (True, False):
-        try:
-            rendered = render_prompt(
-                kind=version.kind,
-                body=version.body,
-                values=dict(generation.variables),
-                brand=kit,
-                reference_slots=version.reference_slots,
-                filled_slots=filled,
-                merge_brand=merge,
-            )
-        except PromptError:
-            break
-        if rendered.text == generation.prompt:
-            return merge
-    return True
-
-
-def variant_from_asset(
-    *,
-    asset: Asset,
-    user: Any,
-    values: Mapping[str, str] | None = None,
-    prompt: str | None = None,
-) -> Generation:
-    """ "Change one thing": the asset's request again with only the edited values changed.
-
-    Seed, backend, model, size, parameters and references are kept exactly; the prompt is
-    rendered from the same template version with the new values (or, for a generation made
-    without a template, the edited prompt is used as written). The new generation records its
-    parent and `changes` ({"headline": {"from": ..., "to": ...}}). Raises BatchRefused with
-    errors under `value_<name>` (or `prompt`).
-    """
-    source = Generation.objects.select_related(
-        "template_version", "brand", "campaign", "batch"
-    ).get(pk=asset.generation_id)
-    version = source.template_version
-    changes: dict[str, Any] = {}
-    new_values = dict(source.variables)
-    if version is not None and source.variables:
-        for name in version.variables:
-            if values is not None and name in values:
-                new_values[name] = str(values[name]).strip()
-            if new_values.get(name) != source.variables.get(name):
-                changes[name] = {
-                    "from": source.variables.get(name, ""),
-                    "to": new_values.get(name, ""),
-                }
-        if not changes:
-            raise BatchRefused(
-                {
-                    NON_FIELD: [
-                        "Change at least one value: this would be the same image."
-                    ]
-                }
-            )
-        brand = source.brand
-        kit = BrandKit.from_brand(brand) if brand is not None else None
-        filled = _slots_of(source)
-        merge = _merge_brand_of(source, kit, filled) if kit is not None else False
-        errors: dict[str, list[str]] = {}
-        try:
-            rendered = render_prompt(
-                kind=version.kind,
-                body=version.body,
-                values=new_values,
-                brand=kit,
-                reference_slots=version.reference_slots,
-                filled_slots=filled,
-                merge_brand=merge,
-            )
-        except PromptError as exc:
-            for problem in exc.problems:
-                key = value_field(problem.name) if problem.name else NON_FIELD
-                errors.setdefault(key, []).append(problem.message)
-            raise BatchRefused(errors) from exc
-        for avoided in rendered.avoided_words:
-            names = [
-                n
-                for n, ch in changes.items()
-                if avoided.word.lower() in ch["to"].lower()
-            ]
-            for name in names or [NON_FIELD]:
-                key = value_field(name) if name != NON_FIELD else NON_FIELD
-                errors.setdefault(key, []).append(avoided.message)
-        if errors:
-            raise BatchRefused(errors)
-        new_prompt = rendered.text
-    else:
-        new_prompt = (prompt if prompt is not None else source.prompt).strip()
-        if not new_prompt:
-            raise BatchRefused({"prompt": ["The prompt is empty."]})
-        if new_prompt == source.prompt:
-            raise BatchRefused(
-                {"prompt": ["Change the prompt: this would be the same image."]}
-            )
-        changes["prompt"] = {"from": source.prompt, "to": new_prompt}
-
-    with transaction.atomic():
-        budget: Budget | None = None
-        if source.campaign_id is not None:
-            campaign = Campaign.objects.select_for_update().get(pk=source.campaign_id)
-            budget = campaign_budget(campaign=campaign)
-        try:
-            generation = generation_create(
-                workspace=source.workspace,
-                backend=source.backend,
-                model=source.model,
-                prompt=new_prompt,
-                width=source.width,
-                height=source.height,
-                seed=source.seed,
-                params=source.params,
-                references=source.references,
-                created_by=user,
-                campaign=source.campaign,
-                brand=source.brand,
-                template_version=version,
-            )
-        except BackendError as exc:
-            raise BatchRefused({NON_FIELD: [exc.message]}) from exc
-        if budget is not None and not budget.fits(generation.estimated_cost):
-            raise BatchRefused(
-                {FIELD_BUDGET: [budget.refusal(generation.estimated_cost)]}
-            )
-        Generation.objects.filter(pk=generation.pk).update(
-            parent=source, changes=changes, variables=new_values
-        )
-    generation.refresh_from_db()
-    return generation
 
 
 def spec_from_generation(*, generation: Generation) -> BatchSpec:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from generation.gallery import views as views
+from generation.gallery import asset_views, review_views, views
 
 urlpatterns = [
     path("gallery/", views.workspace_gallery, name="gallery"),
@@ -13,19 +13,23 @@ urlpatterns = [
         name="campaign-gallery",
     ),
     path("batches/<uuid:code>/gallery/", views.batch_gallery, name="batch-gallery"),
-    path("assets/compare/", views.asset_compare, name="asset-compare"),
-    path("assets/bulk/", views.asset_bulk, name="asset-bulk"),
+    path("assets/compare/", asset_views.asset_compare, name="asset-compare"),
+    path("assets/bulk/", review_views.asset_bulk, name="asset-bulk"),
     # The asset page: the exact request, lineage, review trail. Batches link here too.
-    path("assets/<uuid:code>/", views.asset_detail, name="asset-detail"),
+    path("assets/<uuid:code>/", asset_views.asset_detail, name="asset-detail"),
     path("assets/<uuid:code>/image", views.asset_image, name="asset-image"),
     path("assets/<uuid:code>/thumbnail", views.asset_thumbnail, name="asset-thumbnail"),
-    path("assets/<uuid:code>/review/", views.asset_review, name="asset-review"),
-    path("assets/<uuid:code>/star/", views.asset_star, name="asset-star"),
-    path("assets/<uuid:code>/tags/", views.asset_tags, name="asset-tags"),
-    path("assets/<uuid:code>/comments/", views.asset_comment, name="asset-comment"),
+    path("assets/<uuid:code>/review/", review_views.asset_review, name="asset-review"),
+    path("assets/<uuid:code>/star/", review_views.asset_star, name="asset-star"),
+    path("assets/<uuid:code>/tags/", review_views.asset_tags, name="asset-tags"),
+    path(
+        "assets/<uuid:code>/comments/",
+        review_views.asset_comment,
+        name="asset-comment",
+    ),
     path(
         "assets/<uuid:code>/focal-point/",
-        views.asset_focal_point,
+        review_views.asset_focal_point,
         name="asset-focal-point",
     ),
 ]

@@ -119,10 +119,10 @@ def _configuration(workspace_id: int, name: str) -> BackendStatus:
             name,
             BackendConfig(
                 base_url=account.base_url or account.region,
-                extra=dict(registry.env_config(name).extra),
+                extra=dict(accounts.settings_config(name).extra),
             ),
         )
-    env = registry.env_config(name)
+    env = accounts.settings_config(name)
     keyless = name not in registry.ENV_NAMES
     if account is not None:
         source, key_present, hint = (

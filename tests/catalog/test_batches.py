@@ -14,7 +14,7 @@ from catalog.importing import catalog_import
 from catalog.models import Product, ProductGeneration
 from catalog.sources import ZipSource
 from generation.batches.common import BatchRefused
-from generation.batches.plan import FIXED, Seeds, Size, Target
+from generation.batches.spec import FIXED, Seeds, Size, Target
 from generation.engine import policy as engine
 from generation.models import Generation, GenerationState
 from tests.catalog.helpers import make_catalog, to_csv, to_zip

@@ -16,7 +16,7 @@ from catalog.marketplace import check_main_image
 from catalog.models import Product, ProductGeneration, Shot
 from catalog.sources import ZipSource
 from exports.services import export_pack_build
-from generation.batches.plan import FIXED, Seeds, Size, Target
+from generation.batches.spec import FIXED, Seeds, Size, Target
 from generation.models import Asset
 from generation.review import assets_review
 from tests.catalog.helpers import make_catalog, to_csv, to_zip

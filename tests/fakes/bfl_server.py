@@ -2,7 +2,7 @@
 HTTP on 127.0.0.1, for contract tests, the engine's integration tests and the benchmark.
 
     with FakeBFL(latency=2.0, concurrency=24) as fake:
-        backend = BFLBackend(fake.config())                  # or os.environ.update(fake.env())
+        backend = BFLBackend(fake.config())                  # or override_settings(**fake.env())
         fake.inject("rate_limit", endpoint="submit", times=2, retry_after=3)
         ...
         fake.counts["submissions"], fake.counts["polls"], fake.max_active
@@ -205,7 +205,9 @@ class FakeBFL(AsyncFake):
         return self.delivery_base
 
     def env(self) -> dict[str, str]:
-        """Environment for a worker process: BFL_API_KEY, BFL_API_URL, BFL_ALLOWED_HOSTS."""
+        """Settings (override_settings) or a worker process's environment:
+        BFL_API_KEY, BFL_API_URL, BFL_ALLOWED_HOSTS.
+        """
         return {
             "BFL_API_KEY": self.api_key,
             "BFL_API_URL": self.base_url,

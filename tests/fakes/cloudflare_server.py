@@ -2,7 +2,7 @@
 127.0.0.1, for contract tests and the engine's integration tests.
 
     with FakeCloudflare(latency=0.5) as fake:
-        backend = CloudflareBackend(fake.config())          # or os.environ.update(fake.env())
+        backend = CloudflareBackend(fake.config())          # or override_settings(**fake.env())
         fake.inject("rate_limit", retry_after=7)
         ...
         fake.requests[-1]["fields"], fake.counts["runs"]
@@ -161,7 +161,9 @@ class FakeCloudflare(FakeServer):
         return {"account_id": self.account_id}
 
     def env(self) -> dict[str, str]:
-        """Environment for a worker process: CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_URL."""
+        """Settings (override_settings) or a worker process's environment:
+        CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_URL.
+        """
         return {
             "CLOUDFLARE_API_TOKEN": self.api_token,
             "CLOUDFLARE_ACCOUNT_ID": self.account_id,

@@ -2,7 +2,7 @@
 the engine's integration tests.
 
     with FakeComfyUI(latency=0.5) as fake:
-        backend = ComfyUIBackend(fake.config())             # or os.environ.update(fake.env())
+        backend = ComfyUIBackend(fake.config())             # or override_settings(**fake.env())
         fake.inject("execution_error", exception_message="CUDA error")
         ...
         fake.graphs[prompt_id], fake.uploads, fake.counts["prompts"]

@@ -2,7 +2,7 @@
 127.0.0.1, for contract tests, the engine's integration tests and benchmarks.
 
     with FakeFal(latency=2.0) as fake:
-        backend = FalBackend(fake.config())              # or os.environ.update(fake.env())
+        backend = FalBackend(fake.config())              # or override_settings(**fake.env())
         fake.inject("rate_limit", endpoint="submit", retry_after=3)
         ...
         fake.counts["submissions"], fake.counts["status_polls"], fake.bodies
@@ -202,7 +202,9 @@ class FakeFal(FakeProvider):
         return {"allowed_hosts": self.allowed_hosts, "jwks_url": self.jwks_url}
 
     def env(self) -> dict[str, str]:
-        """Environment for a worker process (FAL_ALLOWED_HOSTS / FAL_JWKS_URL: registry extras)."""
+        """Settings (override_settings) or a worker process's environment
+        (FAL_ALLOWED_HOSTS / FAL_JWKS_URL: registry extras).
+        """
         return {
             "FAL_KEY": self.api_key,
             "FAL_QUEUE_URL": self.base_url,

@@ -2,7 +2,7 @@
 over real HTTP on 127.0.0.1, for contract tests, the engine's integration tests and benchmarks.
 
     with FakeReplicate(latency=2.0) as fake:
-        backend = ReplicateBackend(fake.config())        # or os.environ.update(fake.env())
+        backend = ReplicateBackend(fake.config())        # or override_settings(**fake.env())
         fake.inject("rate_limit", endpoint="submit", retry_after=3)
         ...
         fake.counts["submissions"], fake.counts["polls"], fake.bodies
@@ -193,7 +193,9 @@ class FakeReplicate(FakeProvider):
     # Where to point a client (config(): FakeServer's)
 
     def env(self) -> dict[str, str]:
-        """Environment for a worker process (REPLICATE_ALLOWED_HOSTS: a registry extra)."""
+        """Settings (override_settings) or a worker process's environment
+        (REPLICATE_ALLOWED_HOSTS: a registry extra).
+        """
         return {
             "REPLICATE_API_TOKEN": self.api_key,
             "REPLICATE_API_URL": self.base_url,

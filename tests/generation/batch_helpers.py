@@ -16,7 +16,7 @@ from campaigns.models import PromptTemplate, ReferenceImage, TemplateVersion
 from campaigns.prompting import template_variables
 from campaigns.references import reference_create
 from generation import caps
-from generation.batches.plan import FIXED, RANDOM, BatchSpec, Seeds, Size, Target
+from generation.batches.spec import FIXED, RANDOM, BatchSpec, Seeds, Size, Target
 from generation.engine.dispatch import generation_dispatch_one
 from generation.engine.ingest import generation_ingest
 from generation.engine.poll import generation_poll

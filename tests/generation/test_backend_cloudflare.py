@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-import os
 import time
 from decimal import Decimal
 from unittest import mock
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 from PIL import Image
 
+from generation import accounts
 from generation.backends.base import (
     BackendConfig,
     BackendError,
@@ -21,11 +21,8 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
 )
-from generation.backends.cloudflare import (
-    BACKEND_CLASS,
-    CloudflareBackend,
-    parse_retry_after,
-)
+from generation.backends.cloudflare.backend import BACKEND_CLASS, CloudflareBackend
+from generation.backends.transport import parse_retry_after
 from tests.fakes.cloudflare_server import FakeCloudflare, make_image
 
 
@@ -439,27 +436,25 @@ class ErrorMappingTests(CloudflareTestCase):
 
 class ConfigurationTests(CloudflareTestCase):
     def test_it_needs_a_token_and_an_account(self) -> None:
-        with mock.patch.dict(os.environ, {}, clear=True):
-            backend = CloudflareBackend(BackendConfig(base_url=self.fake.base_url))
-            self.assertFalse(backend.is_configured())
-            with self.assertRaises(BackendError) as caught:
-                backend.submit(request())
+        backend = CloudflareBackend(BackendConfig(base_url=self.fake.base_url))
+        self.assertFalse(backend.is_configured())
+        with self.assertRaises(BackendError) as caught:
+            backend.submit(request())
         self.assertEqual(caught.exception.error_class, ErrorClass.AUTH)
         self.assertIn("CLOUDFLARE_API_TOKEN", caught.exception.message)
         self.assertEqual(self.fake.counts["requests"], 0)
 
-    def test_it_falls_back_to_the_environment(self) -> None:
-        with mock.patch.dict(os.environ, self.fake.env(), clear=True):
-            backend = CloudflareBackend(BackendConfig())
-            self.assertTrue(backend.is_configured())
-            result = backend.submit(request()).result
-            self.assertEqual(result and result.state, ProviderState.READY)
+    def test_it_falls_back_to_the_settings(self) -> None:
+        with override_settings(**self.fake.env()):
+            backend = CloudflareBackend(accounts.settings_config("cloudflare"))
+        self.assertTrue(backend.is_configured())
+        result = backend.submit(request()).result
+        self.assertEqual(result and result.state, ProviderState.READY)
 
     def test_the_default_base_url_is_cloudflares(self) -> None:
-        with mock.patch.dict(os.environ, {}, clear=True):
-            backend = CloudflareBackend(
-                BackendConfig(api_key="t", extra={"account_id": "acc"})
-            )
+        backend = CloudflareBackend(
+            BackendConfig(api_key="t", extra={"account_id": "acc"})
+        )
         spec = backend.capabilities().models["flux-2-dev"]
         self.assertEqual(
             backend.run_url(spec),

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from unittest import mock
 
 import httpx
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 from PIL import Image
 
+from generation import accounts
 from generation.backends.base import (
     BackendConfig,
     BackendError,
@@ -26,10 +25,9 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
 )
-from generation.backends.comfyui import (
-    BACKEND_CLASS,
+from generation.backends.comfyui.backend import BACKEND_CLASS, ComfyUIBackend
+from generation.backends.comfyui.workflow import (
     WORKFLOW_DIR,
-    ComfyUIBackend,
     build_graph,
     load_workflow,
 )
@@ -429,9 +427,11 @@ class RuleTests(ComfyUITestCase):
         self.assertEqual(self.backend.estimate_cost(request()), Decimal(0))
         priced = ComfyUIBackend(self.fake.config(price_per_image="0.004"))
         self.assertEqual(priced.estimate_cost(request()), Decimal("0.004"))
-        with mock.patch.dict(os.environ, {"COMFYUI_PRICE_PER_IMAGE": "0.01"}):
+        with override_settings(**self.fake.env(), COMFYUI_PRICE_PER_IMAGE="0.01"):
             self.assertEqual(
-                ComfyUIBackend(self.fake.config()).estimate_cost(request()),
+                ComfyUIBackend(accounts.settings_config("comfyui")).estimate_cost(
+                    request()
+                ),
                 Decimal("0.01"),
             )
 
@@ -619,19 +619,18 @@ class FaultTests(ComfyUITestCase):
 
 class ConfigurationTests(ComfyUITestCase):
     def test_it_needs_a_url(self) -> None:
-        with mock.patch.dict(os.environ, {}, clear=True):
-            backend = ComfyUIBackend(BackendConfig())
-            self.assertFalse(backend.is_configured())
-            with self.assertRaises(BackendError) as caught:
-                backend.submit(request())
+        backend = ComfyUIBackend(BackendConfig())
+        self.assertFalse(backend.is_configured())
+        with self.assertRaises(BackendError) as caught:
+            backend.submit(request())
         self.assertEqual(caught.exception.error_class, ErrorClass.AUTH)
         self.assertIn("COMFYUI_URL", caught.exception.message)
 
-    def test_it_falls_back_to_comfyui_url(self) -> None:
-        with mock.patch.dict(os.environ, self.fake.env(), clear=True):
-            backend = ComfyUIBackend(BackendConfig())
-            self.assertTrue(backend.is_configured())
-            submission = backend.submit(request())
+    def test_it_falls_back_to_the_comfyui_url_setting(self) -> None:
+        with override_settings(**self.fake.env()):
+            backend = ComfyUIBackend(accounts.settings_config("comfyui"))
+        self.assertTrue(backend.is_configured())
+        submission = backend.submit(request())
         self.assertIn(submission.task_id, self.fake.graphs)
 
     def test_bearer_and_basic_auth(self) -> None:

@@ -21,11 +21,11 @@ from decimal import Decimal
 from pathlib import Path
 from unittest import mock
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 from PIL import Image
 
-from generation import tasks
-from generation.backends import diffusers_pipeline, registry
+from generation import accounts, tasks
+from generation.backends import diffusers_pipeline, diffusers_weights, registry
 from generation.backends.base import (
     BackendConfig,
     BackendError,
@@ -41,6 +41,18 @@ from tests.generation.test_engine_state import EngineTestCase, ScriptedBackend
 from tests.generation.test_generate_command import CommandTestCase
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def unset_settings() -> override_settings:
+    """The operator's diffusers settings, all empty (whatever this machine's environment says)."""
+    return override_settings(
+        FLUX2_MODEL_PATH="",
+        FLUX2_MODELS="",
+        FLUX2_OFFLOAD="",
+        DIFFUSERS_PRICE_PER_IMAGE="",
+    )
+
+
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 HAS_TORCH = all(
     importlib.util.find_spec(name) is not None
@@ -97,17 +109,10 @@ class TempDirTestCase(SimpleTestCase):
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
         self.tmp = Path(tmp.name)
-        # The environment must not configure the backend behind a test's back.
-        env = mock.patch.dict(os.environ)
-        env.start()
-        self.addCleanup(env.stop)
-        for name in (
-            "FLUX2_MODEL_PATH",
-            "FLUX2_MODELS",
-            "FLUX2_OFFLOAD",
-            "DIFFUSERS_PRICE_PER_IMAGE",
-        ):
-            os.environ.pop(name, None)
+        # The operator's settings must not configure the backend behind a test's back.
+        unset = unset_settings()
+        unset.enable()
+        self.addCleanup(unset.disable)
 
     def backend(self, path: Path | str = "", **extra: str) -> DiffusersBackend:
         return DiffusersBackend(BackendConfig(base_url=str(path), extra=extra))
@@ -140,10 +145,12 @@ class ModuleTests(SimpleTestCase):
         )
         self.assertEqual(out.stdout.strip(), "[]")
 
-    def test_the_pipeline_module_is_python_311_and_knows_no_django(self) -> None:
-        # .venv-ml runs it on Python 3.11 (ruff checks it at py311 too: pyproject).
+    def test_the_pipeline_modules_are_python_311_and_know_no_django(self) -> None:
+        # .venv-ml runs them on Python 3.11 (ruff checks them at py311 too: pyproject). The
+        # pipeline imports one sibling, the weights scanner, which follows the same rules.
         for path in (
             ROOT / "generation/backends/diffusers_pipeline.py",
+            ROOT / "generation/backends/diffusers_weights.py",
             ROOT / "tests/ml/tiny_flux2.py",
         ):
             tree = ast.parse(path.read_text(), str(path), feature_version=(3, 11))
@@ -159,18 +166,23 @@ class ModuleTests(SimpleTestCase):
             }
             self.assertNotIn("django", imported, path)
             self.assertNotIn("generation", imported - {""}, path)
+            siblings = {
+                node.module
+                for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.level
+            }
+            self.assertLessEqual(siblings, {"diffusers_weights"}, path)
 
-    def test_it_is_registered_and_reads_the_environment(self) -> None:
+    @override_settings(
+        FLUX2_MODEL_PATH="/srv/flux2",
+        FLUX2_MODELS="flux-2-dev",
+        DIFFUSERS_PRICE_PER_IMAGE="0.002",
+        FLUX2_OFFLOAD="model",
+    )
+    def test_it_is_registered_and_reads_the_settings(self) -> None:
         self.assertIs(registry.BACKENDS["diffusers"], DiffusersBackend)
-        env = {
-            "FLUX2_MODEL_PATH": "/srv/flux2",
-            "FLUX2_MODELS": "flux-2-dev",
-            "DIFFUSERS_PRICE_PER_IMAGE": "0.002",
-            "FLUX2_OFFLOAD": "model",
-        }
-        with mock.patch.dict(os.environ, env):
-            config = registry.env_config("diffusers")
-            backend = registry.get_backend("diffusers")
+        config = accounts.settings_config("diffusers")
+        backend = registry.get_backend("diffusers", config)
         self.assertEqual(config.base_url, "/srv/flux2")
         self.assertEqual(
             dict(config.extra),
@@ -233,11 +245,11 @@ class ConfigurationTests(TempDirTestCase):
             flux_2_klein_9b="FLUX.2-klein-9B",
         )
         self.assertEqual(
-            sorted(diffusers_pipeline.find_models(root)),
+            sorted(diffusers_weights.find_models(root)),
             ["flux-2-dev", "flux-2-klein-9b"],
         )
         self.assertEqual(
-            list(diffusers_pipeline.find_models(root / "FLUX.2-klein-9B")),
+            list(diffusers_weights.find_models(root / "FLUX.2-klein-9B")),
             ["flux-2-klein-9b"],
         )
 
@@ -249,7 +261,7 @@ class ConfigurationTests(TempDirTestCase):
         (root / "mystery" / "model_index.json").write_text(
             json.dumps({"_class_name": "Flux2KleinPipeline"})
         )
-        found, problems = diffusers_pipeline.scan(root)
+        found, problems = diffusers_weights.scan(root)
         self.assertEqual(found, {})
         self.assertIn(
             "is a Flux2Pipeline, flux-2-klein-4b needs a Flux2KleinPipeline",
@@ -524,11 +536,9 @@ class CommandTests(CommandTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        env = mock.patch.dict(os.environ)
-        env.start()
-        self.addCleanup(env.stop)
-        for name in ("FLUX2_MODEL_PATH", "FLUX2_MODELS", "DIFFUSERS_PRICE_PER_IMAGE"):
-            os.environ.pop(name, None)
+        unset = unset_settings()
+        unset.enable()
+        self.addCleanup(unset.disable)
 
     def test_without_weights_it_exits_3_before_anything_is_stored(self) -> None:
         code, _out, err = self.generate(
@@ -541,9 +551,13 @@ class CommandTests(CommandTestCase):
     def test_a_generation_runs_through_the_engine_and_is_stored(self) -> None:
         # The pipeline stands in here (no torch in this interpreter): the engine's synchronous path
         # (submit answers the image, stored in the same step) is what this checks.
-        os.environ["FLUX2_MODEL_PATH"] = str(
-            weights_folder(self.tmp / "weights", "flux-2-klein-4b")
+        weights = override_settings(
+            FLUX2_MODEL_PATH=str(
+                weights_folder(self.tmp / "weights", "flux-2-klein-4b")
+            )
         )
+        weights.enable()
+        self.addCleanup(weights.disable)
         calls: list[diffusers_pipeline.Job] = []
 
         def generate(root: str, job: diffusers_pipeline.Job, offload: str):
@@ -583,7 +597,9 @@ class CommandTests(CommandTestCase):
 
         tiny_flux2.save_model(self.tmp / "weights", "flux-2-klein-4b")
         self.addCleanup(diffusers_pipeline.unload)
-        os.environ["FLUX2_MODEL_PATH"] = str(self.tmp / "weights")
+        weights = override_settings(FLUX2_MODEL_PATH=str(self.tmp / "weights"))
+        weights.enable()
+        self.addCleanup(weights.disable)
         out_file = self.tmp / "tiny.png"
         code, out, err = self.generate(
             "--backend", "diffusers", "--model", "flux-2-klein-4b", "--prompt", "A red mug",

@@ -10,10 +10,10 @@ from decimal import Decimal
 from unittest import mock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 from PIL import Image
 
-from generation.backends import fal
+from generation import accounts
 from generation.backends.base import (
     BackendConfig,
     BackendError,
@@ -25,7 +25,11 @@ from generation.backends.base import (
     RuleViolation,
     Submission,
 )
-from generation.backends.fal import FalBackend
+from generation.backends.fal import backend as fal_backend
+from generation.backends.fal import webhooks as fal_webhooks
+from generation.backends.fal.backend import FalBackend
+from generation.backends.fal.contract import data_uri
+from generation.backends.fal.results import result_from_output
 from tests.fakes.fal_server import FakeFal, WebhookReceiver, make_image
 
 SERVED = {
@@ -71,7 +75,7 @@ class FalTestCase(SimpleTestCase):
         self.fake.latency = 0.0
         self.fake.queue_latency = 0.0
         self.fake.omit_urls = False
-        fal.clear_jwks_cache()
+        fal_webhooks.clear_jwks_cache()
         self.backend = FalBackend(self.fake.config(read_timeout="0.5"))
 
     def run_to_end(self, request: GenerationRequest) -> tuple[Submission, PollResult]:
@@ -94,7 +98,7 @@ class FalTestCase(SimpleTestCase):
 
 class ModelMappingTests(FalTestCase):
     def test_it_maps_each_studio_model_it_serves_to_its_fal_endpoint(self) -> None:
-        self.assertIs(fal.BACKEND_CLASS, FalBackend)
+        self.assertIs(fal_backend.BACKEND_CLASS, FalBackend)
         models = self.backend.capabilities().models
         self.assertEqual(
             {name: spec.provider_model for name, spec in models.items()}, SERVED
@@ -159,21 +163,15 @@ class ModelMappingTests(FalTestCase):
             self.fake.submit_headers[0]["authorization"], f"Key {self.fake.api_key}"
         )
 
-    def test_it_reads_the_key_and_queue_url_from_the_environment(self) -> None:
-        env = {"FAL_KEY": self.fake.api_key, "FAL_QUEUE_URL": self.fake.base_url}
-        with mock.patch.dict("os.environ", env):
-            backend = FalBackend(
-                BackendConfig(extra={"allowed_hosts": self.fake.allowed_hosts})
-            )
-            self.assertTrue(backend.is_configured())
-            self.assertEqual(
-                backend.submit(req()).poll_url.split("/fal-ai/")[0], self.fake.base_url
-            )
-        with mock.patch.dict("os.environ", {}, clear=True):
-            self.assertFalse(FalBackend(BackendConfig()).is_configured())
-            self.assertEqual(
-                FalBackend(BackendConfig()).base_url, "https://queue.fal.run"
-            )
+    def test_it_reads_the_key_and_queue_url_from_the_settings(self) -> None:
+        with override_settings(**self.fake.env()):
+            backend = FalBackend(accounts.settings_config("fal"))
+        self.assertTrue(backend.is_configured())
+        self.assertEqual(
+            backend.submit(req()).poll_url.split("/fal-ai/")[0], self.fake.base_url
+        )
+        self.assertFalse(FalBackend(BackendConfig()).is_configured())
+        self.assertEqual(FalBackend(BackendConfig()).base_url, "https://queue.fal.run")
 
 
 class QueueProtocolTests(FalTestCase):
@@ -474,8 +472,8 @@ class FetchTests(FalTestCase):
 
     def test_an_inline_data_uri_result_needs_no_download(self) -> None:
         png = make_image(32, 32)
-        output = {"images": [{"url": fal.data_uri(png, "image/png")}], "seed": 1}
-        result = fal.result_from_output(output)
+        output = {"images": [{"url": data_uri(png, "image/png")}], "seed": 1}
+        result = result_from_output(output)
         self.assertEqual(self.backend.fetch(result), (png, "image/png"))
 
 
@@ -650,7 +648,7 @@ class WebhookTests(FalTestCase):
         self.parse(headers, body)
         self.fake.signing_key = Ed25519PrivateKey.generate()
         body, headers = self.fake.webhook_message(self.fake.task(task_id), None)
-        with mock.patch.object(fal, "JWKS_MIN_REFRESH", 0.0):
+        with mock.patch.object(fal_webhooks, "JWKS_MIN_REFRESH", 0.0):
             self.assertEqual(self.parse(headers, body)[0], task_id)
         self.assertEqual(self.fake.counts["jwks"], 2)
 

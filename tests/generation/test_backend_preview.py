@@ -9,7 +9,6 @@ from decimal import Decimal
 from django.test import SimpleTestCase
 from PIL import Image, ImageChops
 
-from generation.backends import preview
 from generation.backends.base import (
     BackendConfig,
     ErrorClass,
@@ -18,7 +17,9 @@ from generation.backends.base import (
     ReferenceInput,
     RuleViolation,
 )
-from generation.backends.preview import BANNER, PreviewBackend
+from generation.backends.preview import text as preview_text
+from generation.backends.preview.backend import PreviewBackend
+from generation.backends.preview.spec import BANNER, STUDIO_MODELS
 from tests.fakes.bfl_server import make_image
 
 PALETTE = ("#1A1A2E", "#E94560", "#F5F0E1")
@@ -137,16 +138,16 @@ class PreviewTests(SimpleTestCase):
         )
         colours = {colour for _, colour in image.convert("RGB").getcolors(1 << 22)}
         for hex_colour in PALETTE:
-            self.assertIn(preview.parse_colour(hex_colour), colours)
+            self.assertIn(preview_text.parse_colour(hex_colour), colours)
         self.assertIn((1, 254, 3), colours)  # the PNG reference, pasted as a thumbnail
 
     def test_quoted_text_becomes_the_headline(self) -> None:
-        headline, body = preview._text_of(
+        headline, body = preview_text.text_of(
             'Poster: "Autumn Roast" and “Since 1962”, "Autumn Roast" again'
         )
         self.assertEqual(headline, "Autumn Roast / Since 1962")
         self.assertIn("Poster", body)
-        headline, body = preview._text_of(
+        headline, body = preview_text.text_of(
             '{"scene": {"setting": "beach"}, "text": "\\"Summer sale\\""}'
         )
         self.assertEqual(headline, "Summer sale")
@@ -164,7 +165,7 @@ class PreviewTests(SimpleTestCase):
             with self.subTest(size=(request.width, request.height)):
                 image = self.image(self.render(request))
                 self.assertEqual(image.size, (request.width, request.height))
-        self.assertEqual(preview.printable("Café — 2×"), "Cafe - 2x")
+        self.assertEqual(preview_text.printable("Café — 2×"), "Cafe - 2x")
 
     def test_it_is_fast(self) -> None:
         request = req(
@@ -177,7 +178,7 @@ class PreviewTests(SimpleTestCase):
         self.assertLess(time.perf_counter() - started, 0.5)
 
     def test_every_studio_model_is_accepted(self) -> None:
-        for model in preview.STUDIO_MODELS:
+        for model in STUDIO_MODELS:
             self.backend.validate(
                 req(model=model, references=(ref(),) * 8, width=2048, height=2048)
             )

@@ -10,10 +10,10 @@ import time
 from decimal import Decimal
 from unittest import mock
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 from PIL import Image
 
-from generation.backends import replicate
+from generation import accounts
 from generation.backends.base import (
     BackendConfig,
     BackendError,
@@ -25,7 +25,9 @@ from generation.backends.base import (
     RuleViolation,
     Submission,
 )
-from generation.backends.replicate import ReplicateBackend
+from generation.backends.replicate import backend as replicate_backend
+from generation.backends.replicate import contract as replicate_contract
+from generation.backends.replicate.backend import ReplicateBackend
 from tests.fakes.fal_server import WebhookReceiver, make_image
 from tests.fakes.replicate_server import FakeReplicate
 
@@ -74,7 +76,7 @@ class ReplicateTestCase(SimpleTestCase):
         self.fake.latency = 0.0
         self.fake.queue_latency = 0.0
         self.fake.url_ttl = 3600.0
-        replicate._secret_cache.clear()
+        replicate_backend._secret_cache.clear()
         self.backend = ReplicateBackend(self.fake.config(read_timeout="0.5"))
 
     def run_to_end(self, request: GenerationRequest) -> tuple[Submission, PollResult]:
@@ -99,7 +101,7 @@ class ModelMappingTests(ReplicateTestCase):
     def test_it_maps_each_studio_model_it_serves_to_a_black_forest_labs_model(
         self,
     ) -> None:
-        self.assertIs(replicate.BACKEND_CLASS, ReplicateBackend)
+        self.assertIs(replicate_backend.BACKEND_CLASS, ReplicateBackend)
         models = self.backend.capabilities().models
         self.assertEqual(
             {name: spec.provider_model for name, spec in models.items()}, SERVED
@@ -184,23 +186,20 @@ class ModelMappingTests(ReplicateTestCase):
         self.assertNotIn("prefer", headers)
         self.assertEqual(self.fake.counts["prefer_wait"], 0)
 
-    def test_it_reads_the_token_and_url_from_the_environment(self) -> None:
-        env = {
-            "REPLICATE_API_TOKEN": self.fake.api_key,
-            "REPLICATE_API_URL": f"{self.fake.base_url}/v1",
-        }
-        with mock.patch.dict("os.environ", env):
-            backend = ReplicateBackend(
-                BackendConfig(extra={"allowed_hosts": self.fake.allowed_hosts})
-            )
-            self.assertTrue(backend.is_configured())
-            self.assertEqual(backend.base_url, self.fake.base_url)
-            backend.submit(req())
-        with mock.patch.dict("os.environ", {}, clear=True):
-            self.assertFalse(ReplicateBackend(BackendConfig()).is_configured())
-            self.assertEqual(
-                ReplicateBackend(BackendConfig()).base_url, "https://api.replicate.com"
-            )
+    def test_it_reads_the_token_and_url_from_the_settings(self) -> None:
+        with override_settings(
+            REPLICATE_API_TOKEN=self.fake.api_key,
+            REPLICATE_API_URL=f"{self.fake.base_url}/v1",
+            REPLICATE_ALLOWED_HOSTS=self.fake.allowed_hosts,
+        ):
+            backend = ReplicateBackend(accounts.settings_config("replicate"))
+        self.assertTrue(backend.is_configured())
+        self.assertEqual(backend.base_url, self.fake.base_url)
+        backend.submit(req())
+        self.assertFalse(ReplicateBackend(BackendConfig()).is_configured())
+        self.assertEqual(
+            ReplicateBackend(BackendConfig()).base_url, "https://api.replicate.com"
+        )
 
 
 class PredictionTests(ReplicateTestCase):
@@ -329,10 +328,10 @@ class HttpFaultTests(ReplicateTestCase):
 
     def test_the_fakes_schema_check_reaches_the_client_as_a_422(self) -> None:
         wrong = dataclasses.replace(
-            replicate.MODELS["flux-2-klein-4b"], images_field="input_images"
+            replicate_contract.MODELS["flux-2-klein-4b"], images_field="input_images"
         )
         with (
-            mock.patch.dict(replicate.MODELS, {"flux-2-klein-4b": wrong}),
+            mock.patch.dict(replicate_contract.MODELS, {"flux-2-klein-4b": wrong}),
             self.assertRaises(BackendError) as caught,
         ):
             self.backend.submit(req("flux-2-klein-4b", references=(ref(),)))

@@ -11,23 +11,15 @@ from campaigns.prompting import BrandKit
 from generation.backends.base import BackendConfig, ReferenceInput
 from generation.backends.bfl import MODELS as BFL_MODELS
 from generation.backends.bfl import BFLBackend
-from generation.backends.preview import PreviewBackend
-from generation.batches.plan import (
-    FIXED,
-    MAX_SEED,
-    BatchSpec,
-    Row,
-    Seeds,
-    Size,
-    Target,
-    TemplateInput,
-    fit_size,
+from generation.backends.preview.backend import PreviewBackend
+from generation.batches.parsing import (
     parse_rows,
     parse_seeds,
     parse_sizes,
     parse_values,
-    plan_batch,
 )
+from generation.batches.plan import TemplateInput, fit_size, plan_batch
+from generation.batches.spec import FIXED, MAX_SEED, BatchSpec, Row, Seeds, Size, Target
 
 BODY = 'Poster: "{headline}" above a coffee bag {scene}, warm light'
 TEMPLATE = TemplateInput(kind="text", body=BODY, variables=("headline", "scene"))

@@ -12,20 +12,19 @@ from django.test import override_settings
 from campaigns.models import Campaign
 from generation import caps
 from generation.backends.base import BackendError, ErrorClass
+from generation.batches.change_one import Edits, variant_from_asset
 from generation.batches.common import BatchRefused
-from generation.batches.plan import FIXED, Seeds, Size
+from generation.batches.preview import batch_preview
 from generation.batches.progress import batch_progress
+from generation.batches.rerun import batch_rerun_with_axis, batch_retry_failed
 from generation.batches.services import (
     batch_cancel,
     batch_create,
     batch_dispatch,
-    batch_preview,
-    batch_rerun_with_axis,
-    batch_retry_failed,
     batch_sync_state,
 )
+from generation.batches.spec import FIXED, Seeds, Size
 from generation.batches.targets import target_options
-from generation.batches.variants import variant_from_asset
 from generation.engine.dispatch import generation_dispatch
 from generation.engine.failure import generation_fail
 from generation.models import Batch, Generation, GenerationState
@@ -372,7 +371,9 @@ class ChangeOneThingTests(BatchTestCase):
         asset = source.asset
         with self.captureOnCommitCallbacks(execute=True):
             variant = variant_from_asset(
-                asset=asset, user=self.eddie, values={"headline": "Half price"}
+                asset=asset,
+                user=self.eddie,
+                edits=Edits(values={"headline": "Half price"}),
             )
         self.assertEqual(variant.parent_id, source.pk)
         self.assertEqual(
@@ -413,12 +414,16 @@ class ChangeOneThingTests(BatchTestCase):
         source = self.run_generation(Generation.objects.get(batch=batch))
         with self.assertRaises(BatchRefused) as same:
             variant_from_asset(
-                asset=source.asset, user=self.eddie, values={"headline": "A"}
+                asset=source.asset,
+                user=self.eddie,
+                edits=Edits(values={"headline": "A"}),
             )
-        self.assertIn("Change at least one value", same.exception.messages[0])
+        self.assertIn("Change at least one thing", same.exception.messages[0])
         with self.assertRaises(BatchRefused) as avoided:
             variant_from_asset(
-                asset=source.asset, user=self.eddie, values={"headline": "Cheap"}
+                asset=source.asset,
+                user=self.eddie,
+                edits=Edits(values={"headline": "Cheap"}),
             )
         self.assertIn("value_headline", avoided.exception.errors)
         self.assertEqual(Generation.objects.count(), 1)

@@ -12,9 +12,10 @@ from django.urls import reverse
 
 from campaigns.models import Campaign
 from generation.backends.base import BackendError, ErrorClass
-from generation.batches import services as batch_services
-from generation.batches.plan import FIXED, Seeds, plan_batch
+from generation.batches import preview as batch_previews
+from generation.batches.plan import plan_batch
 from generation.batches.services import batch_create
+from generation.batches.spec import FIXED, Seeds
 from generation.engine.failure import generation_fail
 from generation.models import Batch, Generation, GenerationState
 from tests.generation.batch_helpers import (
@@ -168,7 +169,7 @@ class BuilderTests(BatchTestCase):
         # made is the one batch_create stores (it used to plan the whole batch a second time).
         self.client.force_login(self.eddie)
         with mock.patch.object(
-            batch_services, "plan_batch", wraps=plan_batch
+            batch_previews, "plan_batch", wraps=plan_batch
         ) as planned:
             r = self.client.post(
                 reverse("generation:batch-create"), self.form_data(), headers=HTMX

@@ -8,6 +8,7 @@ review action. Equal counts at both sizes mean no N+1 query hides in a card.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from django.urls import reverse
@@ -112,11 +113,18 @@ class GalleryQueryCountTests(StudioTestCase):
         )
 
         with self.assertNumQueries(FILTERED_RESULTS):
-            self.client.get(
+            r = self.client.get(
                 base,
                 {"status": "pending", "tag": "hero", "var": "headline=Offer 0"},
                 headers={**HTMX, "HX-Target": "gallery-results"},
             )
+        # Exactly the pending (i % 3 == 0), tagged (i even), "Offer 0" (i % 5 == 0) assets: every
+        # 30th, newest first, and no other card.
+        shown = re.findall(r'<article id="asset-([0-9a-f-]{36})"', r.content.decode())
+        matching = Asset.objects.filter(pk__in=[a.pk for a in assets[::30]])
+        expected = [str(code) for code in matching.values_list("code", flat=True)]
+        self.assertTrue(expected)
+        self.assertEqual(shown, expected[: gallery.PAGE_SIZE])
 
         card = assets[0]
         with self.assertNumQueries(CARD_ACTION):

@@ -8,7 +8,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from django.core.management import call_command
 from django.test import TestCase, override_settings
@@ -183,10 +182,7 @@ class GenerateCommandTests(CommandTestCase):
         self.assertIn("403", err)
 
     def test_no_key_at_all_exits_3_before_anything_is_stored(self) -> None:
-        with (
-            override_settings(BFL_API_KEY=""),
-            mock.patch.dict("os.environ", {"BFL_API_KEY": ""}),
-        ):
+        with override_settings(BFL_API_KEY=""):
             code, _out, err = self.generate("--backend", "bfl", "--prompt", "x")
         self.assertEqual(code, 3)
         self.assertOneLine(err, "bad key: ")

@@ -7,12 +7,10 @@ variables (FAL_KEY, REPLICATE_API_TOKEN, CLOUDFLARE_API_TOKEN + CLOUDFLARE_ACCOU
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, ClassVar
-from unittest import mock
 
 from django.core.management import call_command
 from django.test import TestCase, override_settings
@@ -63,9 +61,9 @@ class BackendCommandTestCase(TestCase):
         )
         overrides.enable()
         self.addCleanup(overrides.disable)
-        env = mock.patch.dict(os.environ, self.fake.env())
-        env.start()
-        self.addCleanup(env.stop)
+        env = override_settings(**self.fake.env())
+        env.enable()
+        self.addCleanup(env.disable)
         self.tmp = Path(tempfile.mkdtemp(prefix="generate-cmd-backends-"))
         self.addCleanup(self._clear_redis)
 
@@ -133,7 +131,7 @@ class FalCommandTests(BackendCommandTestCase):
         )  # the /edit endpoint with the reference
 
     def test_a_bad_key_exits_3(self) -> None:
-        with mock.patch.dict(os.environ, {"FAL_KEY": "wrong-key"}):
+        with override_settings(**{"FAL_KEY": "wrong-key"}):
             code, _out, err = self.generate(
                 "--backend", "fal", "--prompt", "x", "--width", "256", "--height", "256"
             )
@@ -253,7 +251,7 @@ class CloudflareCommandTests(BackendCommandTestCase):
         self.assertOneLine(err, "provider down after 2 retries")
 
     def test_no_account_id_exits_3_before_anything_is_stored(self) -> None:
-        with mock.patch.dict(os.environ, {"CLOUDFLARE_ACCOUNT_ID": ""}):
+        with override_settings(**{"CLOUDFLARE_ACCOUNT_ID": ""}):
             code, _out, err = self.generate(
                 "--backend",
                 "cloudflare",
@@ -301,7 +299,7 @@ class ComfyUICommandTests(BackendCommandTestCase):
         self.assertIn("CUDA error: boom", err)
 
     def test_an_unreachable_server_is_provider_down(self) -> None:
-        with mock.patch.dict(os.environ, {"COMFYUI_URL": "http://127.0.0.1:9"}):
+        with override_settings(**{"COMFYUI_URL": "http://127.0.0.1:9"}):
             code, _out, err = self.generate(
                 "--backend",
                 "comfyui",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
-from unittest import mock
 
 from django.test import override_settings
 from django.urls import reverse
@@ -38,12 +36,11 @@ class OperatorTestCase(StudioTestCase):
         )
         overrides.enable()
         self.addCleanup(overrides.disable)
-        env = mock.patch.dict(
-            os.environ,
-            {"FAL_KEY": "", "REPLICATE_API_TOKEN": "", "COMFYUI_URL": ""},
+        env = override_settings(
+            **{"FAL_KEY": "", "REPLICATE_API_TOKEN": "", "COMFYUI_URL": ""}
         )
-        env.start()
-        self.addCleanup(env.stop)
+        env.enable()
+        self.addCleanup(env.disable)
         self.addCleanup(self._clear_redis)
 
     def _clear_redis(self) -> None:

@@ -7,7 +7,7 @@ from collections import Counter
 
 from django.db.models import Count
 
-from generation.gallery import queries as gallery
+from generation.gallery import counts as gallery
 from generation.models import Asset, ReviewTally
 from tests.base import StudioTestCase
 from tests.factories import make_asset, make_campaign

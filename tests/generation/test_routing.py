@@ -8,7 +8,6 @@ The fallback tests run the real BFL and fal clients against their fake servers (
 from __future__ import annotations
 
 import io
-import os
 import time
 import uuid
 from datetime import timedelta
@@ -198,9 +197,9 @@ class PlanTests(RedisPrefixMixin, TestCase):
             "COMFYUI_URL": "",
             "FLUX2_MODEL_PATH": "",
         }
-        patcher = mock.patch.dict(os.environ, env)
-        patcher.start()
-        self.addCleanup(patcher.stop)
+        patcher = override_settings(**env)
+        patcher.enable()
+        self.addCleanup(patcher.disable)
         overrides = override_settings(BFL_API_KEY="bfl-key")
         overrides.enable()
         self.addCleanup(overrides.disable)
@@ -374,12 +373,12 @@ class FallbackTestCase(RedisPrefixMixin, TestCase):
         )
         overrides.enable()
         self.addCleanup(overrides.disable)
-        for patcher in (
-            mock.patch.dict(os.environ, self.fal.env()),
-            mock.patch("generation.tasks.wake_dispatcher"),
-        ):
-            patcher.start()
-            self.addCleanup(patcher.stop)
+        fal_settings = override_settings(**self.fal.env())
+        fal_settings.enable()
+        self.addCleanup(fal_settings.disable)
+        patcher = mock.patch("generation.tasks.wake_dispatcher")
+        patcher.start()
+        self.addCleanup(patcher.stop)
 
     def create(
         self, backend: str = "bfl", fallback: tuple[str, ...] = ("fal",), **kw: Any
@@ -510,13 +509,13 @@ class FallbackTests(FallbackTestCase):
     def test_with_no_usable_fallback_it_fails_with_the_first_error_and_says_why(
         self,
     ) -> None:
-        with mock.patch.dict(os.environ, {"REPLICATE_API_TOKEN": "r8_token"}):
+        with override_settings(**{"REPLICATE_API_TOKEN": "r8_token"}):
             generation = self.create(fallback=("replicate",))
         self.assertEqual(generation.fallbacks, ["replicate"])
         # Replicate's token was removed meanwhile: at fallback time it cannot serve.
         with (
             override_settings(BFL_API_KEY="bfl_wrong_key"),
-            mock.patch.dict(os.environ, {"REPLICATE_API_TOKEN": ""}),
+            override_settings(**{"REPLICATE_API_TOKEN": ""}),
         ):
             row = self.drive(generation)
         self.assertEqual(
@@ -536,17 +535,17 @@ class FallbackTests(FallbackTestCase):
     def test_a_fallback_that_cannot_serve_is_passed_over_when_the_route_is_planned(
         self,
     ) -> None:
-        with mock.patch.dict(os.environ, {"REPLICATE_API_TOKEN": ""}):
+        with override_settings(**{"REPLICATE_API_TOKEN": ""}):
             generation = self.create(fallback=("replicate", "fal"))
         self.assertEqual(generation.fallbacks, ["fal"])
         self.assertIn("not configured", generation.route[0]["passed_over"]["replicate"])
 
     def test_a_chain_of_two_fallbacks(self) -> None:
-        with mock.patch.dict(os.environ, {"REPLICATE_API_TOKEN": "r8_token"}):
+        with override_settings(**{"REPLICATE_API_TOKEN": "r8_token"}):
             generation = self.create(fallback=("replicate", "fal"))
         with (
             override_settings(BFL_API_KEY="bfl_wrong_key"),
-            mock.patch.dict(os.environ, {"REPLICATE_API_TOKEN": ""}),
+            override_settings(**{"REPLICATE_API_TOKEN": ""}),
         ):
             row = self.drive(generation)
         self.assertEqual((row.state, row.backend), (S.SUCCEEDED, "fal"))

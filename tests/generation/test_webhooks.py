@@ -6,7 +6,6 @@ is ignored. The fakes POST over real HTTP to a live test server (STUDIO_PUBLIC_U
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from typing import Any, ClassVar
@@ -15,7 +14,7 @@ from unittest import mock
 from django.test import LiveServerTestCase, TestCase, override_settings
 from django.urls import reverse
 
-from generation import caps, webhooks
+from generation import accounts, caps, webhooks
 from generation.engine.create import generation_create
 from generation.engine.dispatch import generation_dispatch_one
 from generation.engine.ingest import generation_ingest
@@ -71,7 +70,6 @@ class WebhookFlowMixin:
         self.addCleanup(overrides.disable)  # type: ignore[attr-defined]
         self.ingests: list[tuple[Any, ...]] = []
         patchers = [
-            mock.patch.dict(os.environ, self.env_for_fake()),
             mock.patch(
                 "generation.tasks.generation_ingest.apply_async",
                 side_effect=lambda args, **kw: self.ingests.append(args),
@@ -89,9 +87,6 @@ class WebhookFlowMixin:
             client.delete(*keys)
 
     def settings_for_fake(self) -> dict[str, Any]:
-        return {}
-
-    def env_for_fake(self) -> dict[str, str]:
         return dict(self.fake.env())
 
     def poll_count_at_the_fake(self) -> int:
@@ -181,9 +176,6 @@ class BFLWebhookTests(WebhookFlowMixin, LiveServerTestCase):
             "BFL_API_URL": self.fake.base_url,
             "BFL_ALLOWED_HOSTS": self.fake.allowed_hosts,
         }
-
-    def env_for_fake(self) -> dict[str, str]:
-        return {}
 
     def test_the_submission_carries_a_per_generation_url_and_secret(self) -> None:
         generation, _nxt = self.submit()
@@ -390,10 +382,8 @@ class ReceiverTests(TestCase):
         )
 
     def test_without_a_public_url_no_callback_is_asked_for(self) -> None:
-        from generation.backends.registry import get_backend
-
         generation = self.make()
-        backend = get_backend("bfl")
+        backend = accounts.build("bfl", accounts.settings_config("bfl"))
         request = _request_for(generation)
         self.assertEqual(
             webhooks.attach(generation, backend, request).webhook_url,
@@ -411,7 +401,11 @@ class ReceiverTests(TestCase):
             self.assertIsNone(webhooks.attach(generation, backend, request).webhook_url)
         generation.backend = "cloudflare"  # calls no one back
         self.assertIsNone(
-            webhooks.attach(generation, get_backend("cloudflare"), request).webhook_url
+            webhooks.attach(
+                generation,
+                accounts.build("cloudflare", accounts.settings_config("cloudflare")),
+                request,
+            ).webhook_url
         )
 
     def test_the_first_poll_waits_longer_when_a_callback_is_expected(self) -> None:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from generation.backends import diffusers_pipeline as dp
+from generation.backends import diffusers_weights as dw
 
 MODELS = ("flux-2-klein-4b", "flux-2-dev")
 
@@ -41,7 +42,7 @@ def reference(width: int = 64, height: int = 96, colour=(200, 40, 30)) -> bytes:
 
 
 def test_the_saved_folder_is_what_flux2_model_path_expects(models_root: Path) -> None:
-    found, problems = dp.scan(models_root)
+    found, problems = dw.scan(models_root)
     assert problems == []
     assert sorted(found) == ["flux-2-dev", "flux-2-klein-4b"]
     assert found["flux-2-dev"].pipeline_class == "Flux2Pipeline"
@@ -131,9 +132,9 @@ def test_defaults_come_from_the_model_and_the_folder_settings(
     assert (out.steps, out.guidance) == (28, 4.0)  # BFL's [dev] trade-off, diffusers' 4
 
     folder = copy_model("flux-2-klein-4b")
-    settings = json.loads((folder / dp.SETTINGS_FILE).read_text())
+    settings = json.loads((folder / dw.SETTINGS_FILE).read_text())
     settings["defaults"] = {"steps": 3, "guidance": 1.0}
-    (folder / dp.SETTINGS_FILE).write_text(json.dumps(settings))
+    (folder / dw.SETTINGS_FILE).write_text(json.dumps(settings))
     out = dp.generate(folder.parent, job("flux-2-klein-4b", steps=None))
     assert (out.steps, out.guidance) == (3, 1.0)
 
@@ -192,7 +193,7 @@ def test_incomplete_weights_are_a_clear_error(copy_model) -> None:
 
 def test_hub_folder_names_and_a_single_model_folder_work(copy_model) -> None:
     folder = copy_model("flux-2-klein-4b", folder="FLUX.2-klein-4B")
-    assert list(dp.find_models(folder.parent)) == ["flux-2-klein-4b"]
+    assert list(dw.find_models(folder.parent)) == ["flux-2-klein-4b"]
     # FLUX2_MODEL_PATH pointing at the model folder itself
     out = dp.generate(folder, job("flux-2-klein-4b"))
     assert png_image(out.png).size == (32, 32)

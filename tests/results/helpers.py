@@ -25,7 +25,7 @@ def factorial_batch(
     seeds: Sequence[int] = (11, 22),
 ) -> tuple[Any, list[Asset]]:
     """A dispatched preview batch (headline × scene × seed) whose every generation has an asset."""
-    from generation.batches.plan import FIXED, Seeds
+    from generation.batches.spec import FIXED, Seeds
 
     with mock.patch("generation.tasks.wake_dispatcher"):
         batch = batch_create(

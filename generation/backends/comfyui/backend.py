@@ -1,53 +1,8 @@
-"""The self-hosted ComfyUI backend (docs/providers.md §5).
-
-Protocol in short: references go up first with `POST /upload/image` (multipart); then `POST /prompt
-{"prompt": <API-format graph>, "client_id", "prompt_id"}` queues the project's FLUX.2 workflow
-(comfyui_workflows/*.json) and answers `{"prompt_id", "number", "node_errors"}` (a graph that fails
-validation: 400 with `error` and `node_errors`). `GET /history/{prompt_id}` is `{}` until the prompt
-finished, then holds its status (`success` / `error`, with `execution_error` or
-`execution_interrupted` among the messages) and its output images, which `GET /view?filename=
-&subfolder=&type=` serves. `POST /queue {"delete": [id]}` drops a queued prompt, `POST /interrupt`
-stops the running one.
-
-Progress is followed through the history endpoint, not the websocket: the engine never blocks
-(submit returns, then poll() is called on a schedule), and a websocket only helps a client that
-stays connected while the prompt runs. Reading `/history/{id}` (and `/queue` while that is empty)
-in each poll fits that model, needs no extra dependency and survives worker restarts; the cost is
-no per-step progress (the queue position is reported instead).
-
-Configuration (`BackendConfig`):
-    base_url    the server, e.g. http://gpu-box:8188 (falls back to COMFYUI_URL); a path prefix
-                (reverse proxy, or ComfyUI's `/api`) is kept
-    api_key     optional: sent as `Authorization: Bearer` (ComfyUI has no auth; a proxy may)
-    extra       "username" / "password": HTTP basic auth instead of the bearer token;
-                "price_per_image": USD per image for routing (default 0; COMFYUI_PRICE_PER_IMAGE);
-                "workflow_dir": a folder whose flux2_dev.json / flux2_klein.json replace the shipped
-                    ones (other model file names, samplers...; COMFYUI_WORKFLOW_DIR);
-                "client_id"; "connect_timeout", "read_timeout", "fetch_timeout" (seconds).
-
-Decisions worth knowing:
-    - The shipped graphs are text-to-image; the backend inserts one LoadImage →
-      ImageScaleToTotalPixels (1 MP) → VAEEncode → ReferenceLatent chain per reference, each
-      ReferenceLatent taking the previous one's conditioning, the last feeding the guider
-      (docs/providers.md §5.3). Nodes are found by class_type, so a replacement workflow only needs one
-      CLIPTextEncode, RandomNoise, EmptyFlux2LatentImage, Flux2Scheduler, VAELoader, SaveImage and a
-      BasicGuider or CFGGuider.
-    - References are uploaded under content-addressed names (`flux-studio/ref-<sha256>.png`):
-      ComfyUI keeps an identical file's name, so a retried submit re-uses the upload.
-    - A missing seed is drawn here, because RandomNoise needs one; the seed used is read back from
-      the history's graph.
-    - An interrupted prompt is FAILED with details {"canceled": True}; an execution error is
-      FAILED, retryable only for out-of-memory errors.
-    - A prompt in neither the history nor the queue is FAILED/NOT_FOUND (the server restarted:
-      ComfyUI keeps both in memory only).
-"""
+"""ComfyUIBackend: a self-hosted ComfyUI's HTTP API in short submit, poll, fetch and cancel calls."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
-import os
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -65,268 +20,36 @@ from generation.backends.base import (
     Capabilities,
     ErrorClass,
     GenerationRequest,
-    ModelSpec,
-    ParamRule,
     PollResult,
     ProviderState,
     ReferenceInput,
     RuleViolation,
     Submission,
 )
+from generation.backends.comfyui.errors import (
+    UNREACHABLE,
+    http_error,
+    queue_ids,
+    status_message,
+)
+from generation.backends.comfyui.workflow import (
+    ENV_URL,
+    MAX_RESULT_BYTES,
+    MODELS,
+    SEED_LIMIT,
+    UPLOAD_SUBFOLDER,
+    build_graph,
+    graph_seed,
+    load_workflow,
+)
 from generation.backends.download import read_image_body, verify_image
 from generation.backends.transport import (
-    STATUS_CLASSES,
     client,
     json_object,
-    json_or_none,
-    parse_retry_after,
     send,
-    status_error,
     timeouts,
     transport_error,
 )
-
-ENV_URL = "COMFYUI_URL"
-ENV_PRICE = "COMFYUI_PRICE_PER_IMAGE"
-ENV_WORKFLOW_DIR = "COMFYUI_WORKFLOW_DIR"
-WORKFLOW_DIR = Path(__file__).resolve().parent / "comfyui_workflows"
-UPLOAD_SUBFOLDER = "flux-studio"
-MEGAPIXEL = 1024 * 1024
-MAX_RESULT_BYTES = 128 * 1024 * 1024
-SEED_LIMIT = 2**53  # exact in JSON numbers everywhere
-
-# Step and guidance ranges are ours (docs/providers.md gives only defaults: 20 steps, guidance 4);
-# they keep a self-hosted GPU from being tied up by a typo.
-_DEV_RULES = {"steps": ParamRule("int", 1, 100), "guidance": ParamRule("float", 0, 100)}
-_KLEIN_RULES = {"steps": ParamRule("int", 1, 50)}
-
-
-def _spec(
-    model: str, workflow: str, max_references: int, rules: Mapping[str, ParamRule]
-) -> ModelSpec:
-    return ModelSpec(
-        model=model,
-        provider_model=workflow,  # the workflow file that serves it
-        max_references=max_references,
-        max_megapixels=4 * MEGAPIXEL / 1_000_000,  # FLUX.2's 4 MP output limit
-        min_side=64,
-        max_side=4096,
-        dimension_step=16,  # EmptyFlux2LatentImage step
-        params=frozenset(rules),
-        param_rules=rules,
-    )
-
-
-MODELS: dict[str, ModelSpec] = {
-    spec.model: spec
-    for spec in (
-        # "BFL recommends <= 6 for [dev]" (docs/providers.md §0 and 1.8).
-        _spec("flux-2-dev", "flux2_dev.json", 6, _DEV_RULES),
-        # Community workflow (docs/providers.md §5.3, unconfirmed); BFL's [klein] limit of 4 references.
-        _spec("flux-2-klein-9b", "flux2_klein.json", 4, _KLEIN_RULES),
-    )
-}
-
-
-# --- The workflow graph -------------------------------------------------------------------------
-
-
-class WorkflowError(BackendError):
-    """A workflow file does not have the nodes the backend fills in."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorClass.INVALID_REQUEST, message, retryable=False)
-
-
-def load_workflow(name: str, directory: Path | None = None) -> dict[str, Any]:
-    """A workflow from `directory` when it has one by that name, else the shipped one."""
-    path = (
-        (directory / name)
-        if directory is not None and (directory / name).is_file()
-        else WORKFLOW_DIR / name
-    )
-    try:
-        graph = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WorkflowError(f"cannot read the ComfyUI workflow {path}: {exc}") from exc
-    if not isinstance(graph, dict) or not all(
-        isinstance(n, dict) and "class_type" in n for n in graph.values()
-    ):
-        raise WorkflowError(f"{path} is not an API-format ComfyUI graph.")
-    return graph
-
-
-def _only(graph: Mapping[str, Any], *class_types: str) -> str:
-    found = [
-        node_id
-        for node_id, node in graph.items()
-        if node.get("class_type") in class_types
-    ]
-    if len(found) != 1:
-        raise WorkflowError(
-            f"the workflow needs exactly one {' or '.join(class_types)} node (found {len(found)})."
-        )
-    return found[0]
-
-
-def _next_id(graph: Mapping[str, Any]) -> int:
-    return max((int(k) for k in graph if k.isdigit()), default=0) + 1
-
-
-def build_graph(
-    template: Mapping[str, Any],
-    *,
-    prompt: str,
-    seed: int,
-    width: int,
-    height: int,
-    steps: int | None = None,
-    guidance: float | None = None,
-    reference_images: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """The graph to queue: the template with the request filled in and one reference chain per image.
-
-    `reference_images` are LoadImage values (uploaded names, "subfolder/name").
-    """
-    graph = copy.deepcopy(dict(template))
-    graph[_only(graph, "CLIPTextEncode")]["inputs"]["text"] = prompt
-    graph[_only(graph, "RandomNoise")]["inputs"]["noise_seed"] = seed
-    latent = graph[_only(graph, "EmptyFlux2LatentImage")]["inputs"]
-    latent.update(width=width, height=height, batch_size=1)
-    scheduler = graph[_only(graph, "Flux2Scheduler")]["inputs"]
-    # The scheduler's shift depends on the size: it must get the latent's.
-    scheduler.update(width=width, height=height)
-    if steps is not None:
-        scheduler["steps"] = steps
-    if guidance is not None:
-        graph[_only(graph, "FluxGuidance")]["inputs"]["guidance"] = guidance
-    vae = _only(graph, "VAELoader")
-    _only(graph, "SaveImage")
-    guider_id = _only(graph, "BasicGuider", "CFGGuider")
-    guider = graph[guider_id]["inputs"]
-    slot = (
-        "conditioning"
-        if graph[guider_id]["class_type"] == "BasicGuider"
-        else "positive"
-    )
-    conditioning = guider[slot]
-    next_id = _next_id(graph)
-    for index, image in enumerate(reference_images, start=1):
-        load, scale, encode, reference = (str(next_id + k) for k in range(4))
-        next_id += 4
-        graph[load] = {
-            "class_type": "LoadImage",
-            "inputs": {"image": image},
-            "_meta": {"title": f"Reference {index}"},
-        }
-        graph[scale] = {
-            "class_type": "ImageScaleToTotalPixels",
-            "inputs": {
-                "upscale_method": "lanczos",
-                "megapixels": 1,
-                "image": [load, 0],
-            },
-        }
-        graph[encode] = {
-            "class_type": "VAEEncode",
-            "inputs": {"pixels": [scale, 0], "vae": [vae, 0]},
-        }
-        graph[reference] = {
-            "class_type": "ReferenceLatent",
-            "inputs": {"conditioning": conditioning, "latent": [encode, 0]},
-        }
-        conditioning = [reference, 0]
-    guider[slot] = conditioning
-    return graph
-
-
-def graph_seed(graph: Any) -> int | None:
-    """The RandomNoise seed of a queued graph (as history returns it)."""
-    if not isinstance(graph, dict):
-        return None
-    for node in graph.values():
-        if isinstance(node, dict) and node.get("class_type") == "RandomNoise":
-            seed = (node.get("inputs") or {}).get("noise_seed")
-            return (
-                seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-            )
-    return None
-
-
-# --- HTTP errors -------------------------------------------------------------------------------
-
-# ComfyUI has no billing: a 402 (from a proxy) is just a refused request.
-STATUS = {code: cls for code, cls in STATUS_CLASSES.items() if code != 402}
-UNREACHABLE = "cannot reach ComfyUI"
-
-
-def node_error_messages(node_errors: Any) -> list[str]:
-    """One line per error in ComfyUI's `node_errors` map."""
-    lines = []
-    if not isinstance(node_errors, dict):
-        return lines
-    for node_id, entry in node_errors.items():
-        if not isinstance(entry, dict):
-            continue
-        class_type = entry.get("class_type") or "?"
-        for error in entry.get("errors") or ():
-            if not isinstance(error, dict):
-                continue
-            text = str(error.get("message") or error.get("type") or "error")
-            if details := str(error.get("details") or "").strip():
-                text += f": {details}"
-            lines.append(f"node {node_id} ({class_type}): {text}")
-    return lines
-
-
-def http_error(response: httpx.Response, what: str) -> BackendError:
-    """Map a non-2xx ComfyUI answer (or a proxy's in front of it) onto our error classes."""
-    code = response.status_code
-    body = json_or_none(response)
-    parts = []
-    details: dict[str, Any] = {}
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            parts.append(str(error.get("message") or error.get("type") or "error"))
-            if (
-                extra := str(error.get("details") or "").strip()
-            ) and extra not in parts[0]:
-                parts[0] += f": {extra}"
-            details["error"] = error
-        elif error:
-            parts.append(str(error))
-        parts.extend(node_error_messages(body.get("node_errors")))
-        if body.get("node_errors"):
-            details["node_errors"] = body["node_errors"]
-    if not parts:
-        parts.append(" ".join(response.text[:300].split()) or response.reason_phrase)
-        details["body"] = response.text[:1000]
-    return status_error(
-        code,
-        f"{what}: HTTP {code}: " + "; ".join(parts),
-        classes=STATUS,
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
-        details=details,
-    )
-
-
-def _message(messages: Any, kind: str) -> dict[str, Any] | None:
-    """The data of the first `kind` event in a history item's status messages."""
-    for entry in messages or ():
-        if isinstance(entry, list | tuple) and len(entry) == 2 and entry[0] == kind:
-            return entry[1] if isinstance(entry[1], dict) else {}
-    return None
-
-
-def _queue_ids(entries: Any) -> list[str]:
-    """Prompt ids of `queue_running` / `queue_pending` entries ([number, prompt_id, prompt, ...])."""
-    ids = []
-    for entry in entries or ():
-        if isinstance(entry, list | tuple) and len(entry) > 1:
-            ids.append(str(entry[1]))
-    return ids
-
 
 # --- The backend --------------------------------------------------------------------------------
 
@@ -338,13 +61,11 @@ class ComfyUIBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         extra = config.extra or {}
-        self.base_url = (
-            (config.base_url or os.environ.get(ENV_URL, "")).strip().rstrip("/")
-        )
+        self.base_url = config.base_url.strip().rstrip("/")
         self.client_id = extra.get("client_id") or "flux-studio"
-        workflow_dir = extra.get("workflow_dir") or os.environ.get(ENV_WORKFLOW_DIR, "")
+        workflow_dir = extra.get("workflow_dir") or ""
         self.workflow_dir = Path(workflow_dir) if workflow_dir else None
-        price = extra.get("price_per_image") or os.environ.get(ENV_PRICE, "") or "0"
+        price = extra.get("price_per_image") or "0"
         try:
             self.price_per_image = Decimal(price)
         except InvalidOperation:
@@ -497,7 +218,8 @@ class ComfyUIBackend(Backend):
 
     def result_from_history(self, task_id: str, item: Mapping[str, Any]) -> PollResult:
         """Map one `/history/{id}` item onto a PollResult."""
-        status = item.get("status") if isinstance(item.get("status"), dict) else {}
+        raw_status = item.get("status")
+        status = raw_status if isinstance(raw_status, dict) else {}
         status_str = str(status.get("status_str") or "").lower()
         messages = status.get("messages")
         prompt = item.get("prompt")
@@ -508,7 +230,7 @@ class ComfyUIBackend(Backend):
         )
         raw = {"status": status_str, "prompt_id": task_id}
 
-        interrupted = _message(messages, "execution_interrupted")
+        interrupted = status_message(messages, "execution_interrupted")
         if interrupted is not None:
             node = interrupted.get("node_type") or interrupted.get("node_id") or "?"
             error = BackendError(
@@ -518,7 +240,7 @@ class ComfyUIBackend(Backend):
                 details={"canceled": True, "event": interrupted},
             )
             return PollResult(ProviderState.FAILED, error=error, seed=seed, raw=raw)
-        failure = _message(messages, "execution_error")
+        failure = status_message(messages, "execution_error")
         if status_str == "error" or failure is not None:
             failure = failure or {}
             exception_type = str(failure.get("exception_type") or "")
@@ -643,7 +365,7 @@ class ComfyUIBackend(Backend):
 
     def _queue(self) -> tuple[list[str], list[str]]:
         body = json_object(self._request("GET", "/queue", "queue"), "queue")
-        return _queue_ids(body.get("queue_running")), _queue_ids(
+        return queue_ids(body.get("queue_running")), queue_ids(
             body.get("queue_pending")
         )
 
