@@ -8,8 +8,9 @@ from typing import Any
 from django import forms
 
 from campaigns.channels import CHANNEL_CHOICES
-from campaigns.models import Campaign, ReferenceImage, ReferenceRole
+from campaigns.models import Brand, Campaign, ReferenceImage, ReferenceRole
 from studio.input_rules import NUL_MESSAGE, has_nul
+from studio.models import Workspace
 
 HEX_RE = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 MAX_PALETTE = 12
@@ -24,6 +25,15 @@ def normalise_hex(value: str) -> str:
     if len(digits) == 3:
         digits = "".join(ch * 2 for ch in digits)
     return "#" + digits.upper()
+
+
+def palette_row(name: str, hex_value: str) -> dict[str, str]:
+    """One row of the brand form's palette, with what its colour picker shows (#rrggbb or "")."""
+    try:
+        picked = normalise_hex(hex_value).lower()
+    except ValueError:
+        picked = ""
+    return {"name": name, "hex": hex_value, "picked": picked}
 
 
 def split_words(text: str) -> list[str]:
@@ -118,10 +128,17 @@ class BrandForm(forms.Form):
             name, value = name.strip(), value.strip()
             if has_nul(name) or has_nul(value):
                 problems.append(NUL_MESSAGE.format(what=f"Colour {index}"))
-                name, value = name.replace("\x00", ""), value.replace("\x00", "")
-                self.palette_rows.append({"name": name, "hex": value})
+                row = palette_row(name.replace("\x00", ""), value.replace("\x00", ""))
+                self.palette_rows.append(row)
+                self._mark(
+                    row,
+                    index,
+                    "name" if has_nul(name) else "hex",
+                    NUL_MESSAGE.format(what="This field"),
+                )
                 continue
-            self.palette_rows.append({"name": name, "hex": value})
+            row = palette_row(name, value)
+            self.palette_rows.append(row)
             if not name and value in ("", "#"):
                 continue  # an unused row (new rows start with a lone "#")
             try:
@@ -130,16 +147,24 @@ class BrandForm(forms.Form):
                 problems.append(
                     f"Colour {index}: “{value or '(empty)'}” is not a hex colour like #1A1A2E."
                 )
+                self._mark(
+                    row,
+                    index,
+                    "hex",
+                    f"“{value or '(empty)'}” is not a hex colour like #1A1A2E.",
+                )
                 continue
             if not name:
                 problems.append(
                     f"Colour {index} ({hex_value}) needs a name, e.g. “Midnight”."
                 )
+                self._mark(row, index, "name", "Name this colour, e.g. “Midnight”.")
                 continue
             if hex_value in seen:
                 problems.append(
                     f"Colour {index}: {hex_value} is already in the palette."
                 )
+                self._mark(row, index, "hex", f"{hex_value} is already in the palette.")
                 continue
             seen.add(hex_value)
             palette.append({"name": name[:40], "hex": hex_value})
@@ -151,6 +176,10 @@ class BrandForm(forms.Form):
             self.add_error(None, forms.ValidationError(problems))
         data["palette"] = palette
         return data
+
+    def _mark(self, row: dict[str, str], index: int, field: str, message: str) -> None:
+        """Mark the row's bad input (the template sets aria-invalid and shows the message by it)."""
+        row.update(invalid=field, error=message, error_id=f"palette-{index}-error")
 
 
 class CampaignForm(forms.ModelForm):
@@ -197,6 +226,23 @@ class CampaignForm(forms.ModelForm):
         except forms.ValidationError:
             return True
         return posted != self.get_initial_for_field(field, "budget_cap")
+
+
+class CampaignCreateForm(CampaignForm):
+    """A new campaign started from the campaigns list: its brand is picked here."""
+
+    # Only this workspace's brands are choices: another workspace's id is "not a valid choice".
+    brand = forms.ModelChoiceField(
+        queryset=Brand.objects.none(),
+        empty_label="Choose a brand",
+        help_text="The campaign uses this brand's kit, references and templates.",
+    )
+
+    def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["brand"].queryset = Brand.objects.filter(  # type: ignore[attr-defined]
+            workspace=workspace
+        ).order_by("name")
 
 
 class CampaignStatusForm(forms.Form):

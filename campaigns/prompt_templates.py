@@ -7,11 +7,10 @@ template that made it. Rendering itself is the pure `campaigns.prompting.render_
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -36,6 +35,7 @@ from campaigns.prompting import (
     check_template,
     render_prompt,
 )
+from campaigns.textdiff import DiffLine, unified_lines
 
 MAX_BODY_CHARS = 20_000
 # BFL's API takes up to 8 reference images ([pro], [flex], [max]); each backend checks its own cap.
@@ -369,18 +369,6 @@ def _clean_parameters(
 
 
 @dataclass(frozen=True)
-class DiffLine:
-    kind: Literal["hunk", "add", "del", "context"]
-    text: str
-    old_line: int | None = None
-    new_line: int | None = None
-
-    @property
-    def marker(self) -> str:
-        return {"add": "+", "del": "-", "context": " ", "hunk": ""}[self.kind]
-
-
-@dataclass(frozen=True)
 class DiffSection:
     title: str
     lines: tuple[DiffLine, ...]
@@ -401,7 +389,8 @@ class DiffSection:
 def template_version_diff(
     *, old: TemplateVersion | None, new: TemplateVersion, context: int = 3
 ) -> list[DiffSection]:
-    """A unified diff (difflib) of body, reference slots, parameters and kind, section by section.
+    """A unified diff of body, reference slots, parameters and kind, section by section; a changed
+    line carries its word-level changes (campaigns/textdiff.py).
 
     `old=None` diffs against nothing, so every line of `new` shows as added.
     """
@@ -419,40 +408,11 @@ def template_version_diff(
     return [
         DiffSection(
             title,
-            tuple(_unified(lines(old) if old is not None else [], lines(new), context)),
+            tuple(
+                unified_lines(
+                    lines(old) if old is not None else [], lines(new), context
+                )
+            ),
         )
         for title, lines in sections
     ]
-
-
-def _unified(a: list[str], b: list[str], context: int) -> list[DiffLine]:
-    out: list[DiffLine] = []
-    for group in difflib.SequenceMatcher(
-        None, a, b, autojunk=False
-    ).get_grouped_opcodes(context):
-        first, last = group[0], group[-1]
-        out.append(
-            DiffLine(
-                "hunk",
-                f"@@ {_range(first[1], last[2])} {_range(first[3], last[4], '+')} @@",
-            )
-        )
-        for tag, i1, i2, j1, j2 in group:
-            if tag == "equal":
-                out += [
-                    DiffLine("context", a[i], i + 1, j1 + i - i1 + 1)
-                    for i in range(i1, i2)
-                ]
-                continue
-            if tag in ("replace", "delete"):
-                out += [DiffLine("del", a[i], old_line=i + 1) for i in range(i1, i2)]
-            if tag in ("replace", "insert"):
-                out += [DiffLine("add", b[j], new_line=j + 1) for j in range(j1, j2)]
-    return out
-
-
-def _range(start: int, stop: int, sign: str = "-") -> str:
-    # The unified diff header convention: "-3,4" (from line 3, 4 lines); an empty range is "-2,0".
-    length = stop - start
-    first = start + 1 if length else start
-    return f"{sign}{first}" if length == 1 else f"{sign}{first},{length}"

@@ -16,6 +16,11 @@ urlpatterns = [
     # Campaigns
     path("campaigns/", campaign_pages.campaign_list, name="campaign-list"),
     path(
+        "campaigns/new/",
+        campaign_pages.campaign_create_with_brand_choice,
+        name="campaign-new",
+    ),
+    path(
         "brands/<uuid:code>/campaigns/new/",
         campaign_pages.campaign_create,
         name="campaign-create",

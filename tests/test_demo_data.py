@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from campaigns.management.commands.load_demo import DEMO_PASSWORD
+from campaigns.demo_data import DEMO_PASSWORD
 from campaigns.models import (
     Brand,
     Campaign,

@@ -330,6 +330,7 @@ ID_PARAMS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
     "campaigns:brand-create": {("POST", "logo"): ("reference",)},
     "campaigns:brand-edit": {("POST", "logo"): ("reference",)},
     "campaigns:campaign-list": {("GET", "brand"): ("brand",)},
+    "campaigns:campaign-new": {("POST", "brand"): ("brand",)},
     "campaigns:template-list": {("GET", "brand"): ("brand",)},
     "campaigns:template-create": {
         ("GET", "brand"): ("brand",),
@@ -555,6 +556,13 @@ class IdsOutsideThePathTests(StudioTestCase):
             }
         elif name in ("campaigns:brand-create", "campaigns:brand-edit"):
             data = {"name": "Tenancy brand"}
+        elif name == "campaigns:campaign-new":
+            # A complete campaign: only the brand can stop it.
+            data = {
+                "name": "Tenancy campaign",
+                "objective": "launch",
+                "status": "draft",
+            }
         elif name == "generation:asset-bulk":
             data = {"action": "approved"}
         if name.startswith("generation:asset-"):
@@ -574,7 +582,11 @@ class IdsOutsideThePathTests(StudioTestCase):
             and param in TemplateCreateForm.base_fields
         ):
             return str(obj.pk)
-        if name in ("campaigns:brand-create", "campaigns:brand-edit"):
+        if name in (
+            "campaigns:brand-create",
+            "campaigns:brand-edit",
+            "campaigns:campaign-new",
+        ):
             return str(obj.pk)
         return str(obj.code)
 

@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from campaigns import services
-from campaigns.forms import BrandForm
+from campaigns.forms import BrandForm, palette_row
 from campaigns.models import (
     Brand,
     Campaign,
@@ -64,7 +64,7 @@ def brand_list(request: StudioRequest) -> HttpResponse:
 def brand_create(request: StudioRequest) -> HttpResponse:
     assert request.workspace is not None
     form = BrandForm(request.POST or None)
-    palette_rows = [{"name": "", "hex": "#"}] * 3
+    palette_rows = [palette_row("", "#") for _ in range(3)]
     if request.method == "POST":
         if form.is_valid():
             try:
@@ -121,7 +121,10 @@ def brand_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 def brand_edit(request: StudioRequest, code: UUID) -> HttpResponse:
     brand, _ = _brand_for_user(request, code)
     form = BrandForm(request.POST or None, initial=_initial(brand), brand=brand)
-    palette_rows = [*brand.palette, {"name": "", "hex": "#"}]
+    palette_rows = [
+        *(palette_row(c.get("name", ""), c.get("hex", "")) for c in brand.palette),
+        palette_row("", "#"),
+    ]
     if request.method == "POST":
         if form.is_valid():
             try:
@@ -163,7 +166,7 @@ def brand_palette_row(request: StudioRequest) -> HttpResponse:
     return TemplateResponse(
         request,
         "campaigns/brands/form.html#palette_row",
-        {"row": {"name": "", "hex": "#"}},
+        {"row": palette_row("", "#")},
     )
 
 

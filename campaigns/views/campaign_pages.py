@@ -1,4 +1,4 @@
-"""Campaigns: list, create under a brand, view, edit, change status."""
+"""Campaigns: list, create (under a brand, or from the list with a brand picked), view, edit, change status."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from campaigns import services, signals
-from campaigns.forms import CampaignForm, CampaignStatusForm
+from campaigns.forms import CampaignCreateForm, CampaignForm, CampaignStatusForm
 from campaigns.models import Brand, Campaign, PromptTemplate
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
+from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
 
@@ -83,8 +84,10 @@ def _is_uuid(value: str) -> bool:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required(Role.EDITOR)
+@member_required()
 def campaign_create(request: StudioRequest, code: UUID) -> HttpResponse:
+    """A new campaign under the brand the path names (from the brand's page)."""
+    require(request, "campaign.create")
     brand = get_in_workspace(request, Brand.objects.all(), code=code)
     assert request.membership is not None
     form = CampaignForm(
@@ -93,17 +96,44 @@ def campaign_create(request: StudioRequest, code: UUID) -> HttpResponse:
         initial={"channels": brand.default_formats},
     )
     if request.method == "POST" and form.is_valid():
-        campaign = services.campaign_create(
-            brand=brand, user=request.user, fields=form.cleaned_data
-        )
-        messages.success(request, f"Campaign “{campaign.name}” created.")
-        _say_budget_ignored(request, form, campaign)
-        return redirect("campaigns:campaign-detail", campaign.code)
+        return _create(request, form, brand)
     return render(
         request,
         "campaigns/campaigns/form.html",
         {"form": form, "brand": brand, "campaign": None},
     )
+
+
+@require_http_methods(["GET", "POST"])
+@member_required()
+def campaign_create_with_brand_choice(request: StudioRequest) -> HttpResponse:
+    """A new campaign from the campaigns list: the form picks one of this workspace's brands."""
+    require(request, "campaign.create")
+    assert request.workspace is not None and request.membership is not None
+    brands = list(Brand.objects.filter(workspace=request.workspace)[:2])
+    # With a single brand there is nothing to choose: it is preselected.
+    only = brands[0] if len(brands) == 1 else None
+    form = CampaignCreateForm(
+        request.POST or None,
+        workspace=request.workspace,
+        can_set_budget=request.membership.is_admin,
+        initial={"brand": only, "channels": only.default_formats if only else []},
+    )
+    if request.method == "POST" and form.is_valid():
+        return _create(request, form, form.cleaned_data["brand"])
+    return render(
+        request,
+        "campaigns/campaigns/form.html",
+        {"form": form, "brand": None, "campaign": None, "has_brands": bool(brands)},
+    )
+
+
+def _create(request: StudioRequest, form: CampaignForm, brand: Brand) -> HttpResponse:
+    fields = {k: v for k, v in form.cleaned_data.items() if k != "brand"}
+    campaign = services.campaign_create(brand=brand, user=request.user, fields=fields)
+    messages.success(request, f"Campaign “{campaign.name}” created.")
+    _say_budget_ignored(request, form, campaign)
+    return redirect("campaigns:campaign-detail", campaign.code)
 
 
 @require_GET

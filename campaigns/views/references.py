@@ -10,6 +10,7 @@ workspace's objects answer 404.
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from typing import Any
 from uuid import UUID
 
 from django import forms
@@ -123,11 +124,9 @@ def _wants_fragment(request: StudioRequest) -> bool:
     )
 
 
-@require_GET
-@member_required()
-@vary_on_headers("HX-Request")
-def reference_list(request: StudioRequest, code: UUID) -> HttpResponse:
-    brand = _brand_for_user(request, code)
+def _library_context(
+    request: StudioRequest, brand: Brand, upload_form: ReferenceUploadForm
+) -> dict[str, Any]:
     filters = ReferenceFilterForm(request.GET)
     role = tag = ""
     if filters.is_valid():
@@ -156,7 +155,7 @@ def reference_list(request: StudioRequest, code: UUID) -> HttpResponse:
     )
     if tag and tag not in tag_names:
         tag_names.append(tag)  # keep a filter from an old link visible (and clearable)
-    context = {
+    return {
         "brand": brand,
         "page": page,
         "role": role,
@@ -168,12 +167,20 @@ def reference_list(request: StudioRequest, code: UUID) -> HttpResponse:
         "total": sum(counts.values()),
         "tags": tag_names,
         "can_edit": _can_edit(request),
-        "upload_form": ReferenceUploadForm(),
+        "upload_form": upload_form,
         "accept": ACCEPT_ATTRIBUTE,
         "accepted_label": ACCEPTED_LABEL,
         "max_bytes": settings.STUDIO_UPLOAD_MAX_BYTES,
         "max_megapixels": settings.STUDIO_UPLOAD_MAX_PIXELS // 1_000_000,
     }
+
+
+@require_GET
+@member_required()
+@vary_on_headers("HX-Request")
+def reference_list(request: StudioRequest, code: UUID) -> HttpResponse:
+    brand = _brand_for_user(request, code)
+    context = _library_context(request, brand, ReferenceUploadForm())
     template = "campaigns/references/list.html"
     if wants_partial(request):
         template += "#reference_library"
@@ -236,6 +243,10 @@ def reference_upload(request: StudioRequest, code: UUID) -> HttpResponse:
             status=201,
         )
 
+    if form.errors:
+        # The page again with the bound form, so the refused field is marked where it is.
+        context = _library_context(request, brand, form)
+        return render(request, "campaigns/references/list.html", context)
     if problem:
         messages.error(request, problem)
         return redirect(list_url)

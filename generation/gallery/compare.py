@@ -3,40 +3,18 @@ field with the ones that differ marked."""
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from campaigns.textdiff import word_diff
 from generation.gallery.queries import card_queryset
 from generation.gallery.titles import titled
 from generation.models import Asset, Generation
 from studio.models import Workspace
 
 COMPARE_MIN, COMPARE_MAX = 2, 4
-
-
-# Words (and runs of punctuation) with the spaces after them, so a changed phrase reads as one
-# deletion and one insertion instead of word/space/word fragments.
-_TOKEN = re.compile(r"\w+\s*|[^\w\s]+\s*|\s+")
-
-
-def word_diff(base: str, other: str) -> list[tuple[str, str]]:
-    """`other` against `base`, word by word: ("same" | "add" | "del", text) runs."""
-    a, b = _TOKEN.findall(base), _TOKEN.findall(other)
-    out: list[tuple[str, str]] = []
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            out.append(("same", "".join(b[j1:j2])))
-            continue
-        if op in ("delete", "replace") and "".join(a[i1:i2]).strip():
-            out.append(("del", "".join(a[i1:i2])))
-        if op in ("insert", "replace"):
-            out.append(("add", "".join(b[j1:j2])))
-    return out
 
 
 def readable_prompt(prompt: str) -> str:

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+from django.test.html import Element, parse_html
+
 from campaigns.models import Brand
 from tests.base import StudioTestCase
 from tests.factories import make_brand
@@ -16,6 +21,45 @@ PALETTE_POST = {
     "words_to_avoid": "cheap, Cheap",
     "default_formats": ["instagram-square", "web-hero"],
 }
+
+
+def _elements(node: Any, name: str) -> Iterator[Element]:
+    """The node itself (parse_html returns a lone element, not a root) and its descendants."""
+    if not isinstance(node, Element):
+        return
+    if node.name == name:
+        yield node
+    for child in node.children:
+        yield from _elements(child, name)
+
+
+def _text(node: Any) -> str:
+    if isinstance(node, str):
+        return node
+    return "".join(_text(child) for child in node.children)
+
+
+def palette_rows(html: str) -> list[dict[str, Any]]:
+    """Each palette row of the brand form: its classes, inputs' attributes and error messages."""
+    rows = []
+    for div in _elements(parse_html(html), "div"):
+        classes = (dict(div.attributes).get("class") or "").split()
+        if "palette-row" not in classes:
+            continue
+        inputs = [dict(i.attributes) for i in _elements(div, "input")]
+        rows.append(
+            {
+                "classes": classes,
+                "name": next(i for i in inputs if i.get("name") == "palette_name"),
+                "hex": next(i for i in inputs if i.get("name") == "palette_hex"),
+                "pickers": [i for i in inputs if i.get("type") == "color"],
+                "errors": {
+                    dict(ul.attributes).get("id"): _text(ul).strip()
+                    for ul in _elements(div, "ul")
+                },
+            }
+        )
+    return rows
 
 
 class BrandCreateTests(StudioTestCase):
@@ -50,6 +94,80 @@ class BrandCreateTests(StudioTestCase):
         self.assertContains(r, "“#GGGGGG” is not a hex colour")
         self.assertContains(r, 'value="Roast"')
         self.assertFalse(Brand.objects.filter(name="Northwind").exists())
+
+    def test_a_bad_hex_marks_its_own_field_with_the_message_beside_it(self) -> None:
+        self.client.force_login(self.eddie)
+        post = {**PALETTE_POST, "palette_hex": ["#4a2c2", "fff", "#"]}
+        r = self.client.post("/brands/new/", post)
+        self.assertEqual(r.status_code, 200)
+        bad, good, unused = palette_rows(r.content.decode())
+        self.assertEqual(bad["hex"]["aria-invalid"], "true")
+        self.assertEqual(bad["hex"]["aria-describedby"], "palette-1-error")
+        self.assertEqual(
+            bad["errors"],
+            {"palette-1-error": "“#4a2c2” is not a hex colour like #1A1A2E."},
+        )
+        self.assertIn("has-error", bad["classes"])
+        self.assertNotIn("aria-invalid", bad["name"])
+        for row in (good, unused):
+            self.assertNotIn("aria-invalid", row["hex"])
+            self.assertNotIn("aria-invalid", row["name"])
+            self.assertEqual(row["errors"], {})
+        # The summary at the top still lists it, with the colour's number.
+        self.assertContains(r, "Colour 1: “#4a2c2” is not a hex colour")
+
+    def test_a_colour_without_a_name_marks_the_name_field(self) -> None:
+        self.client.force_login(self.eddie)
+        r = self.client.post(
+            "/brands/new/", {**PALETTE_POST, "palette_name": ["Roast", "", ""]}
+        )
+        rows = palette_rows(r.content.decode())
+        self.assertEqual(rows[1]["name"]["aria-invalid"], "true")
+        self.assertEqual(rows[1]["name"]["aria-describedby"], "palette-2-error")
+        self.assertNotIn("aria-invalid", rows[1]["hex"])
+        self.assertEqual(
+            rows[1]["errors"], {"palette-2-error": "Name this colour, e.g. “Midnight”."}
+        )
+
+    def test_a_repeated_colour_marks_the_second_hex(self) -> None:
+        self.client.force_login(self.eddie)
+        post = {
+            **PALETTE_POST,
+            "palette_name": ["Roast", "Roast again"],
+            "palette_hex": ["#4a2c2a", "4A2C2A"],
+        }
+        rows = palette_rows(self.client.post("/brands/new/", post).content.decode())
+        self.assertNotIn("aria-invalid", rows[0]["hex"])
+        self.assertEqual(rows[1]["hex"]["aria-invalid"], "true")
+        self.assertEqual(
+            rows[1]["errors"], {"palette-2-error": "#4A2C2A is already in the palette."}
+        )
+
+    def test_each_hex_field_has_a_colour_picker_beside_it(self) -> None:
+        self.client.force_login(self.eddie)
+        r = self.client.get(f"/brands/{self.brand.code}/edit/")
+        self.assertContains(r, "js/palette-picker.js")
+        rows = palette_rows(r.content.decode())
+        self.assertEqual(len(rows), len(self.brand.palette) + 1)
+        for row, colour in zip(rows, self.brand.palette, strict=False):
+            (picker,) = row["pickers"]
+            # The picker holds the saved colour (lower case, as the colour input keeps it), is
+            # switched on by the script, and is not posted: the hex field is what is saved.
+            self.assertEqual(picker["value"], colour["hex"].lower())
+            self.assertIn("disabled", picker)
+            self.assertNotIn("name", picker)
+            self.assertNotIn("unset", picker["class"].split())
+        (empty_picker,) = rows[-1]["pickers"]
+        self.assertIn("unset", empty_picker["class"].split())
+
+    def test_a_picker_beside_a_bad_or_short_hex(self) -> None:
+        self.client.force_login(self.eddie)
+        post = {**PALETTE_POST, "palette_hex": ["#4a2c2", "fff", "#"]}
+        bad, short, _ = palette_rows(
+            self.client.post("/brands/new/", post).content.decode()
+        )
+        self.assertIn("unset", bad["pickers"][0]["class"].split())
+        self.assertEqual(short["pickers"][0]["value"], "#ffffff")
 
     def test_it_requires_a_name_for_each_colour(self) -> None:
         self.client.force_login(self.eddie)
@@ -150,6 +268,8 @@ class BrandPagesTests(StudioTestCase):
         r = self.client.get("/brands/palette-row/", headers={"HX-Request": "true"})
         self.assertContains(r, 'name="palette_hex"')
         self.assertNotContains(r, "<html")
+        (row,) = palette_rows(r.content.decode())
+        self.assertEqual(len(row["pickers"]), 1)
 
     def test_the_palette_stylesheet_has_this_workspaces_colours_only(self) -> None:
         make_brand(

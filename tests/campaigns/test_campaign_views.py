@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from campaigns.models import Campaign
+from studio.models import Role
 from tests.base import StudioTestCase
 from tests.factories import make_brand, make_campaign
 
@@ -113,6 +114,27 @@ class CampaignTests(StudioTestCase):
         self.campaign.refresh_from_db()
         self.assertEqual(self.campaign.status, "active")
 
+    def test_an_unknown_status_marks_the_status_select(self) -> None:
+        self.client.force_login(self.eddie)
+        r = self.client.post(
+            f"/campaigns/{self.campaign.code}/status/",
+            {"status": "exploded"},
+            headers={"HX-Request": "true"},
+        )
+        self.assertRegex(
+            r.content.decode(),
+            r'<select id="status-select" name="status" aria-invalid="true" '
+            r'aria-describedby="status-error">',
+        )
+        self.assertContains(r, 'id="status-error"')
+        # A good one leaves it unmarked.
+        r = self.client.post(
+            f"/campaigns/{self.campaign.code}/status/",
+            {"status": "active"},
+            headers={"HX-Request": "true"},
+        )
+        self.assertContains(r, '<select id="status-select" name="status">')
+
     def test_the_list_filters_by_status_and_brand_and_hides_other_workspaces(
         self,
     ) -> None:
@@ -129,3 +151,95 @@ class CampaignTests(StudioTestCase):
         self.assertNotContains(r, "<html")
         r = self.client.get(f"/campaigns/?brand={self.brand.code}")
         self.assertNotContains(r, "Other brand campaign")
+
+
+class NewCampaignFromTheListTests(StudioTestCase):
+    """ "New campaign" on the campaigns list: the brand is picked in the form, within the workspace."""
+
+    def test_the_button_is_offered_exactly_to_the_roles_the_form_admits(self) -> None:
+        for user, may in [
+            (self.alice, True),
+            (self.eddie, True),
+            (self.alex, True),  # approvers rank above editors
+            (self.bob, False),
+        ]:
+            self.client.force_login(user)
+            page = self.client.get("/campaigns/").content.decode()
+            shown = 'href="/campaigns/new/"' in page
+            status = self.client.get("/campaigns/new/").status_code
+            self.assertEqual((shown, status), (may, 200 if may else 403), user)
+
+    def test_a_viewer_cannot_post_one(self) -> None:
+        self.client.force_login(self.bob)
+        r = self.client.post("/campaigns/new/", {**POST, "brand": self.brand.pk})
+        self.assertEqual(r.status_code, 403)
+        self.assertFalse(Campaign.objects.filter(name="Spring").exists())
+
+    def test_an_editor_picks_the_brand_and_creates_it(self) -> None:
+        second = make_brand(self.workspace, name="Harbour Tea")
+        self.client.force_login(self.eddie)
+        r = self.client.post("/campaigns/new/", {**POST, "brand": second.pk})
+        campaign = Campaign.objects.get(name="Spring")
+        self.assertRedirects(
+            r, f"/campaigns/{campaign.code}/", fetch_redirect_response=False
+        )
+        self.assertEqual(campaign.brand, second)
+        self.assertEqual(campaign.workspace, self.workspace)
+        self.assertEqual(campaign.created_by, self.eddie)
+        self.assertIsNone(campaign.budget_cap)  # editors do not set the budget
+
+    def test_the_choices_are_this_workspaces_brands_only(self) -> None:
+        make_brand(self.workspace, name="Harbour Tea")
+        make_brand(self.other_workspace, name="Globex Secret Brand")
+        self.client.force_login(self.eddie)
+        r = self.client.get("/campaigns/new/")
+        self.assertContains(r, "Acme Coffee")
+        self.assertContains(r, "Harbour Tea")
+        self.assertNotContains(r, "Globex Secret Brand")
+        # Two brands: nothing is chosen for the user.
+        self.assertContains(r, '<option value="" selected>Choose a brand</option>')
+
+    def test_another_workspaces_brand_is_refused_and_marked(self) -> None:
+        foreign = make_brand(self.other_workspace, name="Globex Secret Brand")
+        self.client.force_login(self.alice)  # admin here, not a member of Globex
+        r = self.client.post("/campaigns/new/", {**POST, "brand": foreign.pk})
+        self.assertEqual(r.status_code, 200)
+        self.assertContains(r, "Select a valid choice")
+        self.assertContains(r, 'aria-invalid="true"')
+        self.assertNotContains(r, "Globex Secret Brand")
+        self.assertFalse(Campaign.objects.filter(name="Spring").exists())
+
+    def test_a_missing_brand_marks_the_brand_field(self) -> None:
+        self.client.force_login(self.eddie)
+        r = self.client.post("/campaigns/new/", POST)
+        self.assertEqual(r.status_code, 200)
+        self.assertInHTML(
+            '<ul class="errorlist" id="id_brand_error"><li>This field is required.</li></ul>',
+            r.content.decode(),
+        )
+        self.assertRegex(
+            r.content.decode(), r'<select name="brand"[^>]*aria-invalid="true"'
+        )
+        self.assertFalse(Campaign.objects.filter(name="Spring").exists())
+
+    def test_a_single_brand_is_preselected_with_its_formats(self) -> None:
+        self.client.force_login(self.eddie)
+        r = self.client.get("/campaigns/new/")
+        self.assertContains(
+            r, f'<option value="{self.brand.pk}" selected>Acme Coffee</option>'
+        )
+        for channel in self.brand.default_formats:
+            self.assertRegex(
+                r.content.decode(), rf'<input[^>]*value="{channel}"[^>]*checked'
+            )
+
+    def test_a_workspace_without_brands_is_sent_to_create_one(self) -> None:
+        from tests.factories import make_member, make_workspace
+
+        empty = make_workspace("Empty")
+        editor = make_member(empty, Role.EDITOR, "solo")
+        self.client.force_login(editor)
+        r = self.client.get("/campaigns/new/")
+        self.assertContains(r, "this workspace has none yet")
+        self.assertContains(r, 'href="/brands/new/"')
+        self.assertNotContains(r, '<form method="post" class="card"')

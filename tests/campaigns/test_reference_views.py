@@ -27,6 +27,7 @@ from campaigns.models import (
     Tag,
 )
 from campaigns.references import (
+    MAX_TAGS_PER_REFERENCE,
     DuplicateReference,
     ImageRejected,
     normalise_tags,
@@ -372,6 +373,26 @@ class ReferenceUploadTests(ReferenceTestCase):
         r = self.client.post(self.upload_url(), {"role": "product"}, follow=True)
         self.assertRedirects(r, self.list_url())
         self.assertContains(r, "Choose at least one image")
+
+    def test_without_javascript_refused_tags_are_marked_on_the_field(self) -> None:
+        self.client.force_login(self.eddie)
+        too_many = ", ".join(f"tag{n}" for n in range(40))
+        r = self.client.post(
+            self.upload_url(), {"role": "product", "tags": too_many, "file": upload()}
+        )
+        self.assertEqual(r.status_code, 200)
+        html = r.content.decode()
+        self.assertRegex(
+            html, r'<input type="text" name="tags"[^>]*aria-invalid="true"'
+        )
+        self.assertRegex(html, r'<select name="role"(?![^>]*aria-invalid)[^>]*>')
+        self.assertInHTML(
+            '<ul class="errorlist" id="id_tags_error">'
+            f"<li>At most {MAX_TAGS_PER_REFERENCE} tags per image.</li></ul>",
+            html,
+        )
+        self.assertContains(r, f'value="{too_many}"')  # what was typed stays
+        self.assertFalse(ReferenceImage.objects.exists())
 
     def test_a_viewer_gets_403_and_nothing_is_stored(self) -> None:
         for headers in (XHR, {}):

@@ -340,6 +340,15 @@ class TemplateDiffTests(StudioTestCase):
             ],
         )
         self.assertEqual((body.added, body.removed), (2, 1))
+        # The edited line carries its word-level change; the new fourth line has nothing to pair.
+        self.assertEqual(
+            [line.parts for line in body.lines if line.kind in ("add", "del")],
+            [
+                ((False, "line {two}"),),
+                ((False, "line {two}"), (True, ", changed")),
+                (),
+            ],
+        )
         self.assertEqual(
             [(line.kind, line.text) for line in slots.lines[1:]],
             [("add", "mood: style?")],

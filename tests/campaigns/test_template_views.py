@@ -367,7 +367,7 @@ class TemplateDiffViewTests(TemplatePagesBase):
         )
         self.assertContains(
             r,
-            "+The {product} from {ref:product} on a {surface}, golden hour</div>",
+            "+The {product} from {ref:product} on a {surface}<ins>, golden hour</ins></div>",
             html=False,
         )
         self.assertContains(r, "Unchanged: Reference slots, Parameters, Kind.")
@@ -379,9 +379,23 @@ class TemplateDiffViewTests(TemplatePagesBase):
         self.assertContains(r, 'id="diff-result"')
         self.assertContains(
             r,
-            "-The {product} from {ref:product} on a {surface}, golden hour</div>",
+            "-The {product} from {ref:product} on a {surface}<del>, golden hour</del></div>",
             html=False,
         )
+
+    def test_a_changed_line_marks_the_changed_words_not_the_whole_line(self) -> None:
+        self.client.force_login(self.bob)
+        r = self.client.get(self.url("diff/"))
+        # v1 -> v2 appended ", golden hour" to the one-line prompt: only that is marked.
+        self.assertContains(
+            r,
+            "+The {product} from {ref:product} on a {surface}<ins>, golden hour</ins></div>",
+            html=False,
+        )
+        self.assertContains(
+            r, "-The {product} from {ref:product} on a {surface}</div>", html=False
+        )
+        self.assertNotContains(r, "<del>")
 
     def test_the_first_version_diffs_against_nothing(self) -> None:
         self.client.force_login(self.bob)
