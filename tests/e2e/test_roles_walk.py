@@ -7,6 +7,8 @@ the pages offer, from the home page, and asserts:
   every offered form and htmx action is sent with an empty body and must not answer 403 (a
   destructive one is not sent; a viewer must not be offered any);
 - no page scrolls sideways at 390 px, and no page logs a console error;
+- no table heading breaks inside a word at either width ("CAMPAIG N"): a column too narrow for its
+  headings makes its table scroll inside its own box instead;
 - every page is screenshotted at 1440 px and 390 px into the artefacts (roles-walk/<role>/).
 """
 
@@ -87,6 +89,30 @@ def offered_posts(page: Any) -> list[str]:
     )
 
 
+def broken_headings(page: Any) -> list[str]:
+    """Table headings with a word drawn on two lines: a word whose Range has client rects on more
+    than one line (a word that fits on one line has all its rects at one top)."""
+    return page.evaluate(
+        """() => {
+        const out = [];
+        for (const th of document.querySelectorAll('th')) {
+            if (!th.getClientRects().length || th.offsetWidth <= 1) continue;  // hidden or visually-hidden
+            const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                for (const m of node.data.matchAll(/\\S+/g)) {
+                    const range = document.createRange();
+                    range.setStart(node, m.index);
+                    range.setEnd(node, m.index + m[0].length);
+                    const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+                    if (tops.size > 1) out.push(m[0]);
+                }
+            }
+        }
+        return out;
+    }"""
+    )
+
+
 def links(page: Any, origin: str) -> list[str]:
     hrefs = page.evaluate(
         "() => [...document.querySelectorAll('a[href]')].filter(a => !a.hasAttribute('download')).map(a => a.href)"
@@ -126,6 +152,7 @@ def test_each_role_walks_the_studio_without_refusals_or_sideways_scroll(
 
     queue, seen_patterns, checked_links = ["/"], set(), set()
     refused_links, bare, sideways, refused_posts, offered = [], [], [], [], set()
+    broken: list[str] = []
     visited = 0
     while queue and visited < MAX_PAGES:
         path = queue.pop(0)
@@ -145,6 +172,8 @@ def test_each_role_walks_the_studio_without_refusals_or_sideways_scroll(
         page.screenshot(
             path=str(folder / f"{visited:02d}-{name}-1440.png"), full_page=True
         )
+        if words := broken_headings(page):
+            broken.append(f"{path} at {WIDE} px: {words}")
         page.set_viewport_size({"width": PHONE, "height": 844})
         page.wait_for_timeout(50)
         overflow = page.evaluate(
@@ -152,6 +181,8 @@ def test_each_role_walks_the_studio_without_refusals_or_sideways_scroll(
         )
         if overflow > 1:
             sideways.append(f"{path} (+{overflow} px)")
+        if words := broken_headings(page):
+            broken.append(f"{path} at {PHONE} px: {words}")
         page.screenshot(
             path=str(folder / f"{visited:02d}-{name}-390.png"), full_page=True
         )
@@ -192,4 +223,5 @@ def test_each_role_walks_the_studio_without_refusals_or_sideways_scroll(
     assert not bare, bare
     assert not refused_posts, refused_posts
     assert not sideways, sideways
+    assert not broken, broken
     assert not problems, problems
