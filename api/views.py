@@ -13,6 +13,7 @@ from api import tokens, webhooks_out
 from api.models import ApiToken, WebhookDelivery, WebhookEvent, WebhookSubscription
 from studio.http import StudioRequest
 from studio.models import Membership, Role
+from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
 
@@ -37,8 +38,9 @@ def _context(request: StudioRequest, **extra: object) -> dict[str, object]:
 
 
 @require_GET
-@member_required(Role.ADMIN)
+@member_required()
 def api_settings(request: StudioRequest) -> HttpResponse:
+    require(request, "api.manage")  # the rule the top bar's API link reads
     return render(request, "api/settings.html", _context(request))
 
 

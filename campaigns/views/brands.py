@@ -23,6 +23,7 @@ from campaigns.models import (
 )
 from studio.http import StudioRequest
 from studio.models import Role
+from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
 
@@ -60,8 +61,10 @@ def brand_list(request: StudioRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required(Role.EDITOR)
+@member_required()
 def brand_create(request: StudioRequest) -> HttpResponse:
+    # The rule the "New brand" buttons read (studio/permissions.py).
+    require(request, "brand.create")
     assert request.workspace is not None
     form = BrandForm(request.POST or None)
     palette_rows = [palette_row("", "#") for _ in range(3)]

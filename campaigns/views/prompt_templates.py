@@ -39,6 +39,7 @@ from campaigns.prompting import (
 from studio.form_errors import surface_hidden_errors
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
+from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
 LIST_PAGE_SIZE = 50
@@ -122,8 +123,10 @@ def template_list(request: StudioRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required(Role.EDITOR)
+@member_required()
 def template_create(request: StudioRequest) -> HttpResponse:
+    # The rule the "New template" buttons read (studio/permissions.py).
+    require(request, "template.create")
     assert request.workspace is not None
     initial: dict[str, Any] = {"parameters": parameters_as_text(DEFAULT_PARAMETERS)}
     # ?campaign= or ?brand= preselects, e.g. from a campaign's or a brand's page.

@@ -42,6 +42,7 @@ from generation.models import Batch, Generation
 from studio.form_errors import surface_hidden_errors
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
+from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
 BUILDER = "generation/batches/builder.html"
@@ -331,11 +332,13 @@ def batch_preview(request: StudioRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required(Role.EDITOR)
+@member_required()
 @vary_on_headers("HX-Request")
 def batch_create(request: StudioRequest) -> HttpResponse:
     """GET: the builder. POST: dispatch its batch (everything is checked again, then stored in
     one transaction; the form's one-time token makes a double click harmless)."""
+    # The rule every "New batch" button reads (studio/permissions.py).
+    require(request, "batch.create")
     if request.method == "GET":
         return _builder_page(request)
     version, parts, form, preview, parent = _bound_builder(request)

@@ -25,6 +25,7 @@ from generation.operator import services as operator
 from generation.operator.forms import ProviderAccountForm
 from studio.http import StudioRequest, wants_partial
 from studio.models import Role
+from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
 PAGE = "generation/operator.html"
@@ -66,9 +67,10 @@ def _page_context(
 
 
 @require_GET
-@member_required(Role.ADMIN)
+@member_required()
 @vary_on_headers("HX-Request")
 def operator_page(request: StudioRequest) -> HttpResponse:
+    require(request, "operator")  # the rule the top bar's Operator link reads
     if wants_partial(request) and request.htmx.target == "backend-status":
         # The status table refreshes itself; only it is rendered again.
         statuses = operator.backend_statuses(request.workspace)
