@@ -24,6 +24,7 @@ from generation.batches.services import batch_create
 from generation.batches.spec import FIXED, Seeds, Size
 from generation.models import Asset, Generation
 from studio.models import Role
+from tests.e2e.layout_checks import broken_headings
 from tests.factories import (
     image_bytes,
     make_brand,
@@ -147,6 +148,8 @@ def test_the_builder_picks_by_thumbnail_prices_drafts_and_explains_the_limit(
     expect(page.locator("#real-cost-bfl")).to_contain_text("$0.27")
     expect(page.locator("#real-cost-cloudflare")).to_contain_text("cannot make")
     _no_sideways_scroll(page)
+    # The estimate tables' headings keep whole words at phone width ("IMAG ES" on main).
+    assert broken_headings(page) == []
     _shot(page, folder, f"builder-drafts-{width}")
 
     # Over the limit: the panel says what is wrong; nothing claims a marked field.

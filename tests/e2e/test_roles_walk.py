@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.core.management import call_command
 
+from tests.e2e.layout_checks import broken_headings
 from tests.factories import image_bytes, make_asset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -83,30 +84,6 @@ def offered_posts(page: Any) -> list[str]:
         for (const e of document.querySelectorAll('[hx-post],[hx-delete],[hx-put]')) {
             const u = e.getAttribute('hx-post') || e.getAttribute('hx-delete') || e.getAttribute('hx-put');
             out.push(new URL(u, location.href).pathname);
-        }
-        return out;
-    }"""
-    )
-
-
-def broken_headings(page: Any) -> list[str]:
-    """Table headings with a word drawn on two lines: a word whose Range has client rects on more
-    than one line (a word that fits on one line has all its rects at one top)."""
-    return page.evaluate(
-        """() => {
-        const out = [];
-        for (const th of document.querySelectorAll('th')) {
-            if (!th.getClientRects().length || th.offsetWidth <= 1) continue;  // hidden or visually-hidden
-            const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
-            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-                for (const m of node.data.matchAll(/\\S+/g)) {
-                    const range = document.createRange();
-                    range.setStart(node, m.index);
-                    range.setEnd(node, m.index + m[0].length);
-                    const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
-                    if (tops.size > 1) out.push(m[0]);
-                }
-            }
         }
         return out;
     }"""
