@@ -120,8 +120,9 @@ def brand_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required(Role.EDITOR)
+@member_required()
 def brand_edit(request: StudioRequest, code: UUID) -> HttpResponse:
+    require(request, "brand.edit")  # the rule the brand page's Edit kit button reads
     brand, _ = _brand_for_user(request, code)
     form = BrandForm(request.POST or None, initial=_initial(brand), brand=brand)
     palette_rows = [

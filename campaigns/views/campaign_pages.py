@@ -152,8 +152,9 @@ def campaign_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required(Role.EDITOR)
+@member_required()
 def campaign_edit(request: StudioRequest, code: UUID) -> HttpResponse:
+    require(request, "campaign.edit")  # the rule the campaign page's Edit button reads
     campaign, _ = _campaign_for_user(request, code)
     assert request.membership is not None
     form = CampaignForm(

@@ -38,7 +38,6 @@ from campaigns.prompting import (
 )
 from studio.form_errors import surface_hidden_errors
 from studio.http import StudioRequest, wants_partial
-from studio.models import Role
 from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
@@ -301,9 +300,10 @@ def template_versions(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required(Role.EDITOR)
+@member_required()
 def template_version_create(request: StudioRequest, code: UUID) -> HttpResponse:
     """Save as a new version: the form starts from the latest version (or ?from=N to restore one)."""
+    require(request, "template.edit")  # the rule the Save/Restore as new version buttons read
     template, _ = _template_for_user(request, code)
     latest = _version_or_404(template, None)
     start = (
