@@ -29,8 +29,8 @@ from catalog.models import CatalogImport, Product, Shot
 from generation.batches.common import BatchRefused
 from generation.batches.spec import Target
 from generation.batches.targets import target_options
+from studio import permissions
 from studio.http import StudioRequest, wants_partial
-from studio.models import Role
 from studio.tenancy import get_in_workspace, member_required
 
 PRODUCTS_PER_PAGE = 50
@@ -52,7 +52,7 @@ def catalog_page(request: StudioRequest, code: UUID) -> HttpResponse:
     brand = _brand(request, code)
     products = Product.objects.filter(brand=brand).prefetch_related("images__reference")
     page = Paginator(products, PRODUCTS_PER_PAGE).get_page(request.GET.get("page"))
-    can_edit = request.membership.can_edit
+    may_import = permissions.can(request.membership, "brand.edit")
     return render(
         request,
         "catalog/catalog.html",
@@ -61,16 +61,16 @@ def catalog_page(request: StudioRequest, code: UUID) -> HttpResponse:
             "page": page,
             "product_total": page.paginator.count,
             "imports": CatalogImport.objects.filter(brand=brand)[:IMPORTS_SHOWN],
-            "form": ImportForm() if can_edit else None,
-            "can_edit": can_edit,
+            "form": ImportForm() if may_import else None,
         },
     )
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 def import_create(request: StudioRequest, code: UUID) -> HttpResponse:
     """Upload: store the files and run a dry run (the preview) in a worker; nothing is written."""
+    permissions.require(request, "brand.edit")  # the rule the import form reads
     brand = _brand(request, code)
     form = ImportForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -84,7 +84,6 @@ def import_create(request: StudioRequest, code: UUID) -> HttpResponse:
                 "product_total": products.count(),
                 "imports": CatalogImport.objects.filter(brand=brand)[:IMPORTS_SHOWN],
                 "form": form,
-                "can_edit": True,
             },
             status=400,
         )
@@ -114,7 +113,6 @@ def import_detail(request: StudioRequest, code: UUID) -> HttpResponse:
         {
             "job": job,
             "brand": job.brand,
-            "can_edit": request.membership.can_edit,
             # The preview's confirm button: only once, and only if some row can go in.
             "can_confirm": job.dry_run
             and job.state == CatalogImport.State.SUCCEEDED
@@ -124,9 +122,10 @@ def import_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 def import_confirm(request: StudioRequest, code: UUID) -> HttpResponse:
     """Run the previewed files for real (refused rows are left out, as the preview said)."""
+    permissions.require(request, "brand.edit")  # the rule the Import button reads
     job = get_in_workspace(
         request, CatalogImport.objects.select_related("brand"), code=code
     )
@@ -170,9 +169,8 @@ def coverage_page(request: StudioRequest, code: UUID) -> HttpResponse:
         )
         keep = {p.pk for p in chosen}
         rows = [r for r in rows if r.product.pk in keep]
-    can_edit = request.membership.can_edit
     form = None
-    if can_edit and missing is not None:
+    if permissions.can(request.membership, "batch.create") and missing is not None:
         form = _gap_form(request, brand, shots)
         form.initial = {"shot": missing.key}
     return render(
@@ -190,15 +188,15 @@ def coverage_page(request: StudioRequest, code: UUID) -> HttpResponse:
             "unknown": unknown,
             "gap_form": form,
             "variables": other_variables(missing) if form is not None else [],
-            "can_edit": can_edit,
         },
     )
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 def gap_batch(request: StudioRequest, code: UUID) -> HttpResponse:
     """The one-click batch for the gaps: the shot's template over every product missing it."""
+    permissions.require(request, "batch.create")  # the rule the gap form reads
     brand = _brand(request, code)
     shots = _shots(brand)
     form = _gap_form(request, brand, shots, request.POST)
@@ -232,8 +230,9 @@ def gap_batch(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 def export_by_product(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "export.create")  # the rule the Export button reads
     brand = _brand(request, code)
     products = list(Product.objects.filter(brand=brand).order_by("sku"))
     try:

@@ -23,8 +23,8 @@ from exports import services
 from exports.forms import PackForm, ProfileForm
 from exports.models import BrandExportProfile, ExportPack
 from generation.models import Asset, Batch
+from studio import permissions
 from studio.http import StudioRequest, wants_partial
-from studio.models import Role
 from studio.private_files import serve_private_file
 from studio.tenancy import get_in_workspace, member_required
 
@@ -75,8 +75,9 @@ def _scope(request: StudioRequest) -> dict:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required(Role.EDITOR)
+@member_required()
 def pack_new(request: StudioRequest) -> HttpResponse:
+    permissions.require(request, "export.create")  # the rule the Export buttons read
     assert request.workspace is not None
     scope = _scope(request)
     brand = scope["brand"]
@@ -124,7 +125,7 @@ def pack_list(request: StudioRequest) -> HttpResponse:
     return render(
         request,
         "exports/list.html",
-        {"packs": packs[:PACKS_SHOWN], "can_edit": request.membership.can_edit},
+        {"packs": packs[:PACKS_SHOWN]},
     )
 
 
@@ -143,7 +144,6 @@ def pack_detail(request: StudioRequest, code: UUID) -> HttpResponse:
         template,
         {
             "pack": pack,
-            "can_edit": request.membership.can_edit,
             "can_share": request.membership.can_approve,
             "share_days": settings.SHARE_LINK_DAYS,
         },
@@ -151,8 +151,9 @@ def pack_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 def pack_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "export.create")
     pack = get_in_workspace(request, ExportPack.objects.all(), code=code)
     if services.export_pack_cancel(pack=pack):
         messages.success(request, "Export canceled.")
@@ -179,12 +180,8 @@ def pack_download(request: StudioRequest, code: UUID) -> HttpResponse:
 def brand_presets(request: StudioRequest, code: UUID) -> HttpResponse:
     brand = get_in_workspace(request, Brand.objects.all(), code=code)
     profile = BrandExportProfile.objects.filter(brand=brand).first()
-    can_edit = request.membership.can_edit
     if request.method == "POST":
-        if not can_edit:
-            from django.core.exceptions import PermissionDenied
-
-            raise PermissionDenied("This needs the editor role or higher.")
+        permissions.require(request, "brand.edit")  # the rule the presets form reads
         form = ProfileForm(request.POST)
         if form.is_valid():
             BrandExportProfile.objects.update_or_create(
@@ -213,6 +210,5 @@ def brand_presets(request: StudioRequest, code: UUID) -> HttpResponse:
             "brand": brand,
             "form": form,
             "presets": presets_mod.brand_presets(brand),
-            "can_edit": can_edit,
         },
     )

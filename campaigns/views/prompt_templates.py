@@ -303,7 +303,9 @@ def template_versions(request: StudioRequest, code: UUID) -> HttpResponse:
 @member_required()
 def template_version_create(request: StudioRequest, code: UUID) -> HttpResponse:
     """Save as a new version: the form starts from the latest version (or ?from=N to restore one)."""
-    require(request, "template.edit")  # the rule the Save/Restore as new version buttons read
+    require(
+        request, "template.edit"
+    )  # the rule the Save/Restore as new version buttons read
     template, _ = _template_for_user(request, code)
     latest = _version_or_404(template, None)
     start = (

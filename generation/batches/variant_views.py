@@ -19,8 +19,8 @@ from generation.batches.targets import target_options
 from generation.batches.variant_form import VariantForm
 from generation.gallery.queries import asset_for_user
 from generation.models import Asset, Generation
+from studio import permissions
 from studio.http import StudioRequest, wants_partial
-from studio.models import Role
 from studio.tenancy import member_required
 
 VARIANT = "generation/batches/variant.html"
@@ -87,9 +87,10 @@ def _variant_context(asset: Asset, form: VariantForm | None) -> dict[str, Any]:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required(Role.EDITOR)
+@member_required()
 @vary_on_headers("HX-Request")
 def asset_variant(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "asset.variant")  # the rule "Change one thing" reads
     """Change one thing: the asset's request with the edited values, reference images, seed,
     size or model (everything not edited is kept).
 

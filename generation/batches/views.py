@@ -34,8 +34,8 @@ from generation.batches.variants import (
     batch_axes,
 )
 from generation.models import Asset, Batch
+from studio import permissions
 from studio.http import StudioRequest, wants_partial
-from studio.models import Role
 from studio.tenancy import get_in_workspace, member_required
 
 LIST_PAGE_SIZE = 50
@@ -58,10 +58,6 @@ def batch_for_user(request: StudioRequest, code: UUID) -> Batch:
     return get_in_workspace(request, queryset, code=code)
 
 
-def _can_edit(request: StudioRequest) -> bool:
-    return request.membership is not None and request.membership.can_edit
-
-
 @require_GET
 @member_required()
 def batch_list(request: StudioRequest) -> HttpResponse:
@@ -72,7 +68,7 @@ def batch_list(request: StudioRequest) -> HttpResponse:
     return render(
         request,
         "generation/batches/list.html",
-        {"page": page, "can_edit": _can_edit(request)},
+        {"page": page},
     )
 
 
@@ -92,13 +88,11 @@ def _detail_context(
     landed = assets.count()
     if landed > THUMBNAIL_LIMIT:
         assets = assets.order_by("-generation_id")
-    can_edit = _can_edit(request)
     context: dict[str, Any] = {
         "batch": batch,
         "progress": progress,
         "assets": list(assets[:THUMBNAIL_LIMIT]),
         "landed": landed,
-        "can_edit": can_edit,
         "spec": BatchSpec.from_json(batch.spec),
         "reruns": batch.reruns.order_by("-created_at")[:10],
     }
@@ -113,7 +107,11 @@ def _detail_context(
         context["gallery_url"] = reverse("generation:batch-gallery", args=[batch.code])
     except NoReverseMatch:
         context["gallery_url"] = ""
-    if can_edit and "rerun_form" not in extra and batch.template_version is not None:
+    if (
+        permissions.can(request.membership, "batch.create")
+        and "rerun_form" not in extra
+        and batch.template_version is not None
+    ):
         context["rerun_form"] = _rerun_form(batch)
     context.update(extra)
     return context
@@ -157,9 +155,10 @@ def _after_action(request: StudioRequest, batch: Batch) -> HttpResponse:
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 @vary_on_headers("HX-Request")
 def batch_dispatch(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "batch.control")  # what the batch page offers
     batch = batch_for_user(request, code)
     try:
         batch = batch_services.batch_dispatch(batch=batch, user=request.user)
@@ -173,9 +172,10 @@ def batch_dispatch(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 @vary_on_headers("HX-Request")
 def batch_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "batch.control")  # what the batch page offers
     batch = batch_for_user(request, code)
     canceled = batch_services.batch_cancel(batch=batch)
     messages.info(request, f"Batch canceled: {canceled} generations stopped.")
@@ -183,9 +183,10 @@ def batch_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 @vary_on_headers("HX-Request")
 def batch_retry(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "batch.control")  # what the batch page offers
     batch = batch_for_user(request, code)
     try:
         retried = batch_retry_failed(batch=batch, user=request.user)
@@ -198,9 +199,10 @@ def batch_retry(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 def batch_rerun(request: StudioRequest, code: UUID) -> HttpResponse:
     """A draft copy with one axis changed; its page shows the preview and a Dispatch button."""
+    permissions.require(request, "batch.create")  # what the batch page offers
     batch = batch_for_user(request, code)
     form = _rerun_form(batch, request.POST)
     if form.is_valid():

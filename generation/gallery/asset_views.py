@@ -15,7 +15,7 @@ from campaigns.models import ReferenceImage, TemplateVersion
 from generation import review
 from generation.gallery import compare, titles
 from generation.gallery import queries as gallery
-from generation.gallery.forms import CommentForm, FocalPointForm, is_uuid, review_flags
+from generation.gallery.forms import CommentForm, FocalPointForm, is_uuid
 from generation.models import Asset, Generation, ReviewStatus
 from studio.http import StudioRequest
 from studio.tenancy import get_in_workspace, member_required
@@ -95,7 +95,6 @@ def asset_detail(request: StudioRequest, code: UUID) -> HttpResponse:
         ),
         "remix_url": _remix_url(generation),
         "statuses": ReviewStatus.choices,
-        **review_flags(request),
     }
     return render(request, "generation/asset_detail.html", context)
 

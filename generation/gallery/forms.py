@@ -8,7 +8,6 @@ from django import forms
 
 from generation import review
 from generation.models import ReviewStatus
-from studio.http import StudioRequest
 
 ACTIONS = {
     "approve": ReviewStatus.APPROVED,
@@ -42,14 +41,6 @@ class BulkForm(forms.Form):
     )
     comment = forms.CharField(required=False, max_length=review.MAX_COMMENT_CHARS)
     tag = forms.CharField(required=False, max_length=40)
-
-
-def review_flags(request: StudioRequest) -> dict[str, bool]:
-    membership = request.membership
-    return {
-        "can_decide": review.may(membership=membership, action=ReviewStatus.APPROVED),
-        "can_edit": review.may(membership=membership, action="comment"),
-    }
 
 
 def is_uuid(value: str) -> bool:

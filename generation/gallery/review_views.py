@@ -29,9 +29,9 @@ from generation.gallery.forms import (
     FocalPointForm,
     ReviewForm,
     is_uuid,
-    review_flags,
 )
 from generation.models import Asset, ReviewStatus
+from studio import permissions
 from studio.http import StudioRequest, wants_partial
 from studio.tenancy import member_required
 
@@ -73,7 +73,6 @@ def _card_response(
 ) -> HttpResponse:
     if wants_partial(request):
         context = {"asset": _card(request, code), "note": note, "error": error}
-        context.update(review_flags(request))
         response = render(request, "generation/gallery.html#asset_card_swap", context)
         # The status chips and progress bar listen for this and refresh themselves.
         return trigger_client_event(response, REVIEW_CHANGED)
@@ -109,6 +108,7 @@ def asset_review(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 @member_required()
 def asset_star(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "asset.annotate")
     asset = gallery.asset_for_user(request, code)
     wanted = request.POST.get("starred")
     starred = (not asset.starred) if wanted is None else wanted in ("1", "true", "on")
@@ -119,6 +119,7 @@ def asset_star(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 @member_required()
 def asset_tags(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "asset.annotate")
     asset = gallery.asset_for_user(request, code)
     add = [t for t in request.POST.get("add", "").split(",") if t.strip()]
     remove = request.POST.getlist("remove")
@@ -130,7 +131,7 @@ def asset_tags(request: StudioRequest, code: UUID) -> HttpResponse:
         return render(
             request,
             "generation/asset_detail.html#asset_tags",
-            {"asset": _card(request, code), **review_flags(request)},
+            {"asset": _card(request, code)},
         )
     return _card_response(request, code, note="Tags saved.")
 
@@ -138,6 +139,7 @@ def asset_tags(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 @member_required()
 def asset_comment(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "asset.annotate")
     asset = gallery.asset_for_user(request, code)
     form = CommentForm(request.POST)
     error = ""
@@ -160,7 +162,6 @@ def asset_comment(request: StudioRequest, code: UUID) -> HttpResponse:
             "timeline": review.review_timeline(asset=asset),
             "comment_form": form,
             "comment_error": error,
-            **review_flags(request),
         }
         return render(request, "generation/asset_detail.html#asset_timeline", context)
     if error:
@@ -171,6 +172,7 @@ def asset_comment(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 @member_required()
 def asset_focal_point(request: StudioRequest, code: UUID) -> HttpResponse:
+    permissions.require(request, "asset.annotate")
     asset = gallery.asset_for_user(request, code)
     form = FocalPointForm(request.POST)
     if form.is_valid():
@@ -214,6 +216,10 @@ def asset_bulk(request: StudioRequest) -> HttpResponse:
         )
     )
     action = form.cleaned_data["action"]
+    if (
+        action not in ACTIONS
+    ):  # star, unstar, tag, untag; review decisions are checked per status
+        permissions.require(request, "asset.annotate")
     common = {"workspace_id": request.workspace.pk, "asset_ids": assets}
     n = len(assets)
     images = f"{n} image{'s' if n != 1 else ''}"
@@ -264,6 +270,6 @@ def _bulk_answer(
         )
     )
     titles.titled(cards)
-    context = {"cards": cards, "note": note, "error": error, **review_flags(request)}
+    context = {"cards": cards, "note": note, "error": error}
     response = render(request, "generation/gallery.html#bulk_result", context)
     return trigger_client_event(response, REVIEW_CHANGED) if cards else response

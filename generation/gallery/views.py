@@ -29,7 +29,6 @@ from generation.gallery import counts as review_counts
 from generation.gallery import filters as gallery_filters
 from generation.gallery import queries as gallery
 from generation.gallery import titles
-from generation.gallery.forms import review_flags
 from generation.models import Asset, Batch, ReviewStatus
 from studio.http import StudioRequest, wants_partial
 from studio.private_files import serve_private_file
@@ -62,7 +61,6 @@ def _gallery(
         "gallery_url": gallery_url,
         "share_url": gallery_url + filters.query_string(),
         "filters": filters,
-        **review_flags(request),
     }
     name = "generation/gallery.html"
     if target != "status-chips":
