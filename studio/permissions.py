@@ -39,6 +39,7 @@ ACTIONS: dict[str, str] = {
     "asset.approve": Role.APPROVER,
     "asset.reject": Role.APPROVER,
     # Admins run the workspace.
+    "brand.delete": Role.ADMIN,
     "campaign.budget": Role.ADMIN,
     "members.manage": Role.ADMIN,
     "operator": Role.ADMIN,

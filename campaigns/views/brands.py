@@ -27,10 +27,8 @@ from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
 
-def _brand_for_user(request: StudioRequest, code: UUID) -> tuple[Brand, bool]:
-    brand = get_in_workspace(request, Brand.objects.select_related("logo"), code=code)
-    assert request.membership is not None
-    return brand, request.membership.can_edit
+def _brand_for_user(request: StudioRequest, code: UUID) -> Brand:
+    return get_in_workspace(request, Brand.objects.select_related("logo"), code=code)
 
 
 def _initial(brand: Brand) -> dict[str, object]:
@@ -96,15 +94,13 @@ def brand_create(request: StudioRequest) -> HttpResponse:
 @require_GET
 @member_required()
 def brand_detail(request: StudioRequest, code: UUID) -> HttpResponse:
-    brand, can_edit = _brand_for_user(request, code)
+    brand = _brand_for_user(request, code)
     references = ReferenceImage.objects.filter(brand=brand)
     role_counts = dict(
         references.values_list("role").annotate(n=Count("id")).values_list("role", "n")
     )
     context = {
         "brand": brand,
-        "can_edit": can_edit,
-        "can_delete": request.membership is not None and request.membership.is_admin,
         "recent_references": references[:8],
         "reference_total": sum(role_counts.values()),
         "role_counts": [
@@ -123,7 +119,7 @@ def brand_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 @member_required()
 def brand_edit(request: StudioRequest, code: UUID) -> HttpResponse:
     require(request, "brand.edit")  # the rule the brand page's Edit kit button reads
-    brand, _ = _brand_for_user(request, code)
+    brand = _brand_for_user(request, code)
     form = BrandForm(request.POST or None, initial=_initial(brand), brand=brand)
     palette_rows = [
         *(palette_row(c.get("name", ""), c.get("hex", "")) for c in brand.palette),
@@ -149,9 +145,10 @@ def brand_edit(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_POST
-@member_required(Role.ADMIN)
+@member_required()
 def brand_delete(request: StudioRequest, code: UUID) -> HttpResponse:
-    brand, _ = _brand_for_user(request, code)
+    require(request, "brand.delete")  # the rule the brand page's Delete section reads
+    brand = _brand_for_user(request, code)
     if request.POST.get("confirm_name", "").strip() != brand.name:
         messages.error(
             request, f"Type the brand's name (“{brand.name}”) to confirm deleting it."

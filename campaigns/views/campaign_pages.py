@@ -14,17 +14,14 @@ from campaigns import services, signals
 from campaigns.forms import CampaignCreateForm, CampaignForm, CampaignStatusForm
 from campaigns.models import Brand, Campaign, PromptTemplate
 from studio.http import StudioRequest, wants_partial
-from studio.models import Role
 from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
 
-def _campaign_for_user(request: StudioRequest, code: UUID) -> tuple[Campaign, bool]:
-    campaign = get_in_workspace(
+def _campaign_for_user(request: StudioRequest, code: UUID) -> Campaign:
+    return get_in_workspace(
         request, Campaign.objects.select_related("brand"), code=code
     )
-    assert request.membership is not None
-    return campaign, request.membership.can_edit
 
 
 @require_GET
@@ -139,10 +136,9 @@ def _create(request: StudioRequest, form: CampaignForm, brand: Brand) -> HttpRes
 @require_GET
 @member_required()
 def campaign_detail(request: StudioRequest, code: UUID) -> HttpResponse:
-    campaign, can_edit = _campaign_for_user(request, code)
+    campaign = _campaign_for_user(request, code)
     context = {
         "campaign": campaign,
-        "can_edit": can_edit,
         "status_form": CampaignStatusForm(initial={"status": campaign.status}),
         "templates": PromptTemplate.objects.filter(campaign=campaign),
         # Approval progress ("review_counts"), added by generation through a signal.
@@ -155,7 +151,7 @@ def campaign_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 @member_required()
 def campaign_edit(request: StudioRequest, code: UUID) -> HttpResponse:
     require(request, "campaign.edit")  # the rule the campaign page's Edit button reads
-    campaign, _ = _campaign_for_user(request, code)
+    campaign = _campaign_for_user(request, code)
     assert request.membership is not None
     form = CampaignForm(
         request.POST or None,
@@ -176,10 +172,13 @@ def campaign_edit(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @require_POST
-@member_required(Role.EDITOR)
+@member_required()
 @vary_on_headers("HX-Request")
 def campaign_status(request: StudioRequest, code: UUID) -> HttpResponse:
-    campaign, _ = _campaign_for_user(request, code)
+    require(
+        request, "campaign.edit"
+    )  # the rule the status form reads (in the page and this fragment)
+    campaign = _campaign_for_user(request, code)
     form = CampaignStatusForm(request.POST)
     error = ""
     if form.is_valid():
@@ -195,7 +194,6 @@ def campaign_status(request: StudioRequest, code: UUID) -> HttpResponse:
     if wants_partial(request):
         context = {
             "campaign": campaign,
-            "can_edit": True,
             "status_form": CampaignStatusForm(initial={"status": campaign.status}),
             "status_error": error,
         }

@@ -29,11 +29,11 @@ from django_htmx.http import HttpResponseClientRedirect
 from campaigns import references as services
 from campaigns.images import ACCEPT_ATTRIBUTE, ACCEPTED_LABEL
 from campaigns.models import Brand, ReferenceImage, ReferenceRole, Tag
+from studio import permissions
 from studio.http import StudioRequest, wants_partial
 from studio.input_rules import refuse_nul
-from studio.models import Role
 from studio.private_files import serve_private_file
-from studio.tenancy import get_in_workspace, member_required, require_role
+from studio.tenancy import get_in_workspace, member_required
 
 PAGE_SIZE = 48
 # The form without JavaScript may carry several files; the uploader script sends one per request.
@@ -112,10 +112,6 @@ def _reference_for_user(request: StudioRequest, code: UUID) -> ReferenceImage:
     return get_in_workspace(request, queryset.prefetch_related("tags"), code=code)
 
 
-def _can_edit(request: StudioRequest) -> bool:
-    return request.membership is not None and request.membership.can_edit
-
-
 def _wants_fragment(request: StudioRequest) -> bool:
     # The uploader script marks its requests the way XHR libraries do; htmx requests count too.
     return (
@@ -166,7 +162,6 @@ def _library_context(
         ],
         "total": sum(counts.values()),
         "tags": tag_names,
-        "can_edit": _can_edit(request),
         "upload_form": upload_form,
         "accept": ACCEPT_ATTRIBUTE,
         "accepted_label": ACCEPTED_LABEL,
@@ -199,7 +194,7 @@ def reference_upload(request: StudioRequest, code: UUID) -> HttpResponse:
     the answer is a redirect to the library with one message per file.
     """
     brand = _brand_for_user(request, code)
-    require_role(request, Role.EDITOR)
+    permissions.require(request, "reference.upload")  # the rule the drop zone reads
     form = ReferenceUploadForm(request.POST)
     files = request.FILES.getlist("file")
     list_url = reverse("campaigns:reference-list", args=[brand.code])
@@ -235,7 +230,7 @@ def reference_upload(request: StudioRequest, code: UUID) -> HttpResponse:
                 context,
                 status=409,
             )
-        context = {"reference": reference, "brand": brand, "can_edit": True}
+        context = {"reference": reference, "brand": brand}
         return render(
             request,
             "campaigns/references/list.html#reference_card",
@@ -296,11 +291,10 @@ def _upload_error(request: StudioRequest, message: str) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def reference_detail(request: StudioRequest, code: UUID) -> HttpResponse:
     reference = _reference_for_user(request, code)
-    can_edit = _can_edit(request)
     saved = False
     form: ReferenceEditForm | None = None
     if request.method == "POST":
-        require_role(request, Role.EDITOR)
+        permissions.require(request, "reference.edit")  # the rule the edit form reads
         form = ReferenceEditForm(request.POST)
         if form.is_valid():
             services.reference_update(
@@ -315,7 +309,7 @@ def reference_detail(request: StudioRequest, code: UUID) -> HttpResponse:
             # View restart: render what is stored now.
             reference = _reference_for_user(request, code)
             form, saved = None, True
-    if can_edit and form is None:
+    if form is None and permissions.can(request.membership, "reference.edit"):
         form = ReferenceEditForm(
             initial={
                 "title": reference.title,
@@ -328,7 +322,6 @@ def reference_detail(request: StudioRequest, code: UUID) -> HttpResponse:
         "brand": reference.brand,
         "form": form,
         "saved": saved,
-        "can_edit": can_edit,
         "is_logo": reference.brand.logo_id == reference.pk,
     }
     template = "campaigns/references/detail.html"
@@ -341,7 +334,7 @@ def reference_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 @member_required()
 def reference_delete(request: StudioRequest, code: UUID) -> HttpResponse:
     reference = _reference_for_user(request, code)
-    require_role(request, Role.EDITOR)
+    permissions.require(request, "reference.edit")  # the rule the Delete buttons read
     brand = reference.brand
     label = str(reference)
     services.reference_delete(reference=reference)
