@@ -49,7 +49,9 @@ class RoleOffersTests(StudioTestCase):
         for marker in ASSET_EDITOR:
             self.assertNotIn(marker, page)
 
-    def test_an_editor_is_offered_the_editor_actions_but_not_the_decisions(self) -> None:
+    def test_an_editor_is_offered_the_editor_actions_but_not_the_decisions(
+        self,
+    ) -> None:
         gallery, page = self._pages(self.eddie)
         for marker in GALLERY_EDITOR:
             self.assertIn(marker, gallery)
