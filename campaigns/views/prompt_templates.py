@@ -45,14 +45,10 @@ LIST_PAGE_SIZE = 50
 HISTORY_PAGE_SIZE = 50
 
 
-def _template_for_user(
-    request: StudioRequest, code: UUID
-) -> tuple[PromptTemplate, bool]:
-    template = get_in_workspace(
+def _template_for_user(request: StudioRequest, code: UUID) -> PromptTemplate:
+    return get_in_workspace(
         request, PromptTemplate.objects.select_related("brand", "campaign"), code=code
     )
-    assert request.membership is not None
-    return template, request.membership.can_edit
 
 
 def _versions(template: PromptTemplate) -> Any:
@@ -113,7 +109,6 @@ def template_list(request: StudioRequest) -> HttpResponse:
         "brands": brands,
         "brand": brand,
         "page": page,
-        "can_edit": request.membership.can_edit,
     }
     name = "campaigns/prompt_templates/list.html"
     return render(
@@ -180,7 +175,6 @@ def _detail_context(
     template: PromptTemplate,
     version: TemplateVersion,
     *,
-    can_edit: bool,
     preview_form: PreviewForm | None = None,
     rendered: RenderedPrompt | None = None,
     preview_error: PromptError | None = None,
@@ -200,7 +194,6 @@ def _detail_context(
         "version": version,
         "is_latest": version.number == latest_number,
         "latest_number": latest_number,
-        "can_edit": can_edit,
         "body_parts": placeholder_parts(version.body),
         "slots": [
             {**slot, "image": index}
@@ -218,18 +211,18 @@ def _detail_context(
 @require_GET
 @member_required()
 def template_detail(request: StudioRequest, code: UUID) -> HttpResponse:
-    template, can_edit = _template_for_user(request, code)
+    template = _template_for_user(request, code)
     version = _version_or_404(template, None)
-    context = _detail_context(request, template, version, can_edit=can_edit)
+    context = _detail_context(request, template, version)
     return render(request, "campaigns/prompt_templates/detail.html", context)
 
 
 @require_GET
 @member_required()
 def template_version(request: StudioRequest, code: UUID, number: int) -> HttpResponse:
-    template, can_edit = _template_for_user(request, code)
+    template = _template_for_user(request, code)
     version = _version_or_404(template, number)
-    context = _detail_context(request, template, version, can_edit=can_edit)
+    context = _detail_context(request, template, version)
     return render(request, "campaigns/prompt_templates/detail.html", context)
 
 
@@ -237,7 +230,7 @@ def template_version(request: StudioRequest, code: UUID, number: int) -> HttpRes
 @member_required()
 def template_preview(request: StudioRequest, code: UUID) -> HttpResponse:
     """Render a version with the posted values; read-only, so viewers may use it too."""
-    template, can_edit = _template_for_user(request, code)
+    template = _template_for_user(request, code)
     version = _version_or_404(template, request.POST.get("version"))
     form = PreviewForm(request.POST, variables=version.variables)
     rendered, error = None, None
@@ -262,7 +255,6 @@ def template_preview(request: StudioRequest, code: UUID) -> HttpResponse:
         request,
         template,
         version,
-        can_edit=can_edit,
         preview_form=form,
         rendered=rendered,
         preview_error=error,
@@ -284,7 +276,7 @@ def _approvals(template: PromptTemplate) -> dict[int, Any]:
 @require_GET
 @member_required()
 def template_versions(request: StudioRequest, code: UUID) -> HttpResponse:
-    template, can_edit = _template_for_user(request, code)
+    template = _template_for_user(request, code)
     versions = _versions(template).select_related("author").order_by("-number")
     page = Paginator(versions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     # Which prompts win: each version's images by review status (asked of generation).
@@ -295,7 +287,7 @@ def template_versions(request: StudioRequest, code: UUID) -> HttpResponse:
     return render(
         request,
         "campaigns/prompt_templates/versions.html",
-        {"template": template, "page": page, "can_edit": can_edit},
+        {"template": template, "page": page},
     )
 
 
@@ -306,7 +298,7 @@ def template_version_create(request: StudioRequest, code: UUID) -> HttpResponse:
     require(
         request, "template.edit"
     )  # the rule the Save/Restore as new version buttons read
-    template, _ = _template_for_user(request, code)
+    template = _template_for_user(request, code)
     latest = _version_or_404(template, None)
     start = (
         _version_or_404(template, request.GET.get("from"))
@@ -346,7 +338,7 @@ def template_version_create(request: StudioRequest, code: UUID) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def template_diff(request: StudioRequest, code: UUID) -> HttpResponse:
     """Diff ?from=N&to=M; by default the latest version (or `to`) against the one before it."""
-    template, can_edit = _template_for_user(request, code)
+    template = _template_for_user(request, code)
     new = _version_or_404(template, request.GET.get("to"))
     if request.GET.get("from"):
         old: TemplateVersion | None = _version_or_404(template, request.GET["from"])
@@ -368,7 +360,6 @@ def template_diff(request: StudioRequest, code: UUID) -> HttpResponse:
         "numbers": list(
             _versions(template).order_by("-number").values_list("number", flat=True)
         ),
-        "can_edit": can_edit,
     }
     name = "campaigns/prompt_templates/diff.html"
     return render(
