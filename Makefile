@@ -4,7 +4,7 @@
 #   make run                  set up .venv, migrate, load the demo data, start web + worker (Ctrl-C stops both)
 #   make test [ARGS="-k x"]   set up .venv (dev extra), ruff, pytest on PostgreSQL + Redis
 #   make prod                 production topology on this machine: gunicorn, I/O + CPU workers, beat (scripts/prod.sh)
-#   make lint                 ruff check + ruff format --check only
+#   make lint                 ruff, lint-imports and mypy only (no tests)
 #   make lock                 re-pin requirements/*.lock from pyproject.toml (after changing a dependency)
 #   make demo                 (re)load the demo data only
 #   make clean                remove .venv and var/ (the SQLite database, media, queue, artefacts)

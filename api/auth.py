@@ -18,6 +18,15 @@ from generation.caps import prefix, redis_client
 from studio.models import Role
 
 
+class ApiRequest(HttpRequest):
+    """A request BearerToken let in: django-ninja sets `auth` to what `authenticate` returned.
+
+    Every route of the API runs behind BearerToken (api/main.py), so its views take this type.
+    """
+
+    auth: Caller
+
+
 class BearerToken(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Caller | None:
         caller = token_authenticate(token.strip())

@@ -98,7 +98,9 @@ def _validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def install(api: NinjaAPI) -> None:
     """Replace ninja's default handlers with problem documents."""
 
-    def handle(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # django-ninja types a handler's exception as the exception or its class (ninja.main.Exc); it
+    # passes the raised instance.
+    def handle(request: HttpRequest, exc: Exception | type[Exception]) -> HttpResponse:
         if isinstance(exc, Problem):
             return problem_response(
                 exc.status, exc.code, exc.detail, headers=exc.headers, **exc.extra
@@ -118,9 +120,9 @@ def install(api: NinjaAPI) -> None:
                 headers={"WWW-Authenticate": 'Bearer realm="api"'},
             )
         if isinstance(exc, HttpError):
-            code = {401: "auth", 403: "permission", 404: "not_found", 409: "conflict"}
+            codes = {401: "auth", 403: "permission", 404: "not_found", 409: "conflict"}
             return problem_response(
-                exc.status_code, code.get(exc.status_code, "validation"), str(exc)
+                exc.status_code, codes.get(exc.status_code, "validation"), str(exc)
             )
         if isinstance(exc, Http404):
             return problem_response(404, "not_found", "No such object here.")
@@ -158,7 +160,7 @@ def install(api: NinjaAPI) -> None:
             500, "server_error", "Something went wrong on our side; it was logged."
         )
 
-    for kind in (
+    kinds: tuple[type[Exception], ...] = (
         Exception,
         Problem,
         NinjaValidationError,
@@ -170,5 +172,6 @@ def install(api: NinjaAPI) -> None:
         BackendError,
         DjangoValidationError,
         UnknownBackend,
-    ):
+    )
+    for kind in kinds:
         api.add_exception_handler(kind, handle)

@@ -71,7 +71,7 @@ def _emit_generation(generation_id: int, state: str) -> None:
             data=representations.generation(generation),
             message_key=f"{generation.code}:{state}",
         )
-    if generation.batch_id is not None:
+    if generation.batch is not None:  # no query when batch_id is None
         _batch_maybe_finished(generation.batch)
 
 

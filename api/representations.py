@@ -8,6 +8,8 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Model
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -41,12 +43,18 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _code(obj: Campaign | Batch | TemplateVersion | None) -> str | None:
+    """The public id of an optional related object: None when its foreign key is empty (Django
+    answers None for an empty key without a query)."""
+    return None if obj is None else str(obj.code)
+
+
 def _absolute(path: str, base: str = "") -> str:
     base = base or settings.STUDIO_PUBLIC_URL
     return f"{base}{path}" if base else path
 
 
-def signed_object[M](model: type[M], token: str, salt: str) -> M:
+def signed_object[M: Model](model: type[M], token: str, salt: str) -> M:
     """The asset or pack a signed file URL names (signed_file_url, signed_export_url), or a 404
     problem when the signature is bad or older than API_FILE_URL_TTL."""
     from api.problems import Problem
@@ -55,8 +63,8 @@ def signed_object[M](model: type[M], token: str, salt: str) -> M:
         code = signing.TimestampSigner(salt=salt).unsign(
             token, max_age=settings.API_FILE_URL_TTL
         )
-        return model.objects.get(code=UUID(code))  # type: ignore[attr-defined, no-any-return]
-    except (signing.BadSignature, ValueError, model.DoesNotExist):  # type: ignore[attr-defined]
+        return model._default_manager.get(code=UUID(code))
+    except (signing.BadSignature, ValueError, ObjectDoesNotExist):
         raise Problem(
             404, "not_found", "This file link is invalid or has expired."
         ) from None
@@ -123,7 +131,7 @@ def template(t: PromptTemplate) -> dict[str, Any]:
     return {
         "id": str(t.code),
         "brand": str(t.brand.code),
-        "campaign": str(t.campaign.code) if t.campaign_id else None,
+        "campaign": _code(t.campaign),
         "name": t.name,
         "description": t.description,
         "latest_version": version(latest) if latest else None,
@@ -166,11 +174,9 @@ def generation(g: Generation, *, base: str = "") -> dict[str, Any]:
         "seed": g.seed,
         "params": g.params,
         "references": [r.get("code") for r in g.references or () if r.get("code")],
-        "campaign": str(g.campaign.code) if g.campaign_id else None,
-        "batch": str(g.batch.code) if g.batch_id else None,
-        "template_version": (
-            str(g.template_version.code) if g.template_version_id else None
-        ),
+        "campaign": _code(g.campaign),
+        "batch": _code(g.batch),
+        "template_version": _code(g.template_version),
         "variables": g.variables,
         "cost": {
             "estimated": _money(g.estimated_cost),
@@ -213,8 +219,8 @@ def asset(a: Asset, *, base: str = "") -> dict[str, Any]:
     return {
         **asset_brief(a, base=base),
         "generation": str(g.code),
-        "campaign": str(a.campaign.code) if a.campaign_id else None,
-        "batch": str(a.batch.code) if a.batch_id else None,
+        "campaign": _code(a.campaign),
+        "batch": _code(a.batch),
         "backend": g.backend,
         "model": g.model,
         "prompt": g.prompt,
@@ -249,9 +255,7 @@ def batch(b: Batch, progress: Any = None) -> dict[str, Any]:
         "id": str(b.code),
         "name": b.name,
         "campaign": str(b.campaign.code),
-        "template_version": str(b.template_version.code)
-        if b.template_version_id
-        else None,
+        "template_version": _code(b.template_version),
         "state": b.state,
         "size": b.size,
         "estimate_total": _money(b.estimate_total),
@@ -280,8 +284,8 @@ def export_pack(p: ExportPack, *, base: str = "") -> dict[str, Any]:
         "title": p.title,
         "state": p.state,
         "terminal": not p.is_active,
-        "campaign": str(p.campaign.code) if p.campaign_id else None,
-        "batch": str(p.batch.code) if p.batch_id else None,
+        "campaign": _code(p.campaign),
+        "batch": _code(p.batch),
         "assets": p.asset_count,
         "presets": p.presets,
         "formats": p.formats,

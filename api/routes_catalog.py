@@ -5,13 +5,12 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, Query, Router, Status, UploadedFile
 from ninja.decorators import decorate_view
 
 from api import representations as rep
-from api.auth import require
+from api.auth import ApiRequest, require
 from api.idempotency import idempotent
 from api.pagination import page
 from api.problems import Problem
@@ -50,27 +49,25 @@ class BrandFilter(ListQuery):
     brand: UUID | None = None
 
 
-def _brand(request: HttpRequest, code: UUID | None) -> Brand | None:
-    if code is None:
-        return None
+def _brand(request: ApiRequest, code: UUID) -> Brand:
     return get_object_or_404(Brand, workspace=request.auth.workspace, code=code)
 
 
 @router.get("/brands", response={200: BrandPage, **ERRORS}, summary="List brands")
-def brand_list(request: HttpRequest, q: Query[ListQuery]) -> dict:
+def brand_list(request: ApiRequest, q: Query[ListQuery]) -> dict:
     qs = Brand.objects.filter(workspace=request.auth.workspace)
     return page(qs, cursor=q.cursor, limit=q.limit, render=rep.brand)
 
 
 @router.get("/brands/{code}", response={200: BrandOut, **ERRORS}, summary="One brand")
-def brand_detail(request: HttpRequest, code: UUID) -> dict:
-    return rep.brand(_brand(request, code))  # type: ignore[arg-type]
+def brand_detail(request: ApiRequest, code: UUID) -> dict:
+    return rep.brand(_brand(request, code))
 
 
 @router.get(
     "/references", response={200: ReferencePage, **ERRORS}, summary="List references"
 )
-def reference_list(request: HttpRequest, q: Query[BrandFilter]) -> dict:
+def reference_list(request: ApiRequest, q: Query[BrandFilter]) -> dict:
     qs = ReferenceImage.objects.filter(workspace=request.auth.workspace).select_related(
         "brand"
     )
@@ -89,7 +86,7 @@ def reference_list(request: HttpRequest, q: Query[BrandFilter]) -> dict:
     response={200: ReferenceOut, **ERRORS},
     summary="One reference",
 )
-def reference_detail(request: HttpRequest, code: UUID) -> dict:
+def reference_detail(request: ApiRequest, code: UUID) -> dict:
     ref = get_object_or_404(
         ReferenceImage.objects.select_related("brand"),
         workspace=request.auth.workspace,
@@ -105,7 +102,7 @@ def reference_detail(request: HttpRequest, code: UUID) -> dict:
 )
 @decorate_view(idempotent)
 def reference_upload(
-    request: HttpRequest,
+    request: ApiRequest,
     file: File[UploadedFile],
     brand: Form[UUID],
     role: Form[str],
@@ -123,7 +120,7 @@ def reference_upload(
     names = reference_services.normalise_tags(tags.split(","))
     try:
         ref = reference_services.reference_create(
-            brand=the_brand,  # type: ignore[arg-type]
+            brand=the_brand,
             uploaded_file=file,
             user=request.auth.user,
             role=role,
@@ -145,7 +142,7 @@ def reference_upload(
 @router.get(
     "/campaigns", response={200: CampaignPage, **ERRORS}, summary="List campaigns"
 )
-def campaign_list(request: HttpRequest, q: Query[BrandFilter]) -> dict:
+def campaign_list(request: ApiRequest, q: Query[BrandFilter]) -> dict:
     qs = Campaign.objects.filter(workspace=request.auth.workspace).select_related(
         "brand"
     )
@@ -157,7 +154,7 @@ def campaign_list(request: HttpRequest, q: Query[BrandFilter]) -> dict:
 @router.get(
     "/campaigns/{code}", response={200: CampaignOut, **ERRORS}, summary="One campaign"
 )
-def campaign_detail(request: HttpRequest, code: UUID) -> dict:
+def campaign_detail(request: ApiRequest, code: UUID) -> dict:
     return rep.campaign(
         get_object_or_404(
             Campaign.objects.select_related("brand"),
@@ -167,7 +164,7 @@ def campaign_detail(request: HttpRequest, code: UUID) -> dict:
     )
 
 
-def _template(request: HttpRequest, code: UUID) -> PromptTemplate:
+def _template(request: ApiRequest, code: UUID) -> PromptTemplate:
     return get_object_or_404(
         PromptTemplate.objects.select_related("brand", "campaign"),
         workspace=request.auth.workspace,
@@ -178,7 +175,7 @@ def _template(request: HttpRequest, code: UUID) -> PromptTemplate:
 @router.get(
     "/templates", response={200: TemplatePage, **ERRORS}, summary="List templates"
 )
-def template_list(request: HttpRequest, q: Query[BrandFilter]) -> dict:
+def template_list(request: ApiRequest, q: Query[BrandFilter]) -> dict:
     qs = PromptTemplate.objects.filter(workspace=request.auth.workspace).select_related(
         "brand", "campaign"
     )
@@ -190,7 +187,7 @@ def template_list(request: HttpRequest, q: Query[BrandFilter]) -> dict:
 @router.get(
     "/templates/{code}", response={200: TemplateOut, **ERRORS}, summary="One template"
 )
-def template_detail(request: HttpRequest, code: UUID) -> dict:
+def template_detail(request: ApiRequest, code: UUID) -> dict:
     return rep.template(_template(request, code))
 
 
@@ -199,7 +196,7 @@ def template_detail(request: HttpRequest, code: UUID) -> dict:
     response={200: VersionPage, **ERRORS},
     summary="A template's versions, newest first",
 )
-def version_list(request: HttpRequest, code: UUID, q: Query[ListQuery]) -> dict:
+def version_list(request: ApiRequest, code: UUID, q: Query[ListQuery]) -> dict:
     template = _template(request, code)
     qs = TemplateVersion.objects.filter(template=template).select_related("template")
     return page(qs, cursor=q.cursor, limit=q.limit, render=rep.version)
@@ -211,7 +208,7 @@ def version_list(request: HttpRequest, code: UUID, q: Query[ListQuery]) -> dict:
     summary="Save a new version of a template",
 )
 @decorate_view(idempotent)
-def version_create(request: HttpRequest, code: UUID, payload: VersionIn) -> Status:
+def version_create(request: ApiRequest, code: UUID, payload: VersionIn) -> Status:
     require(request.auth, Role.EDITOR)
     template = _template(request, code)
     try:
@@ -237,7 +234,7 @@ def version_create(request: HttpRequest, code: UUID, payload: VersionIn) -> Stat
     response={200: VersionOut, **ERRORS},
     summary="One template version",
 )
-def version_detail(request: HttpRequest, code: UUID) -> dict:
+def version_detail(request: ApiRequest, code: UUID) -> dict:
     return rep.version(
         get_object_or_404(
             TemplateVersion.objects.select_related("template"),

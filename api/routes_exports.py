@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
 from ninja.decorators import decorate_view
 
 from api import representations as rep
-from api.auth import require
+from api.auth import ApiRequest, require
 from api.idempotency import idempotent
 from api.pagination import page
 from api.problems import Problem
@@ -78,8 +79,8 @@ def _selection(caller: Caller, payload: ExportIn) -> dict[str, Any]:
     summary="Ask for an asset pack (a campaign, a batch or assets; presets and formats)",
 )
 @decorate_view(idempotent)
-def export_create(request: HttpRequest, payload: ExportIn) -> Status:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def export_create(request: ApiRequest, payload: ExportIn) -> Status:
+    caller = request.auth
     require(caller, Role.EDITOR)
     pack = export_pack_request(
         workspace=caller.workspace,
@@ -97,8 +98,8 @@ def export_create(request: HttpRequest, payload: ExportIn) -> Status:
 @router.get(
     "/exports", response={200: ExportPage, **ERRORS}, summary="List asset packs"
 )
-def export_list(request: HttpRequest, q: Query[ListQuery]) -> dict:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def export_list(request: ApiRequest, q: Query[ListQuery]) -> dict:
+    caller = request.auth
     base = rep.base_url(request)
     return page(
         ExportPack.objects.for_workspace(caller.workspace),
@@ -113,8 +114,8 @@ def export_list(request: HttpRequest, q: Query[ListQuery]) -> dict:
     response={200: ExportOut, **ERRORS},
     summary="One asset pack: state, progress, download URL when ready",
 )
-def export_detail(request: HttpRequest, code: UUID) -> dict:
-    return rep.export_pack(_pack(request.auth, code), base=rep.base_url(request))  # type: ignore[arg-type]
+def export_detail(request: ApiRequest, code: UUID) -> dict:
+    return rep.export_pack(_pack(request.auth, code), base=rep.base_url(request))
 
 
 @router.post(
@@ -122,8 +123,8 @@ def export_detail(request: HttpRequest, code: UUID) -> dict:
     response={200: ExportCancelOut, **ERRORS},
     summary="Cancel a queued or building pack",
 )
-def export_cancel(request: HttpRequest, code: UUID) -> dict:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def export_cancel(request: ApiRequest, code: UUID) -> dict:
+    caller = request.auth
     require(caller, Role.EDITOR)
     canceled = export_pack_cancel(pack=_pack(caller, code))
     return {
@@ -132,7 +133,7 @@ def export_cancel(request: HttpRequest, code: UUID) -> dict:
     }
 
 
-def _serve(pack: ExportPack) -> HttpResponse:
+def _serve(pack: ExportPack) -> HttpResponseBase:
     if pack.state != PackState.SUCCEEDED or not pack.file.name:
         raise Problem(404, "not_found", f"This pack is {pack.state}, not ready.")
     return serve_private_file(
@@ -150,8 +151,8 @@ def _serve(pack: ExportPack) -> HttpResponse:
     url_name="export_file",
     summary="The pack's zip (with the token)",
 )
-def export_file(request: HttpRequest, code: UUID) -> HttpResponse:
-    return _serve(_pack(request.auth, code))  # type: ignore[arg-type]
+def export_file(request: ApiRequest, code: UUID) -> HttpResponseBase:
+    return _serve(_pack(request.auth, code))
 
 
 @router.get(
@@ -161,5 +162,5 @@ def export_file(request: HttpRequest, code: UUID) -> HttpResponse:
     url_name="export_signed_file",
     summary="The pack's zip by a signed, expiring URL (no token needed)",
 )
-def export_signed_file(request: HttpRequest, token: str) -> HttpResponse:
+def export_signed_file(request: HttpRequest, token: str) -> HttpResponseBase:
     return _serve(rep.signed_object(ExportPack, token, rep.EXPORT_SALT))

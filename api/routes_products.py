@@ -66,7 +66,7 @@ def _render(product: Product, approved: list[Any], base: str) -> dict[str, Any]:
         "images": [
             {
                 "role": image.role,
-                "reference": str(image.reference.code) if image.reference_id else None,
+                "reference": str(image.reference.code) if image.reference else None,
                 "state": image.state,
             }
             for image in product.images.all()

@@ -389,6 +389,13 @@ class CommentOut(Schema):
     created_at: dt.datetime
 
 
+ImageFormat = Literal["jpeg", "jpg", "png", "webp", "avif"]
+
+
+def _default_formats() -> list[ImageFormat]:
+    return ["jpeg"]
+
+
 class ExportIn(Strict):
     """Exactly one of campaign, batch or assets; by default only approved assets are packed."""
 
@@ -401,8 +408,8 @@ class ExportIn(Strict):
         description="Preset keys, aliases (square, story, 16x9...) or sizes like 1600x500; "
         "empty: the brand's presets.",
     )
-    formats: list[Literal["jpeg", "jpg", "png", "webp", "avif"]] = Field(
-        default_factory=lambda: ["jpeg"], min_length=1, max_length=4
+    formats: list[ImageFormat] = Field(
+        default_factory=_default_formats, min_length=1, max_length=4
     )
     all_statuses: bool = False
 

@@ -11,13 +11,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from api import tokens, webhooks_out
 from api.models import ApiToken, WebhookDelivery, WebhookEvent, WebhookSubscription
-from studio.http import StudioRequest
+from studio.http import MemberRequest
 from studio.models import Membership, Role
 from studio.permissions import require
 from studio.tenancy import get_in_workspace, member_required
 
 
-def _context(request: StudioRequest, **extra: object) -> dict[str, object]:
+def _context(request: MemberRequest, **extra: object) -> dict[str, object]:
     workspace = request.workspace
     token_list = list(ApiToken.objects.filter(workspace=workspace))
     roles = dict(
@@ -39,20 +39,20 @@ def _context(request: StudioRequest, **extra: object) -> dict[str, object]:
 
 @require_GET
 @member_required()
-def api_settings(request: StudioRequest) -> HttpResponse:
+def api_settings(request: MemberRequest) -> HttpResponse:
     require(request, "api.manage")  # the rule the top bar's API link reads
     return render(request, "api/settings.html", _context(request))
 
 
 @require_POST
 @member_required(Role.ADMIN)
-def token_create(request: StudioRequest) -> HttpResponse:
+def token_create(request: MemberRequest) -> HttpResponse:
     try:
         issued = tokens.token_create(
-            workspace=request.workspace,  # type: ignore[arg-type]
+            workspace=request.workspace,
             name=request.POST.get("name", ""),
             role=request.POST.get("role", ""),
-            created_by=request.user,  # type: ignore[arg-type]
+            created_by=request.user,
         )
     except ValueError as exc:
         messages.error(request, str(exc))
@@ -65,7 +65,7 @@ def token_create(request: StudioRequest) -> HttpResponse:
 
 @require_POST
 @member_required(Role.ADMIN)
-def token_revoke(request: StudioRequest, code: UUID) -> HttpResponse:
+def token_revoke(request: MemberRequest, code: UUID) -> HttpResponse:
     token = get_in_workspace(request, ApiToken.objects.all(), code=code)
     if tokens.token_revoke(token=token):
         messages.success(request, f"Token “{token.name}” revoked.")
@@ -74,10 +74,10 @@ def token_revoke(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @member_required(Role.ADMIN)
-def webhook_create(request: StudioRequest) -> HttpResponse:
+def webhook_create(request: MemberRequest) -> HttpResponse:
     try:
         subscription = webhooks_out.subscription_create(
-            workspace=request.workspace,  # type: ignore[arg-type]
+            workspace=request.workspace,
             url=request.POST.get("url", ""),
             events=request.POST.getlist("events"),
             description=request.POST.get("description", ""),
@@ -92,7 +92,7 @@ def webhook_create(request: StudioRequest) -> HttpResponse:
 
 @require_GET
 @member_required(Role.ADMIN)
-def webhook_detail(request: StudioRequest, code: UUID) -> HttpResponse:
+def webhook_detail(request: MemberRequest, code: UUID) -> HttpResponse:
     subscription = get_in_workspace(
         request, WebhookSubscription.objects.all(), code=code
     )
@@ -106,7 +106,7 @@ def webhook_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @member_required(Role.ADMIN)
-def webhook_delete(request: StudioRequest, code: UUID) -> HttpResponse:
+def webhook_delete(request: MemberRequest, code: UUID) -> HttpResponse:
     subscription = get_in_workspace(
         request, WebhookSubscription.objects.all(), code=code
     )
@@ -117,14 +117,14 @@ def webhook_delete(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @member_required(Role.ADMIN)
-def delivery_redeliver(request: StudioRequest, code: UUID) -> HttpResponse:
+def delivery_redeliver(request: MemberRequest, code: UUID) -> HttpResponse:
     delivery = _delivery(request, code)
     webhooks_out.delivery_redeliver(delivery=delivery)
     messages.success(request, "Sent again.")
     return redirect("api-ui:webhook-detail", code=delivery.subscription.code)
 
 
-def _delivery(request: StudioRequest, code: UUID) -> WebhookDelivery:
+def _delivery(request: MemberRequest, code: UUID) -> WebhookDelivery:
     from django.http import Http404
 
     delivery = (

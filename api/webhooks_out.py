@@ -19,6 +19,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -147,7 +148,7 @@ def event_emit(
     from api import tasks
 
     for pk in ids:
-        transaction.on_commit(lambda pk=pk: tasks.webhook_deliver.delay(pk))
+        transaction.on_commit(partial(tasks.webhook_deliver.delay, pk))
     return len(rows)
 
 

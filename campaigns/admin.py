@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from campaigns.models import (
     Brand,
@@ -53,11 +54,12 @@ class TemplateVersionInline(admin.TabularInline):
     model = TemplateVersion
     extra = 0
     can_delete = False
-    fields = ["number", "kind", "change_note", "author", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("number", "kind", "change_note", "author", "created_at")
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(
+        self, request: HttpRequest, obj: PromptTemplate | None = None
+    ) -> bool:
         return False
 
 
@@ -76,11 +78,15 @@ class TemplateVersionAdmin(admin.ModelAdmin):
     list_display = ["template", "number", "kind", "author", "created_at"]
     list_filter = ["kind"]
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(
+        self, request: HttpRequest, obj: TemplateVersion | None = None
+    ) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(
+        self, request: HttpRequest, obj: TemplateVersion | None = None
+    ) -> bool:
         return False

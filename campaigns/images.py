@@ -25,7 +25,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 from django.conf import settings
 from django.core.files.base import File
@@ -351,7 +351,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         result.info.pop("transparency", None)
         return result
     work = image if image.mode in ("I", "F") else image.convert("I")
-    low, high = work.getextrema()
+    # "I" and "F" have one band: the extrema are (low, high), not a pair per band.
+    low, high = cast("tuple[float, float]", work.getextrema())
     if low >= 0 and high <= (1.0 if work.mode == "F" else 255):
         scale, offset = (255.0 if work.mode == "F" else 1.0), 0.0
     elif low >= 0 and high <= 65535:

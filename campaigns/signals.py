@@ -8,7 +8,7 @@ of extra template context, merged by `page_data`. Nobody listening: the page sho
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.dispatch import Signal
 
@@ -24,5 +24,6 @@ def page_data(signal: Signal, **kwargs: Any) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for _receiver, answer in signal.send(sender=None, **kwargs):
         if answer:
-            merged.update(answer)
+            # Receivers here return dicts; django-stubs types every signal reply as a str.
+            merged.update(cast("dict[str, Any]", answer))
     return merged

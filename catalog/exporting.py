@@ -36,7 +36,9 @@ def approved_by_product(brand: Brand) -> dict[int, list[tuple[Shot, Any]]]:
         .select_related("shot", "generation__asset")
         .order_by("shot__position", "shot_id", "generation__asset__created_at", "id")
     ):
-        out[link.product_id].append((link.shot, link.generation.asset))
+        # Never None (shot__isnull=False): the check is for the types.
+        if link.shot is not None:
+            out[link.product_id].append((link.shot, link.generation.asset))
     return out
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from django import forms
 
+from studio.forms import choice_field
+
 
 class ImportForm(forms.Form):
     csv_file = forms.FileField(label="Catalog CSV")
@@ -41,6 +43,6 @@ class GapBatchForm(forms.Form):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["shot"].choices = shots
-        self.fields["campaign"].choices = campaigns
-        self.fields["target"].choices = targets
+        choice_field(self, "shot").choices = shots
+        choice_field(self, "campaign").choices = campaigns
+        choice_field(self, "target").choices = targets

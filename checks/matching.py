@@ -29,9 +29,13 @@ SCENE_FEATURES = 4000
 REFERENCE_FEATURES = 1000
 
 
-def _features(grey: np.ndarray, count: int) -> tuple[list[Any], np.ndarray | None]:
-    orb = cv2.ORB_create(nfeatures=count, fastThreshold=10)
-    return orb.detectAndCompute(grey, None)
+def _features(
+    grey: np.ndarray, count: int
+) -> tuple[list[cv2.KeyPoint], np.ndarray | None]:
+    orb = cv2.ORB.create(nfeatures=count, fastThreshold=10)
+    keypoints, descriptors = orb.detectAndCompute(grey, None)
+    # None when there are no keypoints at all (OpenCV's stubs say an array).
+    return list(keypoints), descriptors
 
 
 def _reference_mask(reference: Picture) -> np.ndarray | None:
@@ -46,7 +50,7 @@ def _plausible(quad: np.ndarray, scene_area: float) -> bool:
     return scene_area * 0.0005 <= area <= scene_area * 1.05
 
 
-def scene_features(picture: Picture) -> tuple[list[Any], np.ndarray | None]:
+def scene_features(picture: Picture) -> tuple[list[cv2.KeyPoint], np.ndarray | None]:
     """The image's keypoints, computed once for every reference looked for."""
     return _features(picture.grey(MATCH_SIDE), SCENE_FEATURES)
 
@@ -55,7 +59,7 @@ def find(
     picture: Picture,
     reference: Picture,
     *,
-    features: tuple[list[Any], np.ndarray | None] | None = None,
+    features: tuple[list[cv2.KeyPoint], np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
     scene = picture.fitted(MATCH_SIDE)
     scale = picture.width / scene.shape[1]
@@ -83,14 +87,20 @@ def find(
     result["matches"] = len(good)
     if len(good) < MIN_INLIERS:
         return result
-    src = np.float32([ref_kp[m.queryIdx].pt for m in good]).reshape(-1, 1, 2)
-    dst = np.float32([scene_kp[m.trainIdx].pt for m in good]).reshape(-1, 1, 2)
+    src = np.array([ref_kp[m.queryIdx].pt for m in good], dtype=np.float32).reshape(
+        -1, 1, 2
+    )
+    dst = np.array([scene_kp[m.trainIdx].pt for m in good], dtype=np.float32).reshape(
+        -1, 1, 2
+    )
     homography, inlier_mask = cv2.findHomography(src, dst, cv2.RANSAC, 5.0)
     if homography is None:
         return result
     inliers = int(inlier_mask.sum())
     h, w = ref_grey.shape
-    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]]).reshape(-1, 1, 2)
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32).reshape(
+        -1, 1, 2
+    )
     quad = cv2.perspectiveTransform(corners, homography).reshape(-1, 2)
     plausible = _plausible(quad, scene.shape[0] * scene.shape[1])
     result["inliers"] = inliers

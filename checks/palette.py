@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -99,7 +99,10 @@ def dominant_colours(
     cv2.setRNGSeed(15)  # the same image always gives the same clusters
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     _, labels, centres = cv2.kmeans(pixels, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
-    counts = np.bincount(labels.reshape(-1), minlength=k)
+    # kmeans labels are int32 cluster indices (its stubs type them as any number array).
+    counts = np.bincount(
+        cast("np.ndarray[Any, np.dtype[np.int32]]", labels).reshape(-1), minlength=k
+    )
     order = np.argsort(-counts)
     return [(centres[i], float(counts[i]) / len(pixels)) for i in order if counts[i]]
 

@@ -96,8 +96,8 @@ def fit(pixels: np.ndarray, side: int) -> np.ndarray:
 
 def decode(data: bytes) -> Picture:
     """Decode with Pillow (the same decoder ingest verified the file with), EXIF orientation applied."""
-    with Image.open(io.BytesIO(data)) as image:
-        image = ImageOps.exif_transpose(image)
+    with Image.open(io.BytesIO(data)) as opened:
+        image = ImageOps.exif_transpose(opened)
         alpha = None
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
             rgba = np.asarray(image.convert("RGBA"))

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 ROLES = (ReferenceRole.LOGO, ReferenceRole.PRODUCT)
 
 
-def _read(name: str) -> bytes:
+def _read(name: str | None) -> bytes:
+    if not name:  # a FieldFile with no file: nothing to check against
+        raise FileNotFoundError("no file is stored for this record")
     with default_storage.open(name, "rb") as handle:
         return handle.read()
 
@@ -82,7 +84,9 @@ def flags_for(result: dict[str, Any], policy: BrandCheckPolicy) -> dict[str, boo
 
     def under(key: str, minimum: float) -> bool:
         part = result.get(key)
-        return bool(part) and part.get("score") is not None and part["score"] < minimum
+        if not part:
+            return False
+        return part.get("score") is not None and part["score"] < minimum
 
     flags = {
         "off_palette": under("palette", policy.palette_min),

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from campaigns.channels import CHANNEL_CHOICES
 from exports.presets import parse_size
 from exports.render import FORMATS
+from studio.forms import choice_field
 
 
 class PackForm(forms.Form):
@@ -23,13 +26,15 @@ class PackForm(forms.Form):
         required=False, label="Include images that are not approved"
     )
 
-    def __init__(self, *args: object, preset_choices: list, **kwargs: object) -> None:
+    def __init__(
+        self, *args: Any, preset_choices: list[tuple[str, str]], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["presets"].choices = preset_choices
+        choice_field(self, "presets").choices = preset_choices
         self.fields["presets"].required = False
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         sizes = [s.strip() for s in data.get("custom", "").split(",") if s.strip()]
         for size in sizes:
             if parse_size(size) is None:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 from typing import Any
 from uuid import UUID
@@ -16,6 +17,7 @@ from uuid import UUID
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -36,11 +38,15 @@ def _salt(link: ShareLink) -> str:
     return f"share-reviewer:{link.code}"
 
 
-def public(view: Any) -> Any:
+def public(
+    view: Callable[..., HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
     """Rate limit, resolve the token (404 when dead), never cache, no indexing."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, token: str, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(
+        request: HttpRequest, token: str, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
         if not sharing.share_rate_allowed(client_address(request)):
             return HttpResponse(
                 "Too many requests: wait a minute.",
@@ -126,7 +132,7 @@ def share_name(request: HttpRequest, link: ShareLink, token: str) -> HttpRespons
 @public
 def share_image(
     request: HttpRequest, link: ShareLink, token: str, code: UUID
-) -> HttpResponse:
+) -> HttpResponseBase:
     asset = sharing.share_asset(link, code)
     if asset is None:  # the link grants exactly its assets
         raise Http404
@@ -159,7 +165,7 @@ def share_manifest(request: HttpRequest, link: ShareLink, token: str) -> HttpRes
 @public
 def share_decide(
     request: HttpRequest, link: ShareLink, token: str, code: UUID
-) -> HttpResponse:
+) -> HttpResponseBase:
     asset = sharing.share_asset(link, code)
     if asset is None:
         raise Http404

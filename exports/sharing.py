@@ -30,7 +30,7 @@ from studio.models import Membership, Role, Workspace
 
 MAX_DAYS = 90
 MAX_NAME = 100
-DECISIONS = {
+DECISIONS: dict[str, ReviewStatus] = {  # keyed by the Kind values (TextChoices are str)
     ShareFeedback.Kind.APPROVE: ReviewStatus.APPROVED,
     ShareFeedback.Kind.CHANGES: ReviewStatus.CHANGES_REQUESTED,
 }

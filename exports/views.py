@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -24,7 +25,7 @@ from exports.forms import PackForm, ProfileForm
 from exports.models import BrandExportProfile, ExportPack
 from generation.models import Asset, Batch
 from studio import permissions
-from studio.http import StudioRequest, wants_partial
+from studio.http import MemberRequest, wants_partial
 from studio.private_files import serve_private_file
 from studio.tenancy import get_in_workspace, member_required
 
@@ -38,7 +39,7 @@ def _uuid(value: str | None) -> UUID | None:
         return None
 
 
-def _scope(request: StudioRequest) -> dict:
+def _scope(request: MemberRequest) -> dict:
     """The campaign, batch or selection a pack is asked for (404 outside the workspace)."""
     data = request.POST if request.method == "POST" else request.GET
     workspace = request.workspace
@@ -76,9 +77,8 @@ def _scope(request: StudioRequest) -> dict:
 
 @require_http_methods(["GET", "POST"])
 @member_required()
-def pack_new(request: StudioRequest) -> HttpResponse:
+def pack_new(request: MemberRequest) -> HttpResponse:
     permissions.require(request, "export.create")  # the rule the Export buttons read
-    assert request.workspace is not None
     scope = _scope(request)
     brand = scope["brand"]
     choices = [
@@ -117,8 +117,7 @@ def pack_new(request: StudioRequest) -> HttpResponse:
 
 @require_GET
 @member_required()
-def pack_list(request: StudioRequest) -> HttpResponse:
-    assert request.workspace is not None
+def pack_list(request: MemberRequest) -> HttpResponse:
     packs = ExportPack.objects.for_workspace(request.workspace)
     if code := _uuid(request.GET.get("campaign")):
         packs = packs.filter(campaign__code=code)
@@ -132,7 +131,7 @@ def pack_list(request: StudioRequest) -> HttpResponse:
 @require_GET
 @member_required()
 @vary_on_headers("HX-Request")
-def pack_detail(request: StudioRequest, code: UUID) -> HttpResponse:
+def pack_detail(request: MemberRequest, code: UUID) -> HttpResponse:
     pack = get_in_workspace(
         request, ExportPack.objects.select_related("created_by"), code=code
     )
@@ -152,7 +151,7 @@ def pack_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @member_required()
-def pack_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
+def pack_cancel(request: MemberRequest, code: UUID) -> HttpResponse:
     permissions.require(request, "export.create")
     pack = get_in_workspace(request, ExportPack.objects.all(), code=code)
     if services.export_pack_cancel(pack=pack):
@@ -162,7 +161,7 @@ def pack_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_GET
 @member_required()
-def pack_download(request: StudioRequest, code: UUID) -> HttpResponse:
+def pack_download(request: MemberRequest, code: UUID) -> HttpResponseBase:
     pack = get_in_workspace(request, ExportPack.objects.all(), code=code)
     if pack.state != ExportPack.State.SUCCEEDED:
         raise Http404("This pack is not ready.")
@@ -177,7 +176,7 @@ def pack_download(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @member_required()
-def brand_presets(request: StudioRequest, code: UUID) -> HttpResponse:
+def brand_presets(request: MemberRequest, code: UUID) -> HttpResponse:
     brand = get_in_workspace(request, Brand.objects.all(), code=code)
     profile = BrandExportProfile.objects.filter(brand=brand).first()
     if request.method == "POST":

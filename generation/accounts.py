@@ -68,7 +68,9 @@ def _instance(
 
 def build(name: str, config: BackendConfig) -> Backend:
     return _instance(
-        _backend_class(name),
+        # A class is hashable; mypy checks type[Backend] against Hashable through the unbound
+        # __hash__ and says no (python/mypy#11470).
+        _backend_class(name),  # type: ignore[arg-type]
         config.api_key,
         config.base_url,
         tuple(sorted(config.extra.items())),

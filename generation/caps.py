@@ -33,13 +33,16 @@ from __future__ import annotations
 import logging
 import zlib
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+
+if TYPE_CHECKING:
+    from generation.models import Generation
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +160,12 @@ class RedisCap:
 
     def members(self) -> set[int]:
         self.count()
-        return {int(m) for m in self.client.zrange(self.key, 0, -1)}
+        # Without withscores the members come back as bytes (redis-py types the reply loosely).
+        raw = cast("list[bytes]", self.client.zrange(self.key, 0, -1))
+        return {int(m) for m in raw}
 
 
-def _db_holders(key: str):  # type: ignore[no-untyped-def]
+def _db_holders(key: str) -> QuerySet[Generation]:
     """The rows of a cap that hold a slot: dispatched and waiting for their submit, or at the
     provider."""
     from generation.models import Generation, GenerationState, parse_cap_key
@@ -178,7 +183,7 @@ class DatabaseCap:
     def __init__(self, key: str) -> None:
         self.key = key
 
-    def _holders(self):  # type: ignore[no-untyped-def]
+    def _holders(self) -> QuerySet[Generation]:
         return _db_holders(self.key)
 
     def acquire(self, member: int, *, limit: int, ttl: float) -> bool:

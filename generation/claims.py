@@ -35,6 +35,7 @@ import threading
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -125,7 +126,11 @@ def dead(claims: Iterable[tuple[int, datetime]]) -> set[int]:
 
 
 def _dead(client: redis.Redis, claims: list[tuple[int, datetime]]) -> set[int]:
-    records = client.mget([_claim_key(pk, due_at) for pk, due_at in claims])
+    # A client without decode_responses (caps._client): the values are bytes.
+    records = cast(
+        "list[bytes | None]",
+        client.mget([_claim_key(pk, due_at) for pk, due_at in claims]),
+    )
     holders = {
         pk: record.decode()
         for (pk, _), record in zip(claims, records, strict=True)

@@ -56,7 +56,7 @@ def month_losses(workspace: Any, *, since: datetime) -> dict[str, Losses]:
     for backend, cost in lost.iterator():
         entry = losses.setdefault(backend, Losses())
         entry.lost_images += 1
-        entry.lost_cost += cost
+        entry.lost_cost += cost or Decimal(0)  # never None: actual_cost__isnull=False
     return losses
 
 

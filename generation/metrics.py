@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+import redis
 from django.conf import settings
 from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily
@@ -30,6 +32,9 @@ from studio.metrics import (
     PROVIDER_CALL_LATENCY,
     RATE_LIMITED,
 )
+
+if TYPE_CHECKING:
+    from generation.models import Generation
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ def provider_error(backend: str, error_class: str) -> None:
         RATE_LIMITED.labels(backend).inc()
 
 
-def finished(generation, state: str) -> None:  # type: ignore[no-untyped-def]
+def finished(generation: Generation, state: str) -> None:
     """A generation reached a terminal state (its transition won); a success adds its cost."""
     GENERATIONS_FINISHED.labels(generation.backend, str(state)).inc()
     if state == "succeeded":
@@ -112,7 +117,7 @@ class EngineCollector(Collector):
             family.add_metric([state, backend], n)
         yield family
 
-    def _queues(self, client) -> Iterator[GaugeMetricFamily]:  # type: ignore[no-untyped-def]
+    def _queues(self, client: redis.Redis) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "studio_queue_depth",
             "Messages waiting in each Celery queue.",
@@ -130,7 +135,7 @@ class EngineCollector(Collector):
             family.add_metric([queue], sum(lengths[index * step : (index + 1) * step]))
         yield family
 
-    def _caps(self, client) -> Iterator[GaugeMetricFamily]:  # type: ignore[no-untyped-def]
+    def _caps(self, client: redis.Redis) -> Iterator[GaugeMetricFamily]:
         in_flight = GaugeMetricFamily(
             "studio_cap_in_flight",
             "Generations holding a slot of each concurrency cap (backend:account).",
@@ -144,7 +149,7 @@ class EngineCollector(Collector):
             in_flight.add_metric([name.removeprefix(prefix)], live)
         yield in_flight
 
-    def _breakers(self, client) -> Iterator[GaugeMetricFamily]:  # type: ignore[no-untyped-def]
+    def _breakers(self, client: redis.Redis) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "studio_breaker_state",
             "Circuit breaker per backend and credentials: 0 closed, 1 half-open, 2 open.",

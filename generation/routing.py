@@ -57,6 +57,7 @@ from generation import accounts, breaker, caps
 from generation.backends import registry
 from generation.backends.base import (
     Backend,
+    BackendConfig,
     BackendError,
     ErrorClass,
     GenerationRequest,
@@ -464,7 +465,7 @@ def model_table() -> list[ModelRow]:
     served: dict[str, dict[str, str]] = {}
     for name, cls in registry.BACKENDS.items():
         try:
-            models = cls(registry.BackendConfig()).capabilities().models
+            models = cls(BackendConfig()).capabilities().models
         except (
             Exception
         ):  # a backend that needs configuration to even say what it serves

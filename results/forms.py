@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 
 from results import platforms, services
+from studio.forms import choice_field
 
 
 class UploadForm(forms.Form):
@@ -19,7 +20,7 @@ class UploadForm(forms.Form):
 
     def __init__(self, *args: Any, workspace: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["mapping"].choices = [("", "Guess from the header")] + [
+        choice_field(self, "mapping").choices = [("", "Guess from the header")] + [
             (name, name) for name in services.mapping_choices(workspace)
         ]
 

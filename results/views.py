@@ -18,7 +18,7 @@ from campaigns.models import Campaign
 from results import charts, platforms, services
 from results.forms import MappingForm, UploadForm
 from results.models import ResultImport
-from studio.http import StudioRequest
+from studio.http import MemberRequest
 from studio.models import Role
 from studio.tenancy import get_in_workspace, member_required
 
@@ -26,7 +26,7 @@ PENDING_MAX_AGE = 3600  # seconds an uploaded file waits for its mapping to be c
 _SALT = "results.pending"
 
 
-def _campaign(request: StudioRequest, code: UUID) -> Campaign:
+def _campaign(request: MemberRequest, code: UUID) -> Campaign:
     return get_in_workspace(
         request, Campaign.objects.select_related("brand"), code=code
     )
@@ -47,7 +47,7 @@ def _next_round_url(result: services.BatchResult) -> str | None:
 
 @require_GET
 @member_required()
-def campaign_results(request: StudioRequest, code: UUID) -> HttpResponse:
+def campaign_results(request: MemberRequest, code: UUID) -> HttpResponse:
     campaign = _campaign(request, code)
     results = services.campaign_results(campaign)
     batches = [
@@ -95,7 +95,6 @@ def campaign_results(request: StudioRequest, code: UUID) -> HttpResponse:
         }
         for r in results
     ]
-    assert request.membership is not None
     context = {
         "campaign": campaign,
         "batches": batches,
@@ -109,7 +108,7 @@ def campaign_results(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 def _pending_token(
-    request: StudioRequest, campaign: Campaign, path: str, name: str
+    request: MemberRequest, campaign: Campaign, path: str, name: str
 ) -> str:
     return signing.dumps(
         {"c": str(campaign.code), "u": request.user.pk, "p": path, "n": name},
@@ -118,7 +117,7 @@ def _pending_token(
 
 
 def _pending(
-    request: StudioRequest, campaign: Campaign, token: str
+    request: MemberRequest, campaign: Campaign, token: str
 ) -> tuple[str, str] | None:
     try:
         data = signing.loads(token, salt=_SALT, max_age=PENDING_MAX_AGE)
@@ -131,14 +130,14 @@ def _pending(
 
 @require_POST
 @member_required(Role.EDITOR)
-def results_upload(request: StudioRequest, code: UUID) -> HttpResponse:
+def results_upload(request: MemberRequest, code: UUID) -> HttpResponse:
     """Step 1: the file. Its columns are guessed (or read through the chosen mapping) and shown."""
     campaign = _campaign(request, code)
     form = UploadForm(request.POST, request.FILES, workspace=request.workspace)
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
-                messages.error(request, error)
+                messages.error(request, str(error))
         return redirect("results:campaign-results", code=campaign.code)
     upload = form.cleaned_data["file"]
     data = upload.read()
@@ -165,7 +164,7 @@ def results_upload(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 def _mapping_page(
-    request: StudioRequest,
+    request: MemberRequest,
     campaign: Campaign,
     form: MappingForm,
     table: platforms.Table,
@@ -189,7 +188,7 @@ def _mapping_page(
 
 @require_POST
 @member_required(Role.EDITOR)
-def results_confirm(request: StudioRequest, code: UUID) -> HttpResponse:
+def results_confirm(request: MemberRequest, code: UUID) -> HttpResponse:
     """Step 2: the confirmed mapping (optionally saved by name); the rows are matched and stored."""
     campaign = _campaign(request, code)
     pending = _pending(request, campaign, request.POST.get("token", ""))

@@ -219,6 +219,10 @@ say "ruff format --check ."
 "$VENV/bin/ruff" format --check --output-format concise . || lint_rc=$?
 say "lint-imports (layers: studio <- campaigns <- generation <- feature apps)"
 "$VENV/bin/lint-imports" --no-cache || lint_rc=$?
+# mypy with django-stubs ([tool.mypy] in pyproject.toml; strict on generation/backends/). The plugin
+# imports studio.settings, which needs STUDIO_TESTING=1 (or DEBUG=1) to load without a secret.
+say "mypy (types, with django-stubs)"
+if STUDIO_TESTING=1 "$VENV/bin/mypy"; then say "mypy: ok"; else lint_rc=1; warn "mypy: failed"; fi
 
 say "pytest $*"
 test_rc=0
@@ -229,18 +233,18 @@ ml_rc=0
 "$ROOT/scripts/ml-tests.sh" || ml_rc=$?
 
 if [ "$test_rc" -ne 0 ]; then
-    if [ "$lint_rc" -ne 0 ]; then warn "lint (ruff or lint-imports) failed too (exit $lint_rc)"; fi
+    if [ "$lint_rc" -ne 0 ]; then warn "lint (ruff, lint-imports or mypy) failed too (exit $lint_rc)"; fi
     if [ "$ml_rc" -ne 0 ]; then warn "tests/ml failed too (exit $ml_rc)"; fi
     warn "pytest failed (exit $test_rc)"
     exit "$test_rc"
 fi
 if [ "$ml_rc" -ne 0 ]; then
-    if [ "$lint_rc" -ne 0 ]; then warn "lint (ruff or lint-imports) failed too (exit $lint_rc)"; fi
+    if [ "$lint_rc" -ne 0 ]; then warn "lint (ruff, lint-imports or mypy) failed too (exit $lint_rc)"; fi
     warn "tests/ml failed (exit $ml_rc): scripts/ml-tests.sh runs them alone"
     exit "$ml_rc"
 fi
 if [ "$lint_rc" -ne 0 ]; then
-    warn "Tests passed, but lint found problems (exit $lint_rc): run '.venv/bin/ruff check --fix . && .venv/bin/ruff format .' and '.venv/bin/lint-imports'"
+    warn "Tests passed, but lint found problems (exit $lint_rc): run '.venv/bin/ruff check --fix . && .venv/bin/ruff format .', '.venv/bin/lint-imports' and 'STUDIO_TESTING=1 .venv/bin/mypy'"
     exit "$lint_rc"
 fi
 say "All green. Artefacts: $STUDIO_TEST_ARTIFACTS"

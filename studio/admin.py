@@ -11,8 +11,7 @@ class MembershipInline(admin.TabularInline):
     # membership_change and so keeps every workspace's last admin.
     model = Membership
     extra = 0
-    fields = ["user", "role", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("user", "role", "created_at")
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -20,6 +20,7 @@ when Redis came back empty; either way the engine's sweep re-drives the generati
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class QoS(kombu_redis.QoS):
-    def restore_unacked(self, client=None):  # type: ignore[no-untyped-def]
+    def restore_unacked(self, client: Any = None) -> None:
         transport = self.channel.connection
         if transport is None or transport.client is None:
             # The connection was released: there is no broker to give the messages back to.
@@ -52,7 +53,7 @@ class QoS(kombu_redis.QoS):
 class Channel(kombu_redis.Channel):
     QoS = QoS
 
-    def _connparams(self, asynchronous=False):  # type: ignore[no-untyped-def]
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         # The same release, reached another way: a message rejected or acknowledged (a task that
         # failed, a revoked one) on a channel whose transport was released asks for a new pool and
         # finds `connection` or its `client` gone. As a ConnectionError it is a connection error

@@ -6,6 +6,18 @@ from django.contrib.auth.forms import UserCreationForm
 from studio.models import Role
 
 
+def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
+    """form.fields[name] as the ChoiceField it is declared as, to set its choices per request.
+
+    `fields` holds plain Fields as far as the types know; the check turns a renamed or retyped
+    field into a clear error rather than a silently ignored `choices` attribute.
+    """
+    field = form.fields[name]
+    if not isinstance(field, forms.ChoiceField):
+        raise TypeError(f"{type(form).__name__}.{name} is not a ChoiceField")
+    return field
+
+
 class InvitationForm(forms.Form):
     # Deliberately no account look-up here: the answer must be the same whether or not an
     # account with this address exists (docs/security.md).

@@ -20,6 +20,14 @@ class StudioRequest(HttpRequest):
     membership: Membership | None
 
 
+class MemberRequest(StudioRequest):
+    """A request past `member_required` (studio/tenancy.py): the user is signed in and a member of
+    the current workspace, so neither is None. Views behind that decorator take this type."""
+
+    workspace: Workspace
+    membership: Membership
+
+
 def wants_partial(request: HttpRequest) -> bool:
     """True for htmx requests that expect a fragment.
 
@@ -27,4 +35,6 @@ def wants_partial(request: HttpRequest) -> bool:
     HX-Request set when its history cache misses) must get the full page.
     """
     htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
+    if not htmx:
+        return False
+    return not htmx.boosted and not htmx.history_restore_request

@@ -167,8 +167,8 @@ def exposition() -> tuple[bytes, str]:
     state = CollectorRegistry(auto_describe=False)
     if settings.PROMETHEUS_MULTIPROC_DIR:
         events = CollectorRegistry()
-        collector = MultiProcessCollector(events)
-        state.register(_Declared({family.name for family in collector.collect()}))
+        merged = MultiProcessCollector(events)
+        state.register(_Declared({family.name for family in merged.collect()}))
     else:
         events = REGISTRY
     for collector in _STATE_COLLECTORS:

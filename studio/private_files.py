@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 from django.core.files.storage import Storage
 from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.utils.cache import patch_cache_control
 
 # A redirect to a presigned URL must not outlive the URL's signature.
@@ -25,7 +26,7 @@ def serve_private_file(
     max_age: int,
     immutable: bool = False,
     as_attachment: bool = False,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Stream `file` (or redirect to its presigned URL), cached privately for `max_age` seconds.
 
     The caller has already checked that the request may see the file. Attachments are always
@@ -34,7 +35,7 @@ def serve_private_file(
     if not file.name:
         raise Http404
     storage = file.storage
-    response: HttpResponse
+    response: HttpResponseBase
     url = None if as_attachment else direct_url(storage, file.name)
     if url is not None:
         response = HttpResponseRedirect(url)

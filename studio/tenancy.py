@@ -12,8 +12,10 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 
 from studio.http import StudioRequest
@@ -57,12 +59,16 @@ def workspace_context(request: HttpRequest) -> dict[str, Any]:
 
 def member_required(
     role: str = Role.VIEWER,
-) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
     """Login plus a membership of the current workspace with at least `role` (403 otherwise)."""
 
-    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorator(
+        view: Callable[..., HttpResponseBase],
+    ) -> Callable[..., HttpResponseBase]:
         @wraps(view)
-        def wrapper(request: StudioRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(
+            request: StudioRequest, *args: Any, **kwargs: Any
+        ) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if request.membership is None:
@@ -90,5 +96,5 @@ def get_in_workspace[M: models.Model](
         raise Http404
     try:
         return queryset.get(workspace=request.workspace, **lookup)
-    except (queryset.model.DoesNotExist, ValueError) as exc:
+    except (ObjectDoesNotExist, ValueError) as exc:
         raise Http404 from exc

@@ -113,13 +113,14 @@ class Command(BaseCommand):
         except (LookupFailed, ValidationError) as exc:
             raise CommandError(_one_line(exc)) from exc
         try:
-            pack = services.export_pack_build(pack_id=pack.pk)
+            built = services.export_pack_build(pack_id=pack.pk)
         except Exception as exc:
             raise CommandError(
                 f"The export failed: {_one_line(exc)}", returncode=3
             ) from exc
-        if pack is None or not pack.file:
+        if built is None or not built.file:
             raise CommandError("The export did not finish.", returncode=3)
+        pack = built
         with pack.file.open("rb") as src, out.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         presets = ", ".join(p["key"] for p in pack.presets)
@@ -140,7 +141,7 @@ def _one_line(exc: Exception) -> str:
     return " ".join(text.split())
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

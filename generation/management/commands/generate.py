@@ -338,9 +338,8 @@ class Command(BaseCommand):
 
     def _write(self, generation: Generation, out: str) -> None:
         asset = generation.asset
-        target = Path(
-            out or f"generation-{generation.code}.{asset.file.name.rsplit('.', 1)[-1]}"
-        )
+        extension = (asset.file.name or "").rsplit(".", 1)[-1]
+        target = Path(out or f"generation-{generation.code}.{extension}")
         with asset.file.open("rb") as handle:
             target.write_bytes(handle.read())
         cost = (
