@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from studio.forms import choice_field
+from studio.forms import form_field
 
 
 class ImportForm(forms.Form):
@@ -43,6 +43,6 @@ class GapBatchForm(forms.Form):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        choice_field(self, "shot").choices = shots
-        choice_field(self, "campaign").choices = campaigns
-        choice_field(self, "target").choices = targets
+        form_field(self, "shot", forms.ChoiceField).choices = shots
+        form_field(self, "campaign", forms.ChoiceField).choices = campaigns
+        form_field(self, "target", forms.ChoiceField).choices = targets

@@ -7,7 +7,7 @@ from django import forms
 from campaigns.channels import CHANNEL_CHOICES
 from exports.presets import parse_size
 from exports.render import FORMATS
-from studio.forms import choice_field
+from studio.forms import form_field
 
 
 class PackForm(forms.Form):
@@ -30,7 +30,7 @@ class PackForm(forms.Form):
         self, *args: Any, preset_choices: list[tuple[str, str]], **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        choice_field(self, "presets").choices = preset_choices
+        form_field(self, "presets", forms.MultipleChoiceField).choices = preset_choices
         self.fields["presets"].required = False
 
     def clean(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 
 from results import platforms, services
-from studio.forms import choice_field
+from studio.forms import form_field
 
 
 class UploadForm(forms.Form):
@@ -20,9 +20,9 @@ class UploadForm(forms.Form):
 
     def __init__(self, *args: Any, workspace: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        choice_field(self, "mapping").choices = [("", "Guess from the header")] + [
-            (name, name) for name in services.mapping_choices(workspace)
-        ]
+        form_field(self, "mapping", forms.ChoiceField).choices = [
+            ("", "Guess from the header")
+        ] + [(name, name) for name in services.mapping_choices(workspace)]
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]

@@ -6,15 +6,13 @@ from django.contrib.auth.forms import UserCreationForm
 from studio.models import Role
 
 
-def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
-    """form.fields[name] as the ChoiceField it is declared as, to set its choices per request.
-
-    `fields` holds plain Fields as far as the types know; the check turns a renamed or retyped
-    field into a clear error rather than a silently ignored `choices` attribute.
-    """
+def form_field[F: forms.Field](form: forms.BaseForm, name: str, kind: type[F]) -> F:
+    """form.fields[name] as the field class it is declared as, to set its choices or queryset per
+    request (`fields` holds plain Fields as far as the types know). A renamed or retyped field is a
+    clear error here rather than an attribute silently set on the wrong field."""
     field = form.fields[name]
-    if not isinstance(field, forms.ChoiceField):
-        raise TypeError(f"{type(form).__name__}.{name} is not a ChoiceField")
+    if not isinstance(field, kind):
+        raise TypeError(f"{type(form).__name__}.{name} is not a {kind.__name__}")
     return field
 
 
