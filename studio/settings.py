@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -227,6 +228,7 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
 MEDIA_URL = "/media-not-public/"
 
 # Storage: local files by default; S3-compatible object storage when AWS_STORAGE_BUCKET_NAME is set.
+default_storage: dict[str, Any]
 if bucket := os.environ.get("AWS_STORAGE_BUCKET_NAME"):
     default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -295,6 +297,7 @@ CELERY_BROKER_URL = (
     os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://localhost/"
 )
 CELERY_QUEUE_DIR = DATA_DIR / "celery"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any]
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # A broker with no server, for the embedded default. It loses an in-flight message when a
     # whole worker is SIGKILLed (no visibility timeout); the periodic sweep re-drives such work.
@@ -335,7 +338,7 @@ CELERY_TIMEZONE = TIME_ZONE
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
 
 # Content Security Policy (Django 6 core): no inline scripts, no third-party origins.
-SECURE_CSP = {
+SECURE_CSP: dict[str, list[str]] = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
     "style-src": [CSP.SELF],

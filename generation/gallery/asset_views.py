@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -128,7 +129,8 @@ def _timings(generation: Generation) -> list[dict[str, Any]]:
         ("Ingesting", generation.ingesting_at),
         (generation.get_state_display(), generation.finished_at),
     ]
-    out, previous = [], None
+    out: list[dict[str, Any]] = []
+    previous: datetime | None = None
     for label, at in steps:
         if at is None:
             continue

@@ -127,7 +127,7 @@ def compare_assets(*, workspace: Workspace, codes: Sequence[str]) -> Comparison:
             [json.dumps(g.params, sort_keys=True) if g.params else "—" for g in gens],
         ),
         CompareRow("Status", [a.get_review_status_display() for a in assets]),
-        CompareRow("Cost", [f"${a.cost:.4f}" for a in assets]),  # type: ignore[attr-defined]
+        CompareRow("Cost", [f"${a.cost:.4f}" for a in assets]),
     ]
     # Same scale for all: the tallest image 560 px high, and all side by side within ~1200 px.
     tallest = max(a.height for a in assets)

@@ -85,6 +85,8 @@ def scope_review_counts(*, scope: Scope, filters: Filters) -> ReviewCounts:
         "c": scope.campaign.pk if scope.campaign else None,
         "b": scope.batch.pk if scope.batch is not None else None,
     }[kind]
+    if scope_id is None:  # not reached: a campaign or batch scope has its object
+        return review_counts(filters.apply(scope.assets(), with_status=False))
     return _tallied(kind, scope_id)
 
 

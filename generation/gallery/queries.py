@@ -193,11 +193,14 @@ def gallery_page(
     grouped = filters.group == GROUP_BATCH
     prefix = "-" if sort.descending else ""
     order = [f"{prefix}{sort.field}", f"{prefix}pk"]
+    assets: QuerySet[Asset]
     if grouped:
         order.insert(0, f"{'-' if _groups_descending(sort) else ''}batch_group")
         # The page's ids are sorted on the asset rows alone (narrow: a few ms at thousands),
         # then only those rows are joined for the cards: still one query.
-        keys = filters.apply(scope.assets()).alias(batch_group=Coalesce("batch_id", 0))
+        keys: QuerySet[Asset] = filters.apply(scope.assets()).alias(
+            batch_group=Coalesce("batch_id", 0)
+        )
         if after:
             keys = _after(keys, sort, after, grouped=True)
         page_ids = keys.order_by(*order).values("pk")[: size + 1]

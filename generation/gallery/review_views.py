@@ -8,6 +8,7 @@ redirects back.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
@@ -155,7 +156,7 @@ def asset_comment(request: StudioRequest, code: UUID) -> HttpResponse:
     elif form.has_error("body", "required"):
         error = "Write something first."
     else:  # too long, or a NUL character: the form's own message says which
-        error = " ".join(form.errors["body"])
+        error = " ".join(str(e) for e in form.errors["body"])
     if wants_partial(request):
         context = {
             "asset": asset,
@@ -216,11 +217,10 @@ def asset_bulk(request: StudioRequest) -> HttpResponse:
         )
     )
     action = form.cleaned_data["action"]
-    if (
-        action not in ACTIONS
-    ):  # star, unstar, tag, untag; review decisions are checked per status
+    # star, unstar, tag, untag; review decisions are checked per status.
+    if action not in ACTIONS:
         permissions.require(request, "asset.annotate")
-    common = {"workspace_id": request.workspace.pk, "asset_ids": assets}
+    common: dict[str, Any] = {"workspace_id": request.workspace.pk, "asset_ids": assets}
     n = len(assets)
     images = f"{n} image{'s' if n != 1 else ''}"
     try:

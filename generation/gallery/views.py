@@ -18,6 +18,7 @@ from uuid import UUID
 
 from django.db.models.fields.files import FieldFile
 from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -195,7 +196,7 @@ def batch_gallery(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_GET
 @member_required()
-def asset_thumbnail(request: StudioRequest, code: UUID) -> HttpResponse:
+def asset_thumbnail(request: StudioRequest, code: UUID) -> HttpResponseBase:
     asset = get_in_workspace(
         request, Asset.objects.only("file", "thumbnail", "content_type"), code=code
     )
@@ -206,7 +207,7 @@ def asset_thumbnail(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_GET
 @member_required()
-def asset_image(request: StudioRequest, code: UUID) -> HttpResponse:
+def asset_image(request: StudioRequest, code: UUID) -> HttpResponseBase:
     """The image as the provider made it; `?download=1` sends it as an attachment."""
     asset = get_in_workspace(
         request,
@@ -225,7 +226,7 @@ def asset_image(request: StudioRequest, code: UUID) -> HttpResponse:
 
 def _serve(
     file: FieldFile, *, content_type: str, filename: str, as_attachment: bool = False
-) -> HttpResponse:
+) -> HttpResponseBase:
     return serve_private_file(
         file,
         content_type=content_type,

@@ -207,7 +207,8 @@ def backend_statuses(
         .values_list("backend", "submitted_at", "finished_at")[:LATENCY_SAMPLE]
     )
     for name, submitted, finished in timings:
-        durations[name].append((finished - submitted).total_seconds())
+        if submitted is not None and finished is not None:  # both set: filtered above
+            durations[name].append((finished - submitted).total_seconds())
     for name, values in durations.items():
         if name in statuses:
             statuses[name].p50 = percentile(values, 50)
@@ -229,18 +230,20 @@ def backend_statuses(
             ),
         )
     )
-    for row in spend:
-        if row["backend"] in statuses:
-            statuses[row["backend"]].spend_month = row["actual"] + row["estimated"]
+    for spent in spend:
+        if spent["backend"] in statuses:
+            statuses[spent["backend"]].spend_month = (
+                spent["actual"] + spent["estimated"]
+            )
     for name, cost in abandoned_cost.items():
         if name in statuses:
             statuses[name].spend_month += cost
 
     account_ids: defaultdict[str, list[int | None]] = defaultdict(lambda: [None])
-    for account_id, name in ProviderAccount.objects.filter(
+    for pk, name in ProviderAccount.objects.filter(
         workspace=workspace, enabled=True
     ).values_list("id", "backend"):
-        account_ids[name].append(account_id)
+        account_ids[name].append(pk)
     for name, status in statuses.items():
         for account_id in account_ids[name]:
             current = breaker.state(cap_key_for(name, account_id))
