@@ -67,7 +67,9 @@ def _gallery_query(q: AssetQuery) -> QueryDict:
         query["starred"] = "1"
     form = gallery.GalleryFilterForm(query)
     if not form.is_valid():
-        detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        detail = "; ".join(
+            f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()
+        )
         raise Problem(422, "validation", detail)
     for item in q.var:
         name, sep, value = item.partition("=")

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
 from ninja.decorators import decorate_view
@@ -20,7 +21,7 @@ from pydantic import Field
 from api import lookups
 from api import representations as rep
 from api.asset_search import AssetQuery, asset_page
-from api.auth import require
+from api.auth import ApiRequest, require
 from api.batch_requests import batch_from_request
 from api.generation_requests import generation_from_request
 from api.idempotency import idempotent
@@ -49,7 +50,7 @@ from api.waiting import requested_wait, wait_for_generation
 from generation import review
 from generation.batches import services as batch_services
 from generation.batches.services import batch_sync_state
-from generation.models import Asset, Batch, Generation, ReviewStatus
+from generation.models import Asset, Batch, Generation, GenerationState, ReviewStatus
 from studio.models import Role
 from studio.private_files import serve_private_file
 
@@ -73,9 +74,9 @@ def _generation_data(caller: Caller, code: Any, base: str) -> dict[str, Any]:
 )
 @decorate_view(idempotent)
 async def generation_create(
-    request: HttpRequest, response: HttpResponse, payload: GenerationIn
+    request: ApiRequest, response: HttpResponse, payload: GenerationIn
 ) -> Status:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+    caller = request.auth
     generation = await sync_to_async(generation_from_request)(caller, payload)
     await wait_for_generation(request, response, generation.pk)
     data = await sync_to_async(_generation_data)(
@@ -90,9 +91,9 @@ async def generation_create(
     summary="One generation: state, cost, timings, the image's URL (Prefer: wait=N)",
 )
 async def generation_detail(
-    request: HttpRequest, response: HttpResponse, code: UUID
+    request: ApiRequest, response: HttpResponse, code: UUID
 ) -> dict:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+    caller = request.auth
     data = await sync_to_async(_generation_data)(caller, code, rep.base_url(request))
     if not data["terminal"] and requested_wait(request):
         pk = await sync_to_async(
@@ -115,13 +116,13 @@ class GenerationFilter(ListQuery):
     response={200: GenerationPage, **ERRORS},
     summary="List generations, newest first",
 )
-def generation_list(request: HttpRequest, q: Query[GenerationFilter]) -> dict:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def generation_list(request: ApiRequest, q: Query[GenerationFilter]) -> dict:
+    caller = request.auth
     qs = lookups.generations().filter(workspace=caller.workspace)
     if q.batch is not None:
         qs = qs.filter(batch=lookups.batch(caller, q.batch))
     if q.state is not None:
-        if q.state not in {s for s, _ in Generation._meta.get_field("state").choices}:
+        if q.state not in GenerationState.values:
             raise Problem(422, "validation", f"“{q.state}” is not a generation state.")
         qs = qs.filter(state=q.state)
     base = rep.base_url(request)
@@ -143,16 +144,16 @@ def generation_list(request: HttpRequest, q: Query[GenerationFilter]) -> dict:
     summary="Create and dispatch a batch from a template version (matrix or rows)",
 )
 @decorate_view(idempotent)
-def batch_create(request: HttpRequest, payload: BatchIn) -> Status:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def batch_create(request: ApiRequest, payload: BatchIn) -> Status:
+    caller = request.auth
     batch = batch_from_request(caller, payload)
     batch = lookups.batch(caller, batch.code)
     return Status(201, rep.batch(batch, rep.batch_progress(batch)))
 
 
 @router.get("/batches", response={200: BatchPage, **ERRORS}, summary="List batches")
-def batch_list(request: HttpRequest, q: Query[ListQuery]) -> dict:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def batch_list(request: ApiRequest, q: Query[ListQuery]) -> dict:
+    caller = request.auth
     qs = Batch.objects.filter(workspace=caller.workspace).select_related(
         "campaign", "template_version"
     )
@@ -164,8 +165,8 @@ def batch_list(request: HttpRequest, q: Query[ListQuery]) -> dict:
     response={200: BatchOut, **ERRORS},
     summary="One batch with its progress",
 )
-def batch_detail(request: HttpRequest, code: UUID) -> dict:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def batch_detail(request: ApiRequest, code: UUID) -> dict:
+    caller = request.auth
     batch = batch_sync_state(batch=lookups.batch(caller, code))
     return rep.batch(batch, rep.batch_progress(batch))
 
@@ -175,8 +176,8 @@ def batch_detail(request: HttpRequest, code: UUID) -> dict:
     response={200: CancelOut, **ERRORS},
     summary="Cancel what of a batch has not finished",
 )
-def batch_cancel(request: HttpRequest, code: UUID) -> dict:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def batch_cancel(request: ApiRequest, code: UUID) -> dict:
+    caller = request.auth
     require(caller, Role.EDITOR)
     batch = lookups.batch(caller, code)
     canceled = batch_services.batch_cancel(batch=batch)
@@ -192,18 +193,18 @@ def batch_cancel(request: HttpRequest, code: UUID) -> dict:
     response={200: AssetPage, **ERRORS},
     summary="List assets with the gallery's filters and sorts",
 )
-def asset_list(request: HttpRequest, q: Query[AssetQuery]) -> dict:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def asset_list(request: ApiRequest, q: Query[AssetQuery]) -> dict:
+    caller = request.auth
     return asset_page(caller, q, base=rep.base_url(request))
 
 
 @router.get("/assets/{code}", response={200: AssetOut, **ERRORS}, summary="One asset")
-def asset_detail(request: HttpRequest, code: UUID) -> dict:
-    return rep.asset(lookups.asset(request.auth, code), base=rep.base_url(request))  # type: ignore[arg-type]
+def asset_detail(request: ApiRequest, code: UUID) -> dict:
+    return rep.asset(lookups.asset(request.auth, code), base=rep.base_url(request))
 
 
-def _decide(request: HttpRequest, code: UUID, status: str, comment: str) -> dict:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def _decide(request: ApiRequest, code: UUID, status: str, comment: str) -> dict:
+    caller = request.auth
     asset = lookups.asset(caller, code)
     review.asset_review(
         asset=asset, actor=caller.user, to_status=status, comment=comment
@@ -216,7 +217,7 @@ def _decide(request: HttpRequest, code: UUID, status: str, comment: str) -> dict
     response={200: AssetOut, **ERRORS},
     summary="Approve (approver role or higher)",
 )
-def asset_approve(request: HttpRequest, code: UUID, payload: ReviewIn) -> dict:
+def asset_approve(request: ApiRequest, code: UUID, payload: ReviewIn) -> dict:
     return _decide(request, code, ReviewStatus.APPROVED, payload.comment)
 
 
@@ -225,7 +226,7 @@ def asset_approve(request: HttpRequest, code: UUID, payload: ReviewIn) -> dict:
     response={200: AssetOut, **ERRORS},
     summary="Reject (approver role or higher)",
 )
-def asset_reject(request: HttpRequest, code: UUID, payload: ReviewIn) -> dict:
+def asset_reject(request: ApiRequest, code: UUID, payload: ReviewIn) -> dict:
     return _decide(request, code, ReviewStatus.REJECTED, payload.comment)
 
 
@@ -234,7 +235,7 @@ def asset_reject(request: HttpRequest, code: UUID, payload: ReviewIn) -> dict:
     response={200: AssetOut, **ERRORS},
     summary="Set any review status (the role rules of the review page apply)",
 )
-def asset_review(request: HttpRequest, code: UUID, payload: ReviewStatusIn) -> dict:
+def asset_review(request: ApiRequest, code: UUID, payload: ReviewStatusIn) -> dict:
     return _decide(request, code, payload.status, payload.comment)
 
 
@@ -244,8 +245,8 @@ def asset_review(request: HttpRequest, code: UUID, payload: ReviewStatusIn) -> d
     summary="Comment on an asset (editor role or higher)",
 )
 @decorate_view(idempotent)
-def asset_comment(request: HttpRequest, code: UUID, payload: CommentIn) -> Status:
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+def asset_comment(request: ApiRequest, code: UUID, payload: CommentIn) -> Status:
+    caller = request.auth
     asset = lookups.asset(caller, code)
     comment = review.comment_add(asset=asset, author=caller.user, body=payload.body)
     return Status(
@@ -260,7 +261,7 @@ def asset_comment(request: HttpRequest, code: UUID, payload: CommentIn) -> Statu
     )
 
 
-def _serve(asset: Asset) -> HttpResponse:
+def _serve(asset: Asset) -> HttpResponseBase:
     return serve_private_file(
         asset.file,
         content_type=asset.content_type,
@@ -275,8 +276,8 @@ def _serve(asset: Asset) -> HttpResponse:
     url_name="asset_file",
     summary="The image file (with the token)",
 )
-def asset_file(request: HttpRequest, code: UUID) -> HttpResponse:
-    return _serve(lookups.asset(request.auth, code))  # type: ignore[arg-type]
+def asset_file(request: ApiRequest, code: UUID) -> HttpResponseBase:
+    return _serve(lookups.asset(request.auth, code))
 
 
 @router.get(
@@ -286,5 +287,5 @@ def asset_file(request: HttpRequest, code: UUID) -> HttpResponse:
     url_name="asset_signed_file",
     summary="The image file by a signed, expiring URL (no token needed)",
 )
-def asset_signed_file(request: HttpRequest, token: str) -> HttpResponse:
+def asset_signed_file(request: HttpRequest, token: str) -> HttpResponseBase:
     return _serve(rep.signed_object(Asset, token, rep.FILE_SALT))

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.http import HttpRequest
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema
 from pydantic import Field
 
 from api import representations as rep
+from api.auth import ApiRequest
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, page
 from api.schemas import ERRORS, AssetBrief, PageOut
 from campaigns.models import Brand
@@ -78,21 +79,21 @@ def _render(product: Product, approved: list[Any], base: str) -> dict[str, Any]:
     }
 
 
-def _queryset(request: HttpRequest) -> Any:
+def _queryset(request: ApiRequest) -> QuerySet[Product]:
     return (
-        Product.objects.filter(workspace=request.auth.workspace)  # type: ignore[attr-defined]
+        Product.objects.filter(workspace=request.auth.workspace)
         .select_related("brand")
         .prefetch_related("images__reference")
     )
 
 
 @router.get("/products", response={200: ProductPage, **ERRORS}, summary="List products")
-def product_list(request: HttpRequest, q: Query[ProductQuery]) -> dict:
+def product_list(request: ApiRequest, q: Query[ProductQuery]) -> dict:
     qs = _queryset(request)
     if q.brand is not None:
         brand = get_object_or_404(
             Brand,
-            workspace=request.auth.workspace,  # type: ignore[attr-defined]
+            workspace=request.auth.workspace,
             code=q.brand,
         )
         qs = qs.filter(brand=brand)
@@ -112,7 +113,7 @@ def product_list(request: HttpRequest, q: Query[ProductQuery]) -> dict:
 @router.get(
     "/products/{code}", response={200: ProductOut, **ERRORS}, summary="One product"
 )
-def product_detail(request: HttpRequest, code: UUID) -> dict:
+def product_detail(request: ApiRequest, code: UUID) -> dict:
     product = get_object_or_404(_queryset(request), code=code)
     approved = approved_by_product(product.brand).get(product.pk, [])
     return _render(product, approved, rep.base_url(request))

@@ -81,7 +81,7 @@ CAMPAIGN_FIELDS: dict[str, Any] = {
     "status": Campaign.Status.ACTIVE,
 }
 
-TEXT_TEMPLATE = {
+TEXT_TEMPLATE: dict[str, Any] = {
     "name": "Autumn Blend packshot",
     "description": "The bag on a surface, with a headline at the top. For the shop and feed posts.",
     "kind": "text",
@@ -93,7 +93,7 @@ TEXT_TEMPLATE = {
     "parameters": {"model": "flux-2-pro", "width": 1024, "height": 1024},
 }
 
-JSON_TEMPLATE = {
+JSON_TEMPLATE: dict[str, Any] = {
     "name": "Social card: café moment",
     "description": "Structured prompt for a portrait social card with the mascot in the café.",
     "kind": "json",

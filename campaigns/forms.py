@@ -9,6 +9,7 @@ from django import forms
 
 from campaigns.channels import CHANNEL_CHOICES
 from campaigns.models import Brand, Campaign, ReferenceImage, ReferenceRole
+from studio.forms import form_field
 from studio.input_rules import NUL_MESSAGE, has_nul
 from studio.models import Workspace
 
@@ -91,7 +92,9 @@ class BrandForm(forms.Form):
     def __init__(self, *args: Any, brand: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if brand is not None:
-            self.fields["logo"].queryset = ReferenceImage.objects.filter(
+            form_field(
+                self, "logo", forms.ModelChoiceField
+            ).queryset = ReferenceImage.objects.filter(
                 brand=brand, role=ReferenceRole.LOGO
             )
         else:

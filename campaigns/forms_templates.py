@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from campaigns.models import Brand, Campaign, PromptKind, ReferenceRole, TemplateVersion
 from campaigns.prompt_templates import format_slot
 from campaigns.prompting import NAME_RE
+from studio.forms import form_field
 from studio.input_rules import loads_limited
 from studio.models import Workspace
 
@@ -140,12 +141,17 @@ class TemplateCreateForm(TemplateContentForm):
 
     def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["brand"].queryset = Brand.objects.filter(workspace=workspace)  # type: ignore[attr-defined]
-        campaign_field = self.fields["campaign"]
+        form_field(
+            self, "brand", forms.ModelChoiceField
+        ).queryset = Brand.objects.filter(workspace=workspace)
+        campaign_field = form_field(self, "campaign", forms.ModelChoiceField)
         campaign_field.queryset = Campaign.objects.filter(
             workspace=workspace
-        ).select_related("brand")  # type: ignore[attr-defined]
-        campaign_field.label_from_instance = lambda c: f"{c.brand.name} · {c.name}"  # type: ignore[attr-defined]
+        ).select_related("brand")
+        # Django looks label_from_instance up on the field instance, so this one overrides it.
+        campaign_field.label_from_instance = (  # type: ignore[method-assign]
+            lambda obj: f"{obj.brand.name} · {obj.name}"
+        )
         self.fields["change_note"].initial = "First version"
 
     def clean(self) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def _render_job(job: _Job) -> list[tuple[Preset, Plan, str, str, bytes]]:
                     fmt,
                     signer=signer,
                     title=arcname,
-                    crop=tuple(round(v) for v in p.box),
+                    crop=p.box,
                     size=(p.width, p.height),
                     model_label=job.model_label,
                     original=parent,
@@ -208,7 +208,7 @@ def _job(
         original = handle.read()
     job = _Job(
         original=original,
-        original_type=mimetypes.guess_type(asset.file.name)[0] or "image/png",
+        original_type=mimetypes.guess_type(asset.file.name or "")[0] or "image/png",
         stem=stem,
         presets=presets,
         formats=list(pack.formats),

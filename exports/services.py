@@ -7,6 +7,7 @@ says about them); exports/streaming.py saves it to storage as it is made."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -40,7 +41,7 @@ def export_pack_request(
     batch: Batch | None = None,
     assets: list[Asset] | None = None,
     preset_names: list[str] | None = None,
-    formats: list[str] | None = None,
+    formats: Sequence[str] | None = None,
     all_statuses: bool = False,
     dispatch: bool = True,
     names: dict[int, str] | None = None,
@@ -59,6 +60,7 @@ def export_pack_request(
             f"Unknown format {unknown[0]!r}: use {', '.join(FORMATS)}."
         )
     queryset = Asset.objects.filter(workspace=workspace)
+    brand: Brand | None
     if campaign is not None:
         queryset, brand, pack_title = (
             queryset.filter(campaign=campaign),

@@ -7,6 +7,7 @@ through the `home_panels` UI hook, so studio does not import this layer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -32,7 +33,7 @@ SHOWN = 6
 @dataclass(frozen=True)
 class Dashboard:
     running: list[Batch]
-    waiting: list[dict[str, Any]]  # campaign__code, campaign__name, count
+    waiting: Sequence[Mapping[str, Any]]  # campaign__code, campaign__name, count
     waiting_total: int
     approvals: list[ReviewEvent]
     budgets: list[dict[str, Any]]  # spend_by_campaign rows, plus share (0..1+)

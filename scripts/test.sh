@@ -8,14 +8,15 @@
 # 2. installs Debian's chromium with apt-get when /usr/bin/chromium is missing (browser tests), and
 #    tesseract-ocr when `tesseract` is missing (brand checks' OCR), and libimage-exiftool-perl when
 #    `exiftool` is missing (asset packs' provenance is read back with it);
-# 3. ruff check ., ruff format --check . and lint-imports (the layering contract in pyproject.toml);
+# 3. ruff check ., ruff format --check ., lint-imports (the layering contract in pyproject.toml) and
+#    mypy with django-stubs ([tool.mypy] in pyproject.toml; strict on generation/backends/);
 # 4. pytest on PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise throwaway servers
 #    started from the local binaries for this run (stopped again on exit, Ctrl-C and failure too);
 # 5. tests/ml in .venv-ml (Python 3.11 with the CPU torch wheel): scripts/ml-tests.sh creates or
 #    updates it (pip only when the diffusers extra changed) and runs them; without a Python 3.11
 #    it says they were skipped and why, except on CI (CI=1), where that is an error.
 #
-# Exit status: pytest's, then tests/ml's, or ruff's when both passed and lint did not.
+# Exit status: pytest's, then tests/ml's, or lint's when both passed and lint did not.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh

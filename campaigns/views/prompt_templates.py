@@ -247,7 +247,9 @@ def template_preview(request: StudioRequest, code: UUID) -> HttpResponse:
             error = exc
     else:
         error = PromptError(
-            Problem("invalid_value", f"{{{field.label}}}: {message}", field.label or "")
+            Problem(
+                "invalid_value", f"{{{field.label}}}: {message}", str(field.label or "")
+            )
             for field in form.variable_fields()
             for message in field.errors
         )

@@ -20,6 +20,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.db.models.fields.files import FieldFile
 from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -223,7 +224,10 @@ def reference_upload(request: StudioRequest, code: UUID) -> HttpResponse:
         except services.ImageRejected as exc:
             return _upload_error(request, exc.message)
         except services.DuplicateReference as exc:
-            context = {"reference": exc.existing, "name": files[0].name}
+            context: dict[str, Any] = {
+                "reference": exc.existing,
+                "name": files[0].name,
+            }
             return render(
                 request,
                 "campaigns/references/list.html#upload_duplicate",
@@ -350,7 +354,7 @@ def reference_delete(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_GET
 @member_required()
-def reference_image(request: StudioRequest, code: UUID) -> HttpResponse:
+def reference_image(request: StudioRequest, code: UUID) -> HttpResponseBase:
     """The cleaned image; `?download=1` sends it as an attachment named after the upload."""
     reference = _reference_for_user(request, code)
     return _serve(
@@ -363,7 +367,7 @@ def reference_image(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_GET
 @member_required()
-def reference_thumbnail(request: StudioRequest, code: UUID) -> HttpResponse:
+def reference_thumbnail(request: StudioRequest, code: UUID) -> HttpResponseBase:
     reference = _reference_for_user(request, code)
     if not reference.thumbnail:
         # Rows made outside the upload service may lack one: the image itself still shows.
@@ -378,7 +382,7 @@ def _download_name(reference: ReferenceImage) -> str:
 
 def _serve(
     file: FieldFile, *, content_type: str, filename: str, as_attachment: bool = False
-) -> HttpResponse:
+) -> HttpResponseBase:
     return serve_private_file(
         file,
         content_type=content_type,

@@ -175,7 +175,8 @@ def _on_result(
             where = {"provider_task_id": generation.provider_task_id}
         # Synchronous backend: the bytes are here, ingest in this same step (claimed for it);
         # otherwise an ingest task downloads the result at once.
-        inline = result.result_bytes is not None
+        data = result.result_bytes
+        inline = data is not None
         if inline:
             claims.hold(
                 generation.pk, now + _claim_ttl(), ttl=_claim_ttl().total_seconds()
@@ -189,10 +190,10 @@ def _on_result(
             **fields,
         ):
             return Next(wake=(key,))
-        if not inline:
+        if data is None:  # not inline: the ingest task downloads the result
             return Next(INGEST, wake=(key,))
         generation.state = S.INGESTING
-        nxt = _store(generation, result.result_bytes)
+        nxt = _store(generation, data)
         return Next(nxt.action, nxt.countdown, nxt.poll_seq, wake=(key, *nxt.wake))
 
     error = result.error or BackendError(

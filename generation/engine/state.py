@@ -32,7 +32,7 @@ SUBMIT, POLL, INGEST, NOTHING = "submit", "poll", "ingest", "none"
 AT_PROVIDER = (S.SUBMITTED, S.RUNNING)
 
 
-_STAMPS = {
+_STAMPS: dict[str, str] = {  # keyed by state value (GenerationState is a str enum)
     S.SUBMITTED: "submitted_at",
     S.RUNNING: "running_at",
     S.INGESTING: "ingesting_at",

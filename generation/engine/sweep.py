@@ -79,7 +79,7 @@ def generation_sweep(
         .values_list("id", "state", "poll_count", "due_at")[:limit]
     )
     # Claims whose holder died (claims.py): released now instead of after ENGINE_CLAIM_TTL.
-    claimed = (
+    claimed = list(
         Generation.objects.filter(
             Q(state=S.QUEUED, dispatched_at__isnull=False) | Q(state=S.INGESTING),
             due_at__gt=now,
@@ -88,8 +88,10 @@ def generation_sweep(
         .order_by("due_at")
         .values_list("id", "state", "poll_count", "due_at")[:limit]
     )
-    claimed = list(claimed)
-    orphaned = claims.dead((pk, due_at) for pk, _, _, due_at in claimed)
+    # due_at is never None here (filtered on it above): the check is for the types.
+    orphaned = claims.dead(
+        (pk, due_at) for pk, _, _, due_at in claimed if due_at is not None
+    )
     if orphaned:
         log.warning("sweep: releasing %d claim(s) of dead workers", len(orphaned))
     overdue = [*stuck, *(row for row in claimed if row[0] in orphaned)]
