@@ -243,9 +243,9 @@ class CampaignCreateForm(CampaignForm):
 
     def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["brand"].queryset = Brand.objects.filter(  # type: ignore[attr-defined]
-            workspace=workspace
-        ).order_by("name")
+        form_field(
+            self, "brand", forms.ModelChoiceField
+        ).queryset = Brand.objects.filter(workspace=workspace).order_by("name")
 
 
 class CampaignStatusForm(forms.Form):
