@@ -30,14 +30,14 @@ from generation.batches.common import BatchRefused
 from generation.batches.spec import Target
 from generation.batches.targets import target_options
 from studio import permissions
-from studio.http import StudioRequest, wants_partial
+from studio.http import MemberRequest, wants_partial
 from studio.tenancy import get_in_workspace, member_required
 
 PRODUCTS_PER_PAGE = 50
 IMPORTS_SHOWN = 5
 
 
-def _brand(request: StudioRequest, code: UUID) -> Brand:
+def _brand(request: MemberRequest, code: UUID) -> Brand:
     return get_in_workspace(request, Brand.objects.all(), code=code)
 
 
@@ -48,7 +48,7 @@ def _skus(text: str) -> list[str]:
 
 @require_GET
 @member_required()
-def catalog_page(request: StudioRequest, code: UUID) -> HttpResponse:
+def catalog_page(request: MemberRequest, code: UUID) -> HttpResponse:
     brand = _brand(request, code)
     products = Product.objects.filter(brand=brand).prefetch_related("images__reference")
     page = Paginator(products, PRODUCTS_PER_PAGE).get_page(request.GET.get("page"))
@@ -68,7 +68,7 @@ def catalog_page(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @member_required()
-def import_create(request: StudioRequest, code: UUID) -> HttpResponse:
+def import_create(request: MemberRequest, code: UUID) -> HttpResponse:
     """Upload: store the files and run a dry run (the preview) in a worker; nothing is written."""
     permissions.require(request, "brand.edit")  # the rule the import form reads
     brand = _brand(request, code)
@@ -100,7 +100,7 @@ def import_create(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_GET
 @member_required()
 @vary_on_headers("HX-Request")
-def import_detail(request: StudioRequest, code: UUID) -> HttpResponse:
+def import_detail(request: MemberRequest, code: UUID) -> HttpResponse:
     job = get_in_workspace(
         request, CatalogImport.objects.select_related("brand"), code=code
     )
@@ -123,7 +123,7 @@ def import_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @member_required()
-def import_confirm(request: StudioRequest, code: UUID) -> HttpResponse:
+def import_confirm(request: MemberRequest, code: UUID) -> HttpResponse:
     """Run the previewed files for real (refused rows are left out, as the preview said)."""
     permissions.require(request, "brand.edit")  # the rule the Import button reads
     job = get_in_workspace(
@@ -141,7 +141,7 @@ def _shots(brand: Brand) -> list[Shot]:
 
 
 def _gap_form(
-    request: StudioRequest, brand: Brand, shots: list[Shot], data: Any = None
+    request: MemberRequest, brand: Brand, shots: list[Shot], data: Any = None
 ) -> GapBatchForm:
     campaigns = Campaign.objects.filter(brand=brand).order_by("-created_at")
     return GapBatchForm(
@@ -154,7 +154,7 @@ def _gap_form(
 
 @require_GET
 @member_required()
-def coverage_page(request: StudioRequest, code: UUID) -> HttpResponse:
+def coverage_page(request: MemberRequest, code: UUID) -> HttpResponse:
     brand = _brand(request, code)
     shots = _shots(brand)
     by_key = {s.key: s for s in shots}
@@ -170,9 +170,11 @@ def coverage_page(request: StudioRequest, code: UUID) -> HttpResponse:
         keep = {p.pk for p in chosen}
         rows = [r for r in rows if r.product.pk in keep]
     form = None
+    variables: list[str] = []
     if permissions.can(request.membership, "batch.create") and missing is not None:
         form = _gap_form(request, brand, shots)
         form.initial = {"shot": missing.key}
+        variables = other_variables(missing)
     return render(
         request,
         "catalog/coverage.html",
@@ -187,14 +189,14 @@ def coverage_page(request: StudioRequest, code: UUID) -> HttpResponse:
             "sku_text": sku_text,
             "unknown": unknown,
             "gap_form": form,
-            "variables": other_variables(missing) if form is not None else [],
+            "variables": variables,
         },
     )
 
 
 @require_POST
 @member_required()
-def gap_batch(request: StudioRequest, code: UUID) -> HttpResponse:
+def gap_batch(request: MemberRequest, code: UUID) -> HttpResponse:
     """The one-click batch for the gaps: the shot's template over every product missing it."""
     permissions.require(request, "batch.create")  # the rule the gap form reads
     brand = _brand(request, code)
@@ -203,7 +205,7 @@ def gap_batch(request: StudioRequest, code: UUID) -> HttpResponse:
     back = redirect("catalog:coverage", brand.code)
     if not form.is_valid():
         for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(errors)}")
+            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
         return back
     shot = next(s for s in shots if s.key == form.cleaned_data["shot"])
     campaign = Campaign.objects.get(brand=brand, code=form.cleaned_data["campaign"])
@@ -231,7 +233,7 @@ def gap_batch(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @member_required()
-def export_by_product(request: StudioRequest, code: UUID) -> HttpResponse:
+def export_by_product(request: MemberRequest, code: UUID) -> HttpResponse:
     permissions.require(request, "export.create")  # the rule the Export button reads
     brand = _brand(request, code)
     products = list(Product.objects.filter(brand=brand).order_by("sku"))
@@ -247,7 +249,7 @@ def export_by_product(request: StudioRequest, code: UUID) -> HttpResponse:
 
 @require_GET
 @member_required()
-def results_download(request: StudioRequest, code: UUID) -> HttpResponse:
+def results_download(request: MemberRequest, code: UUID) -> HttpResponse:
     brand = _brand(request, code)
     response = HttpResponse(
         exporting.results_csv(brand=brand), content_type="text/csv; charset=utf-8"
