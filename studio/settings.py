@@ -51,6 +51,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # Public base URL of this studio (for provider webhooks and links in notifications).
 STUDIO_PUBLIC_URL = os.environ.get("STUDIO_PUBLIC_URL", "").rstrip("/")
+# Where `make run` serves the studio on this machine (scripts/run.sh reads the same STUDIO_HOST and
+# PORT): what load_demo prints when no public URL is set.
+STUDIO_LOCAL_URL = f"http://{os.environ.get('STUDIO_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -17,7 +17,6 @@ through the reference library service, exactly like an upload from the browser.
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -179,9 +178,7 @@ class Command(BaseCommand):
         campaign: Campaign,
         templates: list[PromptTemplate],
     ) -> None:
-        url = settings.STUDIO_PUBLIC_URL or (
-            f"http://{os.environ.get('STUDIO_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-        )
+        url = settings.STUDIO_PUBLIC_URL or settings.STUDIO_LOCAL_URL
         out = self.stdout
         out.write(
             self.style.SUCCESS(f'Demo data ready in workspace "{workspace.name}":')
